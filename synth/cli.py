@@ -1,0 +1,116 @@
+"""The ``synth`` command. Thin: parse options, call the Python API, print.
+
+A user mistake (:class:`~synth.errors.UserError`) prints one line — what, where, how to fix
+— and exits with the error's code; no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from synth.errors import SynthError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Distil a big teacher model into a small student you can run yourself.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from synth import __version__
+
+        typer.echo(f"synth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """prompts → teachers → traces → curate → dataset → train"""
+
+
+def _fail(err: SynthError) -> None:
+    typer.echo(f"synth: error: {err}", err=True)
+    raise typer.Exit(err.exit_code)
+
+
+@app.command()
+def generate(
+    input: Path = typer.Argument(..., help="Prompts, one JSON object a line: "
+                                 '{"id", "prompt"} or {"id", "messages"}; optional '
+                                 '"system", "reference", "metadata".'),
+    teacher: str = typer.Option(..., "--teacher", "-t", help="PROVIDER:MODEL, e.g. "
+                                "openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
+                                "local:smollm2-135m-instruct (embedded, no key)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: traces.parquet, "
+                             "cache.sqlite, run.json. Rerun the same command to resume."),
+    samples: int = typer.Option(1, help="Samples per prompt."),
+    temperature: Optional[float] = typer.Option(
+        None, help="Default: 0 (greedy) for one sample, 1.0 for several."),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Answer tokens per request."),
+    seed: Optional[int] = typer.Option(None),
+    system: Optional[str] = typer.Option(None, help="System prompt for lines without one."),
+    concurrency: int = typer.Option(64, help="Requests in flight at once."),
+    rpm: Optional[float] = typer.Option(None, help="Requests per minute limit."),
+    tpm: Optional[float] = typer.Option(None, help="Tokens per minute limit."),
+    max_cost: Optional[float] = typer.Option(
+        None, "--max-cost", help="Stop sending before the run directory's total cost "
+        "(cached answers included) would exceed this many USD."),
+    logprobs: Optional[int] = typer.Option(None, help="Store the top-K alternatives per token."),
+    reasoning: bool = typer.Option(False, "--reasoning", help="Ask for the teacher's reasoning "
+                                   "(Anthropic extended thinking; OpenAI reasoning_effort)."),
+    reasoning_effort: Optional[str] = typer.Option(
+        None, "--reasoning-effort", help="low | medium | high (implies --reasoning)."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", help="Any OpenAI-compatible server: vLLM, DeepSeek, llama.cpp, "
+        "Ollama, Together."),
+    api_key_env: Optional[str] = typer.Option(
+        None, "--api-key-env", help="Read the key from this variable instead of "
+        "OPENAI_API_KEY / ANTHROPIC_API_KEY."),
+    timeout: float = typer.Option(600.0, help="Seconds per attempt."),
+    max_retries: int = typer.Option(5, "--max-retries"),
+    dtype: str = typer.Option("fp32", help="Local teacher precision: fp32 | bf16. bf16 is "
+                              "~2x faster on CPU but changes the answers (part of the hash)."),
+    price_file: Optional[Path] = typer.Option(None, "--price-file",
+                                              help="YAML prices overriding the built-in table."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Default: on when stderr is a terminal."),
+) -> None:
+    """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
+    from synth.generate import generate as run
+
+    try:
+        result = run(input=input, teacher=teacher, out=out, samples=samples,
+                     temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                     system=system, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                     max_cost=max_cost, logprobs=logprobs, reasoning=reasoning,
+                     reasoning_effort=reasoning_effort, base_url=base_url,
+                     api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
+                     dtype=dtype, price_file=price_file, progress=progress)
+    except UserError as err:
+        _fail(err)
+    s = result.summary
+    cost = "n/a" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
+    fails = ", ".join(f"{k}={v}" for k, v in s["failures"].items())
+    typer.echo(
+        f"{s['rows']} rows ({s['status']['ok']} ok, {s['status']['error']} error"
+        f"{': ' + fails if fails else ''}); {s['from_cache']} from cache, {s['sent']} sent; "
+        f"{s['tokens']['input']:,} in / {s['tokens']['output']:,} out tokens; cost {cost}; "
+        f"{s['wall_s']:.1f}s → {result.traces}", err=True)
+    if s["status"]["error"] and not s["status"]["ok"]:
+        raise typer.Exit(1)  # nothing succeeded: let scripts notice
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="synth: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    app()
+
+
+if __name__ == "__main__":
+    main()

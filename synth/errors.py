@@ -1,0 +1,135 @@
+"""The exception tree. Every error synth raises on purpose is a :class:`SynthError`.
+
+::
+
+    SynthError                      base; ``exit_code`` is what the CLI exits with
+    ├── UserError                   the user can fix it; the CLI prints one line, no traceback
+    │   ├── ConfigError             a bad option or config value        (exit 2)
+    │   ├── InputError              a bad input file: names file, line and field (exit 3)
+    │   ├── TeacherSpecError        an unknown or malformed ``--teacher`` spec (exit 2)
+    │   ├── MissingAPIKeyError      the key variable is unset           (exit 2)
+    │   ├── TeacherUnreachableError the base URL does not answer        (exit 4)
+    │   └── ModelLoadError          a local model cannot be found/loaded/verified (exit 5)
+    └── TeacherError                one request failed (becomes a ``status=error`` row)
+        ├── RetryableError          worth another attempt: 429, 408, 409, 5xx, timeouts,
+        │   │                       dropped connections, malformed or truncated bodies
+        │   └── RateLimitedError    429; carries the server's ``retry_after``
+        ├── FatalRequestError       other 4xx: fails fast, never retried
+        └── BudgetExceededError     ``--max-cost`` reached; the request was never sent
+
+``TeacherError`` never escapes a run: the runner turns it into a row with
+``status="error"`` and the reason, so no request is silently dropped.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SynthError",
+    "UserError",
+    "ConfigError",
+    "InputError",
+    "TeacherSpecError",
+    "MissingAPIKeyError",
+    "TeacherUnreachableError",
+    "ModelLoadError",
+    "TeacherError",
+    "RetryableError",
+    "RateLimitedError",
+    "FatalRequestError",
+    "BudgetExceededError",
+]
+
+
+class SynthError(Exception):
+    """Base class of every error synth raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(SynthError):
+    """Something the user can fix. The CLI prints ``str(err)`` on one line and exits."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError):
+    """A bad option or configuration value. The message names the option."""
+
+    exit_code = 2
+
+
+class InputError(UserError):
+    """A bad input file. Carries the file, the 1-based line and the field when known."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.path, self.line, self.field = path, line, field
+        where = path or "<input>"
+        if line is not None:
+            where += f":{line}"
+        if field is not None:
+            where += f": field {field!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class TeacherSpecError(ConfigError):
+    """An unknown or malformed teacher spec such as ``opneai:gpt-4o``."""
+
+
+class MissingAPIKeyError(ConfigError):
+    """The environment variable that should hold the API key is unset or empty."""
+
+
+class TeacherUnreachableError(UserError):
+    """The teacher's base URL refused or timed out before any request was sent."""
+
+    exit_code = 4
+
+
+class ModelLoadError(UserError):
+    """A local model could not be found, verified (checksum) or loaded."""
+
+    exit_code = 5
+
+
+class TeacherError(SynthError):
+    """One request failed. ``reason`` is a short stable tag used to count failures."""
+
+    reason = "error"
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.status = status
+        if reason is not None:
+            self.reason = reason
+
+
+class RetryableError(TeacherError):
+    """A failure worth retrying after a backoff."""
+
+    reason = "retryable"
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message, status=status, reason=reason)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(RetryableError):
+    """HTTP 429. ``retry_after`` holds the server's hint in seconds, if it gave one."""
+
+    reason = "rate_limited"
+
+
+class FatalRequestError(TeacherError):
+    """A request the server rejected for good (400, 401, 403, 404, 422, ...)."""
+
+    reason = "rejected"
+
+
+class BudgetExceededError(TeacherError):
+    """Sending this request could cross ``--max-cost``; it was not sent."""
+
+    reason = "max_cost"

@@ -1,0 +1,74 @@
+"""A live progress bar with rate, ETA, tokens and running cost; silent when not on a TTY."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+__all__ = ["RunProgress"]
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} req/s" if speed else "-- req/s", style="cyan")
+
+
+class _MeterColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        f = task.fields
+        cost = f.get("cost")
+        money = "cost n/a" if cost is None else f"${cost:,.4f}"
+        errors = f.get("errors", 0)
+        tail = f"  [{errors} errors]" if errors else ""
+        return Text(f"{f.get('tokens', 0):,} tok  {money}{tail}", style="green")
+
+
+class RunProgress:
+    """Thin wrapper so the runner never touches rich directly."""
+
+    def __init__(self, *, enabled: bool | None = None, description: str = "generate"):
+        console = Console(stderr=True)
+        self.enabled = console.is_terminal if enabled is None else enabled
+        self._progress = None
+        self._task = None
+        self._description = description
+        self._console = console
+        self.tokens = 0
+        self.cost: float | None = 0.0
+        self.errors = 0
+
+    def start(self, total: int, done: int, *, tokens: int = 0, cost: float | None = 0.0) -> None:
+        self.tokens, self.cost = tokens, cost
+        if not self.enabled:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TaskProgressColumn(), _RateColumn(), TimeRemainingColumn(), _MeterColumn(),
+            console=self._console, refresh_per_second=8, transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(self._description, total=total, completed=done,
+                                             tokens=tokens, cost=cost, errors=0)
+
+    def advance(self, *, tokens: int = 0, cost: float | None = 0.0, error: bool = False) -> None:
+        self.tokens += tokens
+        if self.cost is not None:
+            self.cost = None if cost is None else self.cost + cost
+        self.errors += error
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, tokens=self.tokens, cost=self.cost,
+                                  errors=self.errors)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

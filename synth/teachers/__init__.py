@@ -1,0 +1,145 @@
+"""Teachers and the provider registry.
+
+A spec string ``PROVIDER:MODEL`` picks a provider and a model: ``openai:gpt-4o-mini``,
+``anthropic:claude-sonnet-4-5``, ``local:smollm2-135m-instruct``. Plugins add providers with
+:func:`register_provider` or an entry point in the ``synth.teachers`` group whose object is
+a factory ``(model: str, options: TeacherOptions) -> Teacher``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Callable
+
+from synth.errors import ConfigError, MissingAPIKeyError, TeacherSpecError
+from synth.teachers.base import Teacher, estimate_tokens
+from synth.teachers.http import HttpTeacher, RetryPolicy
+from synth.teachers.limits import Limiter
+
+__all__ = [
+    "Teacher",
+    "TeacherOptions",
+    "TeacherFactory",
+    "register_provider",
+    "providers",
+    "parse_spec",
+    "make_teacher",
+    "estimate_tokens",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TeacherOptions:
+    """Everything about *how* to reach a teacher (none of it changes the answers, except
+    ``dtype`` which is therefore also a request parameter)."""
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 64
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 600.0
+    max_retries: int = 5
+    retry_initial_delay: float = 0.5
+    dtype: str = "fp32"
+    max_batch_size: int = 32
+
+
+TeacherFactory = Callable[[str, TeacherOptions], Teacher]
+_REGISTRY: dict[str, TeacherFactory] = {}
+
+
+def register_provider(name: str, factory: TeacherFactory) -> None:
+    """Make ``name:MODEL`` specs build teachers with ``factory``."""
+    _REGISTRY[name] = factory
+
+
+def providers() -> list[str]:
+    _load_plugins()
+    return sorted(_REGISTRY)
+
+
+def _load_plugins() -> None:
+    for ep in metadata.entry_points(group="synth.teachers"):
+        if ep.name not in _REGISTRY:
+            _REGISTRY[ep.name] = ep.load()
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    provider, sep, model = spec.partition(":")
+    if not sep or not provider or not model:
+        raise TeacherSpecError(
+            f"--teacher {spec!r}: expected PROVIDER:MODEL, e.g. openai:gpt-4o-mini, "
+            "anthropic:claude-sonnet-4-5 or local:smollm2-135m-instruct")
+    if provider not in _REGISTRY:
+        _load_plugins()
+    if provider not in _REGISTRY:
+        raise TeacherSpecError(
+            f"--teacher {spec!r}: unknown provider {provider!r} "
+            f"(known: {', '.join(sorted(_REGISTRY))})")
+    return provider, model
+
+
+def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
+    """Build (but do not start) the teacher a spec names."""
+    provider, model = parse_spec(spec)
+    return _REGISTRY[provider](model, options or TeacherOptions())
+
+
+def _api_key(options: TeacherOptions, default_env: str, *, required: bool) -> str | None:
+    name = options.api_key_env or default_env
+    key = os.environ.get(name, "").strip()
+    if not key and (required or options.api_key_env):
+        how = f"export {name}=..." if options.api_key_env else (
+            f"export {name}=... or pass --api-key-env NAME")
+        raise MissingAPIKeyError(f"API key variable {name} is not set ({how})")
+    return key or None
+
+
+def _http_common(options: TeacherOptions) -> dict:
+    if options.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    return dict(
+        limiter=Limiter(concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm),
+        retry=RetryPolicy(max_retries=options.max_retries,
+                          initial_delay=options.retry_initial_delay),
+        timeout=options.timeout,
+    )
+
+
+def _openai(model: str, options: TeacherOptions) -> Teacher:
+    from synth.teachers.openai import DEFAULT_BASE_URL, OpenAIWire
+
+    base = options.base_url or DEFAULT_BASE_URL
+    official = "api.openai.com" in base
+    # Local OpenAI-compatible servers (vLLM, llama.cpp, Ollama) usually need no key.
+    key = _api_key(options, "OPENAI_API_KEY", required=official)
+    return HttpTeacher(wire=OpenAIWire(official=official), model=model, base_url=base,
+                       api_key=key, **_http_common(options))
+
+
+def _anthropic(model: str, options: TeacherOptions) -> Teacher:
+    from synth.teachers.anthropic import DEFAULT_BASE_URL, AnthropicWire
+
+    base = options.base_url or DEFAULT_BASE_URL
+    key = _api_key(options, "ANTHROPIC_API_KEY", required="api.anthropic.com" in base)
+    return HttpTeacher(wire=AnthropicWire(), model=model, base_url=base, api_key=key,
+                       **_http_common(options))
+
+
+def _local(model: str, options: TeacherOptions) -> Teacher:
+    try:
+        from synth.teachers.local import LocalTeacher  # imports torch: only when asked for
+    except ModuleNotFoundError as e:
+        raise ConfigError(
+            f"--teacher local:{model}: needs {e.name!r}; install with "
+            "`pip install torch==2.13.0 && pip install 'synth[local]'`") from None
+
+    return LocalTeacher(model, dtype=options.dtype, max_batch_size=options.max_batch_size)
+
+
+register_provider("openai", _openai)
+register_provider("anthropic", _anthropic)
+register_provider("local", _local)

@@ -1,0 +1,43 @@
+"""Read YAML data files (price tables, later licences and recipes) with line numbers, so
+a mistake is reported as ``file:line: field 'x': what is wrong``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synth.errors import InputError
+
+__all__ = ["load_yaml", "item_lines"]
+
+
+def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
+    """Parse ``path``; return the data and its node tree (for :func:`item_lines`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such file", path=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not valid UTF-8 (byte {e.start})", path=str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(f"not valid YAML: {problem}", path=str(path), line=line) from None
+    return data, node
+
+
+def item_lines(node: yaml.Node | None, key: str) -> list[int]:
+    """1-based line of each item of the list under top-level ``key``."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for k, v in node.value:
+        if k.value == key and isinstance(v, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in v.value]
+    return []

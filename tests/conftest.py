@@ -1,0 +1,42 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.provider_server import ProviderServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def _server():
+    with ProviderServer() as s:
+        yield s
+
+
+@pytest.fixture
+def server(_server):
+    """A loopback OpenAI + Anthropic server, fresh state per test."""
+    _server.reset()
+    yield _server
+    _server.reset()
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    def make(lines, name="in.jsonl"):
+        p = tmp_path / name
+        p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        return p
+    return make
+
+
+@pytest.fixture
+def price_file(tmp_path):
+    """Prices for the loopback models (the built-in table only prices real API hosts)."""
+    p = tmp_path / "prices.yaml"
+    p.write_text("models:\n"
+                 "  - {provider: openai, match: gpt-test, input: 1.0, cached_input: 0.5, "
+                 "output: 2.0}\n"
+                 "  - {provider: anthropic, match: claude-test, input: 3.0, output: 15.0}\n")
+    return p

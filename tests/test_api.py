@@ -1,0 +1,38 @@
+"""Pins the public API: a change here is a change users see."""
+
+import synth
+import synth.errors as errors
+
+
+def test_public_names():
+    assert sorted(synth.__all__) == sorted([
+        "__version__", "generate", "agenerate", "GenerateConfig", "RunResult", "read_prompts",
+        "Prompt", "Params", "Request", "Completion", "TRACE_SCHEMA", "Teacher",
+        "TeacherOptions", "make_teacher", "register_provider", "SynthError", "UserError",
+        "ConfigError", "InputError", "TeacherError",
+    ])
+    for name in synth.__all__:
+        assert hasattr(synth, name), name
+
+
+def test_exception_tree():
+    e = errors
+    assert issubclass(e.UserError, e.SynthError) and issubclass(e.TeacherError, e.SynthError)
+    for cls in (e.ConfigError, e.InputError, e.TeacherUnreachableError, e.ModelLoadError):
+        assert issubclass(cls, e.UserError)
+    for cls in (e.TeacherSpecError, e.MissingAPIKeyError):
+        assert issubclass(cls, e.ConfigError)
+    assert issubclass(e.RateLimitedError, e.RetryableError)
+    for cls in (e.RetryableError, e.FatalRequestError, e.BudgetExceededError):
+        assert issubclass(cls, e.TeacherError) and not issubclass(cls, e.UserError)
+    # every class in the module is documented in its docstring
+    for name in e.__all__:
+        assert name in e.__doc__, name
+
+
+def test_trace_schema_has_the_issue_columns():
+    cols = set(synth.TRACE_SCHEMA.names)
+    assert {"id", "prompt_id", "sample_index", "messages", "response", "reasoning", "logprobs",
+            "finish_reason", "status", "error", "provider", "model", "model_version", "params",
+            "request_hash", "input_tokens", "output_tokens", "cost_usd", "latency_s",
+            "created_at", "metadata", "reference"} <= cols
