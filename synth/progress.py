@@ -8,7 +8,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
-    TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -53,7 +52,7 @@ class RunProgress:
             return
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TaskProgressColumn(), _RateColumn(), TimeRemainingColumn(), _MeterColumn(),
+            _RateColumn(), TimeRemainingColumn(), _MeterColumn(),
             console=self._console, refresh_per_second=8, transient=False)
         self._progress.start()
         self._task = self._progress.add_task(self._description, total=total, completed=done,

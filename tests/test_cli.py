@@ -82,7 +82,7 @@ def test_generate_writes_the_run_directory(tmp_path, server):
               f"{server.url}/v1", "--samples", "2")
     assert p.returncode == 0, p.stderr
     assert "10 rows (10 ok, 0 error)" in p.stderr
-    assert sorted(x.name for x in out.iterdir()) == ["cache.sqlite", "run.json",
+    assert sorted(x.name for x in out.iterdir()) == [".lock", "cache.sqlite", "run.json",
                                                      "traces.parquet"]
     assert pq.read_table(out / "traces.parquet").num_rows == 10
     assert json.loads((out / "run.json").read_text())["status"] == {"ok": 10, "error": 0}
@@ -127,3 +127,19 @@ def test_sigkill_then_rerun_sends_only_unfinished_requests(tmp_path, server):
     resumed = pq.read_table(out / "traces.parquet").select(CONTENT).to_pylist()
     clean = pq.read_table(ref / "traces.parquet").select(CONTENT).to_pylist()
     assert resumed == clean
+
+
+def test_one_run_per_directory(tmp_path, server):
+    import fcntl
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": 1, "prompt": "hi"}\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = synth("generate", src, "-t", "openai:gpt-test", "-o", out, "--base-url",
+                  f"{server.url}/v1")
+    assert p.returncode == 2
+    assert "another synth run is using this directory" in one_line_error(p)
+    assert server.n_requests == 0

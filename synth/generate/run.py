@@ -11,6 +11,7 @@ run killed at any moment and started again produces the same file as one that ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -145,6 +146,22 @@ def write_atomic(path: Path, data: bytes | pa.Table) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """One run per directory: two would each send what the other is about to."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; document, don't pretend
+        yield
+        return
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"--out {out}: another synth run is using this directory") from None
+        yield
 
 
 def _resolve_params(cfg: GenerateConfig, provider: str) -> Params:
@@ -306,17 +323,22 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
                           "add one with --price-file")
     requests = _requests(prompts, teacher, params, cfg.samples)
 
+    if params.temperature == 0 and cfg.samples > 1:
+        log.warning("--samples %d at temperature 0: the samples will be (nearly) identical",
+                    cfg.samples)
+
     try:
         await teacher.start()
-        if price is None:
-            log.warning("no price known for %s (host %s): cost_usd will be null; "
-                        "add one with --price-file", cfg.teacher, host)
         cfg.out.mkdir(parents=True, exist_ok=True)
-        cache = ResponseCache(cfg.out / CACHE)
-        try:
-            result = await _run(cfg, teacher, price, requests, cache)
-        finally:
-            cache.close()
+        with _exclusive(cfg.out):
+            if price is None:
+                log.warning("no price known for %s (host %s): cost_usd will be null; "
+                            "add one with --price-file", cfg.teacher, host)
+            cache = ResponseCache(cfg.out / CACHE)
+            try:
+                result = await _run(cfg, teacher, price, requests, cache)
+            finally:
+                cache.close()
     finally:
         await teacher.aclose()
 
