@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import resource
 import statistics
@@ -197,4 +198,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("OPENAI_API_KEY", "bench")
+    logging.getLogger("synth").setLevel(logging.ERROR)  # "no price known" is expected here
     main()

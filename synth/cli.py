@@ -94,6 +94,10 @@ def generate(
                      dtype=dtype, price_file=price_file, progress=progress)
     except UserError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        typer.echo(f"synth: interrupted; answers so far are in {out}/cache.sqlite: run the "
+                   "same command to resume", err=True)
+        raise typer.Exit(130) from None
     s = result.summary
     cost = "n/a" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
     fails = ", ".join(f"{k}={v}" for k, v in s["failures"].items())

@@ -143,3 +143,24 @@ def test_one_run_per_directory(tmp_path, server):
     assert p.returncode == 2
     assert "another synth run is using this directory" in one_line_error(p)
     assert server.n_requests == 0
+
+
+def test_ctrl_c_keeps_the_cache_and_says_how_to_resume(tmp_path, server):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "prompt": f"q {i} [[delay:0.05]]"}) + "\n"
+                           for i in range(200)))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "synth", "generate", str(src), "-o",
+                             str(out), "-t", "openai:gpt-test", "--base-url",
+                             f"{server.url}/v1", "--concurrency", "2"], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while server.n_requests < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command to resume" in err and "Traceback" not in err
+    assert not (out / "traces.parquet").exists()
+    with sqlite3.connect(out / "cache.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] >= 5
