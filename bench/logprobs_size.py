@@ -45,10 +45,10 @@ def main() -> None:
     json_bytes = 0
     for r in rows:
         lp = r["logprobs"]
-        content = [{"token": t, "logprob": l, "bytes": list(t.encode()),
+        content = [{"token": t, "logprob": lp_t, "bytes": list(t.encode()),
                     "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())}
                                      for a, b in zip(ta, tb)]}
-                   for t, l, ta, tb in zip(lp["tokens"], lp["logprobs"], lp["top_tokens"],
+                   for t, lp_t, ta, tb in zip(lp["tokens"], lp["logprobs"], lp["top_tokens"],
                                            lp["top_logprobs"])]
         json_bytes += len(orjson.dumps({"content": content})) + 1
     print(f"teacher {args.teacher}, K={args.k}, {len(rows)} rows, {tokens} generated tokens")

@@ -40,3 +40,13 @@ def price_file(tmp_path):
                  "output: 2.0}\n"
                  "  - {provider: anthropic, match: claude-test, input: 3.0, output: 15.0}\n")
     return p
+
+
+def logprobs_bytes(parquet_path) -> int:
+    """Compressed bytes of all logprobs columns in a traces file."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(parquet_path).metadata
+    return sum(meta.row_group(g).column(c).total_compressed_size
+               for g in range(meta.num_row_groups) for c in range(meta.num_columns)
+               if meta.row_group(g).column(c).path_in_schema.startswith("logprobs"))

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import synth
-from tests.conftest import ROOT
+from tests.conftest import ROOT, logprobs_bytes
 from tests.tiny_models import build_tiny_model
 
 
@@ -37,10 +37,7 @@ def test_local_rows_logprobs_and_resume(tmp_path, tiny):
     assert len(lp["token_ids"]) == len(lp["tokens"]) == r["output_tokens"] > 0
     assert all(len(ids) == 20 for ids in lp["top_token_ids"])
     # compact storage: the whole logprobs column over all generated tokens
-    meta = pq.ParquetFile(res.traces).metadata
-    lp_bytes = sum(meta.row_group(g).column(c).total_compressed_size
-                   for g in range(meta.num_row_groups) for c in range(meta.num_columns)
-                   if meta.row_group(g).column(c).path_in_schema.startswith("logprobs"))
+    lp_bytes = logprobs_bytes(res.traces)
     n_tokens = sum(x["output_tokens"] for x in rows)
     assert lp_bytes / n_tokens <= 300, f"{lp_bytes / n_tokens:.0f} bytes/token at K=20"
 

@@ -3,10 +3,10 @@
 import json
 import time
 
-import pyarrow.parquet as pq
 import pytest
 
 import synth
+from tests.conftest import logprobs_bytes
 
 FAST = dict(progress=False, retry_initial_delay=0.01, max_retries=3)
 
@@ -107,10 +107,7 @@ def test_logprobs_storage_is_compact(server, tmp_path):
     _, rows = run(server, tmp_path, [{"id": f"q{i}", "prompt": f"{i} {words}"}
                                      for i in range(20)], logprobs=20, max_tokens=400)
     n_tokens = sum(r["output_tokens"] for r in rows)
-    meta = pq.ParquetFile(tmp_path / "run" / "traces.parquet").metadata
-    lp_bytes = sum(meta.row_group(g).column(c).total_compressed_size
-                   for g in range(meta.num_row_groups) for c in range(meta.num_columns)
-                   if meta.row_group(g).column(c).path_in_schema.startswith("logprobs"))
+    lp_bytes = logprobs_bytes(tmp_path / "run" / "traces.parquet")
     assert n_tokens > 5000
     assert lp_bytes / n_tokens <= 300, f"{lp_bytes / n_tokens:.0f} bytes/token at K=20"
 

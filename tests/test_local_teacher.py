@@ -19,7 +19,12 @@ from synth.errors import ConfigError, FatalRequestError, ModelLoadError, Teacher
 from synth.records import LOGPROBS_TYPE, Completion, Params, Prompt, Request
 from synth.teachers import local as local_mod
 from synth.teachers.base import Teacher
-from synth.teachers.local import EMBEDDED_MODELS, EmbeddedModel, LocalTeacher, resolve_model
+from synth.teachers.local import (
+    EMBEDDED_MODELS,
+    EmbeddedModel,
+    LocalTeacher,
+    resolve_model,
+)
 
 try:  # imported as tests.test_local_teacher (rootdir on sys.path) or as a top-level module
     from tests.tiny_models import build_tiny_gguf, build_tiny_model

@@ -13,7 +13,12 @@ import anthropic
 import openai
 import pytest
 
-from tests.provider_server import FAULT_KINDS, ProviderServer, served_model, split_tokens
+from tests.provider_server import (
+    FAULT_KINDS,
+    ProviderServer,
+    served_model,
+    split_tokens,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-test"

@@ -39,8 +39,21 @@ from synth.cache import ResponseCache
 from synth.errors import BudgetExceededError, ConfigError, TeacherError
 from synth.inputs import read_prompts
 from synth.progress import RunProgress
-from synth.records import TRACE_SCHEMA, Completion, Params, Prompt, Request, request_hash
-from synth.teachers import Teacher, TeacherOptions, estimate_tokens, make_teacher, parse_spec
+from synth.records import (
+    TRACE_SCHEMA,
+    Completion,
+    Params,
+    Prompt,
+    Request,
+    request_hash,
+)
+from synth.teachers import (
+    Teacher,
+    TeacherOptions,
+    estimate_tokens,
+    make_teacher,
+    parse_spec,
+)
 from synth.teachers.pricing import Price, load_prices
 from synth.teachers.reasoning import join_reasoning, split_think
 

@@ -130,8 +130,8 @@ def _anthropic(model: str, options: TeacherOptions) -> Teacher:
 
 
 def _local(model: str, options: TeacherOptions) -> Teacher:
-    try:
-        from synth.teachers.local import LocalTeacher  # imports torch: only when asked for
+    try:  # imports torch: only when a local teacher is asked for
+        from synth.teachers.local import LocalTeacher
     except ModuleNotFoundError as e:
         raise ConfigError(
             f"--teacher local:{model}: needs {e.name!r}; install with "
