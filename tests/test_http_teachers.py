@@ -233,3 +233,16 @@ def test_api_key_never_reaches_disk_or_logs(server, tmp_path, monkeypatch, caplo
     assert leaked == []
     out, err = capfd.readouterr()
     assert canary not in out + err + caplog.text
+
+
+def test_rejected_key_stops_sending(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    server.require_key = "sk-right"
+    try:
+        res, rows = run(server, tmp_path, [{"id": i, "prompt": f"p{i}"} for i in range(20)],
+                        concurrency=1)
+    finally:
+        server.require_key = None
+    assert server.n_requests == 1
+    assert all(r["status"] == "error" and "http_401" in r["error"] for r in rows)
+    assert res.summary["failures"] == {"http_401": 20}

@@ -119,6 +119,7 @@ class HttpTeacher:
         self._headers = wire.headers(api_key)
         self._secret = api_key or None
         self.retries: dict[str, int] = {}  # retried failures by reason, for run.json
+        self._auth_error: TeacherError | None = None
 
     async def start(self) -> None:
         """Fail early, with the option named, when the endpoint cannot be reached at all."""
@@ -147,6 +148,11 @@ class HttpTeacher:
         return err
 
     async def complete(self, request: Request) -> Completion:
+        if self._auth_error is not None:
+            # A rejected key stays rejected: don't send the rest of the run to hear it again.
+            raise FatalRequestError(f"not sent: {self._auth_error}",
+                                    status=self._auth_error.status,
+                                    reason=self._auth_error.reason)
         body = self.wire.encode(request, self.model)
         est = request.est_input_tokens + request.params.max_tokens
         attempt = 0
@@ -170,6 +176,8 @@ class HttpTeacher:
                 err = e
             finally:
                 self.limiter.release(est, actual)
+            if err.status in (401, 403):
+                self._auth_error = self._scrub(err)
             if not isinstance(err, RetryableError) or attempt >= self.retry.max_retries:
                 if attempt:
                     err.args = (f"{err} (after {attempt + 1} attempts)",)
