@@ -57,7 +57,7 @@ async def run_synth(url: str, n: int, conc: int, out: Path, tag: str):
     t0, c0 = time.perf_counter(), cpu()
     res = await agenerate(teacher=f"openai:{MODEL}", base_url=f"{url}/v1", prompts=prompts(n, tag),
                           out=out, concurrency=conc, max_tokens=64, progress=False,
-                          max_retries=2)
+                          max_retries=2, intent="research", accept_terms=("unknown",))
     wall, used = time.perf_counter() - t0, cpu() - c0
     assert res.summary["status"]["ok"] == n, res.summary
     lat = res.table().column("latency_s").to_pylist()
@@ -161,7 +161,8 @@ async def rate_check(seconds: float) -> None:
         t0 = time.perf_counter()
         res = await agenerate(teacher=f"openai:{MODEL}", base_url=f"{server.url}/v1",
                               prompts=prompts(n, "rate"), out=Path(tmp) / "rate",
-                              concurrency=32, rpm=rpm, max_tokens=16, progress=False)
+                              concurrency=32, rpm=rpm, max_tokens=16, progress=False,
+                              intent="research", accept_terms=("unknown",))
         wall = time.perf_counter() - t0
         times = [r["t"] for r in server.requests]
         span = times[-1] - times[0]

@@ -78,6 +78,15 @@ def generate(
                               "~2x faster on CPU but changes the answers (part of the hash)."),
     price_file: Optional[Path] = typer.Option(None, "--price-file",
                                               help="YAML prices overriding the built-in table."),
+    intent: Optional[str] = typer.Option(
+        None, "--intent", help="What the data is for: research | internal | distributed | "
+        "competing. Required for API teachers; checked against the teacher's terms."),
+    accept_terms: list[str] = typer.Option(
+        [], "--accept-terms", help="Accept a registry entry's deny or warn (or 'unknown' "
+        "terms) after reading them; recorded on every row. Repeatable."),
+    licence_file: Optional[Path] = typer.Option(
+        None, "--licence-file", help="YAML registry entries adding to or overriding the "
+        "built-in licence registry."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Default: on when stderr is a terminal."),
 ) -> None:
@@ -91,7 +100,9 @@ def generate(
                      max_cost=max_cost, logprobs=logprobs, reasoning=reasoning,
                      reasoning_effort=reasoning_effort, base_url=base_url,
                      api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
-                     dtype=dtype, price_file=price_file, progress=progress)
+                     dtype=dtype, price_file=price_file, intent=intent,
+                     accept_terms=tuple(accept_terms), licence_file=licence_file,
+                     progress=progress)
     except UserError as err:
         _fail(err)
     except KeyboardInterrupt:
@@ -108,6 +119,92 @@ def generate(
         f"{s['wall_s']:.1f}s → {result.traces}", err=True)
     if s["status"]["error"] and not s["status"]["ok"]:
         raise typer.Exit(1)  # nothing succeeded: let scripts notice
+
+
+licence_app = typer.Typer(no_args_is_help=True, help="The teacher-terms registry.")
+app.add_typer(licence_app, name="licence")
+app.add_typer(licence_app, name="license", hidden=True)
+
+
+@licence_app.command("check")
+def licence_check(
+    teacher: str = typer.Argument(..., help="PROVIDER:MODEL, as for generate."),
+    intent: str = typer.Option(..., "--intent",
+                               help="research | internal | distributed | competing"),
+    base_url: Optional[str] = typer.Option(None, "--base-url"),
+    accept_terms: list[str] = typer.Option([], "--accept-terms"),
+    licence_file: Optional[Path] = typer.Option(None, "--licence-file"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """May this teacher's outputs train a student for INTENT? Exit 6 on deny."""
+    import orjson
+
+    from synth.errors import ConfigError
+    from synth.licences import INTENTS, check, load_registry
+    from synth.teachers import parse_spec
+
+    try:
+        provider, model = parse_spec(teacher)
+        if intent not in INTENTS:
+            raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
+        if base_url is None and provider != "local":
+            from synth.teachers.anthropic import DEFAULT_BASE_URL as ANTHROPIC
+            from synth.teachers.openai import DEFAULT_BASE_URL as OPENAI
+
+            base_url = ANTHROPIC if provider == "anthropic" else OPENAI
+        d = check(load_registry(licence_file), provider=provider, model=model,
+                  base_url=base_url, intent=intent, accept=accept_terms)
+    except UserError as err:
+        _fail(err)
+    if as_json:
+        typer.echo(orjson.dumps(d.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        blocked = " (needs --accept-terms unknown)" if d.needs_acceptance else ""
+        typer.echo(f"{teacher} for intent '{intent}': {d.decision.upper()}{blocked}")
+        typer.echo(f"  rule: {d.rule}; evidence: {d.evidence}; entries: {d.entry}")
+        for t, src in zip(d.terms, d.sources):
+            typer.echo(f"  terms: {t} — {src}")
+        for title, items in (("reasons", d.reasons), ("obligations", d.obligations),
+                             ("conditions on you", d.user_conditions),
+                             ("how to proceed", d.how_to_proceed)):
+            if items:
+                typer.echo(f"  {title}:")
+                for x in items:
+                    typer.echo(f"    - {x}")
+    if d.decision == "deny":
+        raise typer.Exit(6)
+
+
+@licence_app.command("list")
+def licence_list(
+    licence_file: Optional[Path] = typer.Option(None, "--licence-file"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every registry entry: id, kind, rule, terms, evidence, source."""
+    import orjson
+    from rich.console import Console
+    from rich.table import Table
+
+    from synth.licences import load_registry
+
+    try:
+        reg = load_registry(licence_file)
+    except UserError as err:
+        _fail(err)
+    if as_json:
+        typer.echo(orjson.dumps([{
+            "id": e.id, "kind": e.kind, "hosts": e.hosts, "models": e.models,
+            "rule": e.rule, "terms": e.terms, "version": e.version, "source": e.source,
+            "evidence": e.evidence, "commercial": e.commercial, "spdx": e.spdx,
+        } for e in reg.entries], option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=f"licence registry (checked {reg.checked})")
+    for col in ("id", "kind", "matches", "rule", "terms", "ev."):
+        table.add_column(col)
+    for e in reg.entries:
+        matches = ", ".join(e.hosts) if e.kind == "host" else ", ".join(e.models)
+        table.add_row(e.id, e.kind, matches, e.rule, e.terms_version(), e.evidence)
+    Console(width=160).print(table)
 
 
 def main() -> None:

@@ -9,7 +9,11 @@
     │   ├── TeacherSpecError        an unknown or malformed ``--teacher`` spec (exit 2)
     │   ├── MissingAPIKeyError      the key variable is unset           (exit 2)
     │   ├── TeacherUnreachableError the base URL does not answer        (exit 4)
-    │   └── ModelLoadError          a local model cannot be found/loaded/verified (exit 5)
+    │   ├── ModelLoadError          a local model cannot be found/loaded/verified (exit 5)
+    │   └── LicenceError            the teacher's terms stop the run before any request
+    │       ├── LicenceDeniedError  the terms forbid this use (``deny``)  (exit 6)
+    │       └── TermsNotAcceptedError nothing is known about these terms and the user
+    │                               has not accepted them (``--accept-terms unknown``) (exit 7)
     └── TeacherError                one request failed (becomes a ``status=error`` row)
         ├── RetryableError          worth another attempt: 429, 408, 409, 5xx, timeouts,
         │   │                       dropped connections, malformed or truncated bodies
@@ -32,6 +36,9 @@ __all__ = [
     "MissingAPIKeyError",
     "TeacherUnreachableError",
     "ModelLoadError",
+    "LicenceError",
+    "LicenceDeniedError",
+    "TermsNotAcceptedError",
     "TeacherError",
     "RetryableError",
     "RateLimitedError",
@@ -92,6 +99,28 @@ class ModelLoadError(UserError):
     """A local model could not be found, verified (checksum) or loaded."""
 
     exit_code = 5
+
+
+class LicenceError(UserError):
+    """The licence check refused to start. Carries the :class:`synth.licences.Decision`."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, decision=None):
+        super().__init__(message)
+        self.decision = decision
+
+
+class LicenceDeniedError(LicenceError):
+    """The teacher's terms forbid using its outputs for the declared intent."""
+
+    exit_code = 6
+
+
+class TermsNotAcceptedError(LicenceError):
+    """The registry knows nothing of these terms: the user must accept them explicitly."""
+
+    exit_code = 7
 
 
 class TeacherError(SynthError):

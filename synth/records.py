@@ -33,6 +33,18 @@ Column reference (all present on every row; ``None`` where not applicable):
 ``created_at``       when the answer arrived (UTC)
 ``reference``        passes through from the input (JSON-encoded if not a string)
 ``metadata``         the input's ``metadata`` as a JSON object string
+
+Provenance (see :mod:`synth.licences`), the same on every row of one run:
+
+``intent``           what the user declared the data is for (``None`` if undeclared)
+``licence_entries``  registry entries that governed the request (host, then model)
+``terms_versions``   "terms (version)" of each of those entries
+``licence_rule``     the most restrictive rule among them
+``licence_decision`` ``allow`` | ``warn`` (``deny`` never produces rows)
+``terms_accepted``   whether ``--accept-terms`` was needed for this row
+``accepted_terms``   the entry ids the user accepted
+``template_id``      the prompt template that made the request, when one did
+``template_hash``    sha256 of that template's text
 ==================== =====================================================================
 """
 
@@ -106,6 +118,15 @@ TRACE_SCHEMA = pa.schema([
     ("created_at", pa.timestamp("us", tz="UTC")),
     ("reference", pa.string()),
     ("metadata", pa.string()),
+    ("intent", pa.string()),
+    ("licence_entries", pa.list_(pa.string())),
+    ("terms_versions", pa.list_(pa.string())),
+    ("licence_rule", pa.string()),
+    ("licence_decision", pa.string()),
+    ("terms_accepted", pa.bool_()),
+    ("accepted_terms", pa.list_(pa.string())),
+    ("template_id", pa.string()),
+    ("template_hash", pa.string()),
 ])
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from synth.errors import InputError
 
-__all__ = ["load_yaml", "item_lines"]
+__all__ = ["load_yaml", "field_lines"]
 
 
 def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
@@ -33,11 +33,17 @@ def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-def item_lines(node: yaml.Node | None, key: str) -> list[int]:
-    """1-based line of each item of the list under top-level ``key``."""
-    if not isinstance(node, yaml.MappingNode):
-        return []
-    for k, v in node.value:
-        if k.value == key and isinstance(v, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in v.value]
-    return []
+def field_lines(node: yaml.Node | None, key: str) -> list[dict[str, int]]:
+    """For each item of the list under top-level ``key``: its fields' 1-based lines
+    (``""`` holds the item's own line), so an error can point at the offending field."""
+    out = []
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == key and isinstance(v, yaml.SequenceNode):
+                for item in v.value:
+                    lines = {"": item.start_mark.line + 1}
+                    if isinstance(item, yaml.MappingNode):
+                        for fk, _ in item.value:
+                            lines[str(fk.value)] = fk.start_mark.line + 1
+                    out.append(lines)
+    return out

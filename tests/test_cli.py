@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+# The loopback models are in no licence registry: accept their unknown terms explicitly.
+LICENCE = ["--intent", "research", "--accept-terms", "unknown"]
 CONTENT = ["id", "prompt_id", "sample_index", "messages", "response", "reasoning", "status",
            "error", "finish_reason", "model_version", "request_hash", "input_tokens",
            "output_tokens", "cost_usd", "params"]
@@ -43,7 +45,7 @@ def test_bad_input_one_line_no_output(tmp_path, server, content, code, needle):
     src.write_bytes(content)
     out = tmp_path / "out"
     p = synth("generate", src, "--teacher", "openai:gpt-test", "--out", out,
-              "--base-url", f"{server.url}/v1")
+              "--base-url", f"{server.url}/v1", *LICENCE)
     assert p.returncode == code
     assert needle in one_line_error(p)
     assert not out.exists() and server.n_requests == 0
@@ -67,7 +69,7 @@ def test_bad_options_one_line_no_output(tmp_path, args, code, needle):
     src = tmp_path / "in.jsonl"
     src.write_text('{"id": 1, "prompt": "hi"}\n')
     out = tmp_path / "out"
-    p = synth("generate", src, "--out", out, *args,
+    p = synth("generate", src, "--out", out, *args, *LICENCE,
               env={"ANTHROPIC_API_KEY": "", "OPENAI_API_KEY": ""})
     assert p.returncode == code, p.stderr
     assert needle in one_line_error(p)
@@ -79,10 +81,10 @@ def test_generate_writes_the_run_directory(tmp_path, server):
     src.write_text("".join(json.dumps({"id": i, "prompt": f"q {i}"}) + "\n" for i in range(5)))
     out = tmp_path / "out"
     p = synth("generate", src, "-t", "openai:gpt-test", "-o", out, "--base-url",
-              f"{server.url}/v1", "--samples", "2")
+              f"{server.url}/v1", "--samples", "2", *LICENCE)
     assert p.returncode == 0, p.stderr
     assert "10 rows (10 ok, 0 error)" in p.stderr
-    assert sorted(x.name for x in out.iterdir()) == [".lock", "cache.sqlite", "run.json",
+    assert sorted(x.name for x in out.iterdir()) == [".lock", "README.md", "cache.sqlite", "run.json",
                                                      "traces.parquet"]
     assert pq.read_table(out / "traces.parquet").num_rows == 10
     assert json.loads((out / "run.json").read_text())["status"] == {"ok": 10, "error": 0}
@@ -94,7 +96,8 @@ def test_sigkill_then_rerun_sends_only_unfinished_requests(tmp_path, server):
     src.write_text("".join(json.dumps({"id": i, "prompt": f"slow question {i} [[delay:0.03]]"})
                            + "\n" for i in range(n)))
     out, ref = tmp_path / "killed", tmp_path / "uninterrupted"
-    base = ["-t", "openai:gpt-test", "--base-url", f"{server.url}/v1", "--concurrency", "4"]
+    base = ["-t", "openai:gpt-test", "--base-url", f"{server.url}/v1", "--concurrency", "4",
+            *LICENCE]
     proc = subprocess.Popen([sys.executable, "-m", "synth", "generate", str(src), "-o",
                              str(out), *base], cwd=ROOT, stderr=subprocess.DEVNULL)
     cache = out / "cache.sqlite"
@@ -139,7 +142,7 @@ def test_one_run_per_directory(tmp_path, server):
     with open(out / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         p = synth("generate", src, "-t", "openai:gpt-test", "-o", out, "--base-url",
-                  f"{server.url}/v1")
+                  f"{server.url}/v1", *LICENCE)
     assert p.returncode == 2
     assert "another synth run is using this directory" in one_line_error(p)
     assert server.n_requests == 0
@@ -152,7 +155,7 @@ def test_ctrl_c_keeps_the_cache_and_says_how_to_resume(tmp_path, server):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "synth", "generate", str(src), "-o",
                              str(out), "-t", "openai:gpt-test", "--base-url",
-                             f"{server.url}/v1", "--concurrency", "2"], cwd=ROOT,
+                             f"{server.url}/v1", "--concurrency", "2", *LICENCE], cwd=ROOT,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while server.n_requests < 10 and time.monotonic() < deadline:

@@ -26,7 +26,7 @@ def write_prompts(path, n):
 def test_local_rows_logprobs_and_resume(tmp_path, tiny):
     src = write_prompts(tmp_path / "in.jsonl", 12)
     kw = dict(input=src, teacher=f"local:{tiny}", out=tmp_path / "run", max_tokens=40,
-              logprobs=20, progress=False)
+              logprobs=20, progress=False, accept_terms=("unknown",))
     res = synth.generate(**kw)
     rows = res.table().to_pylist()
     assert res.summary["status"] == {"ok": 12, "error": 0} and res.summary["sent"] == 12
@@ -48,11 +48,12 @@ def test_local_rows_logprobs_and_resume(tmp_path, tiny):
 
 def test_dtype_is_part_of_the_request(tmp_path, tiny):
     src = write_prompts(tmp_path / "in.jsonl", 2)
+    # a random checkpoint has no registry entry: its terms must be accepted explicitly
     a = synth.generate(input=src, teacher=f"local:{tiny}", out=tmp_path / "a", max_tokens=8,
-                       progress=False)
+                       progress=False, accept_terms=("unknown",))
     ha = {r["request_hash"] for r in a.table().to_pylist()}
     b = synth.generate(input=src, teacher=f"local:{tiny}", out=tmp_path / "a", max_tokens=8,
-                       dtype="bf16", progress=False)
+                       dtype="bf16", progress=False, accept_terms=("unknown",))
     assert b.summary["sent"] == 2  # bf16 answers are different answers: not from the fp32 cache
     hb = {r["request_hash"] for r in b.table().to_pylist()}
     assert not ha & hb
@@ -70,8 +71,9 @@ def test_readme_quickstart_on_smollm2(tmp_path):
     """README command (1), shortened: the embedded teacher over the example prompts."""
     out = tmp_path / "quickstart"
     p = subprocess.run([sys.executable, "-m", "synth", "generate", "examples/prompts.jsonl",
-                        "--teacher", "local:smollm2-135m-instruct", "--out", str(out),
-                        "--max-tokens", "24"], cwd=ROOT, capture_output=True, text=True,
+                        "--teacher", "local:smollm2-135m-instruct", "--intent", "research",
+                        "--out", str(out), "--max-tokens", "24"], cwd=ROOT,
+                       capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stderr
     rows = pq.read_table(out / "traces.parquet").to_pylist()
@@ -80,3 +82,6 @@ def test_readme_quickstart_on_smollm2(tmp_path):
     assert rows[0]["model_version"] == "smollm2-135m-instruct@sha256:b179c9523d0e"
     summary = json.loads((out / "run.json").read_text())
     assert summary["tokens"]["output"] > 16 * 5
+    assert rows[0]["licence_entries"] == ["smollm2-135m-instruct"]
+    assert summary["licence"]["decision"] in ("allow", "warn")
+    assert "license: apache-2.0" in (out / "README.md").read_text()

@@ -8,7 +8,9 @@ import pytest
 import synth
 from tests.conftest import logprobs_bytes
 
-FAST = dict(progress=False, retry_initial_delay=0.01, max_retries=3)
+# The loopback models are in no licence registry: accept their unknown terms explicitly.
+FAST = dict(progress=False, retry_initial_delay=0.01, max_retries=3, intent="research",
+            accept_terms=("unknown",))
 
 
 def run(server, tmp_path, lines, *, teacher="openai:gpt-test", name="run", **kw):

@@ -36,8 +36,16 @@ from pydantic import (
 )
 
 from synth.cache import ResponseCache
-from synth.errors import BudgetExceededError, ConfigError, TeacherError
+from synth.dataset.card import render_card, teacher_summary
+from synth.errors import (
+    BudgetExceededError,
+    ConfigError,
+    LicenceDeniedError,
+    TeacherError,
+    TermsNotAcceptedError,
+)
 from synth.inputs import read_prompts
+from synth.licences import Decision, check, load_registry
 from synth.progress import RunProgress
 from synth.records import (
     TRACE_SCHEMA,
@@ -61,7 +69,7 @@ __all__ = ["GenerateConfig", "RunResult", "agenerate", "generate", "write_atomic
 
 log = logging.getLogger("synth")
 
-TRACES, CACHE, SUMMARY = "traces.parquet", "cache.sqlite", "run.json"
+TRACES, CACHE, SUMMARY, CARD = "traces.parquet", "cache.sqlite", "run.json", "README.md"
 
 _OPTION = {  # config field → CLI option, so errors name what the user typed
     "input": "INPUT", "teacher": "--teacher", "out": "--out", "samples": "--samples",
@@ -71,6 +79,7 @@ _OPTION = {  # config field → CLI option, so errors name what the user typed
     "reasoning": "--reasoning", "reasoning_effort": "--reasoning-effort",
     "base_url": "--base-url", "api_key_env": "--api-key-env", "timeout": "--timeout",
     "max_retries": "--max-retries", "dtype": "--dtype", "price_file": "--price-file",
+    "intent": "--intent", "accept_terms": "--accept-terms", "licence_file": "--licence-file",
 }
 
 
@@ -103,6 +112,9 @@ class GenerateConfig(BaseModel):
     retry_initial_delay: float = Field(0.5, ge=0)
     dtype: Literal["fp32", "bf16"] = "fp32"
     price_file: Path | None = None
+    intent: Literal["research", "internal", "distributed", "competing"] | None = None
+    accept_terms: tuple[str, ...] = ()
+    licence_file: Path | None = None
     progress: bool | None = None  # None: only on a TTY
 
     @field_validator("base_url")
@@ -175,6 +187,51 @@ def _exclusive(out: Path):
         except BlockingIOError:
             raise ConfigError(f"--out {out}: another synth run is using this directory") from None
         yield
+
+
+def _licence_check(cfg: GenerateConfig, teacher: Teacher) -> Decision:
+    """Check the teacher's terms against the declared intent; raise before any request."""
+    registry = load_registry(cfg.licence_file)
+    for entry_id in cfg.accept_terms:
+        if entry_id != "unknown" and registry.get(entry_id) is None:
+            raise ConfigError(f"--accept-terms {entry_id}: no such registry entry "
+                              "(see `synth licence list`)")
+    intent = cfg.intent
+    if intent is None:
+        if teacher.provider != "local":
+            raise ConfigError(
+                "--intent: required for API teachers: what is the data for? research "
+                "(non-commercial), internal (commercial, student not distributed), "
+                "distributed (student released or sold), competing (student competes with "
+                "the teacher's provider)")
+        intent = "research"
+    decision = check(registry, provider=teacher.provider, model=teacher.model,
+                     base_url=teacher.base_url, intent=intent, accept=cfg.accept_terms)
+    spec = f"{teacher.provider}:{teacher.model}"
+    if decision.decision == "deny":
+        reason = next((r for r in decision.reasons if "overridden" not in r),
+                      decision.reasons[0])
+        how = "; ".join(decision.how_to_proceed) or (
+            f"if you hold a written permission, pass --accept-terms {decision.entries[-1]}")
+        raise LicenceDeniedError(
+            f"licence: {spec} may not teach for intent '{intent}': {reason} "
+            f"[{', '.join(decision.sources)}]; {how}", decision)
+    if decision.needs_acceptance:
+        raise TermsNotAcceptedError(
+            f"licence: {spec}: {decision.reasons[0]}; {decision.how_to_proceed[-1]}",
+            decision)
+    return decision
+
+
+def _log_licence(decision: Decision, cfg: GenerateConfig) -> None:
+    if cfg.intent is None:
+        log.warning("licence: no --intent given; %s was checked as 'research'. Declare "
+                    "--intent internal|distributed|competing for other uses", cfg.teacher)
+    if decision.decision == "warn":
+        for r in decision.reasons:
+            log.warning("licence: %s", r)
+    for o in decision.obligations:
+        log.warning("licence: obligation: %s", o)
 
 
 def _resolve_params(cfg: GenerateConfig, provider: str) -> Params:
@@ -253,10 +310,17 @@ def _completion_record(c: Completion) -> dict[str, Any]:
 class _RowMaker:
     """Joins a request and its answer (or failure) into a trace row."""
 
-    def __init__(self, teacher: Teacher, price: Price | None):
+    def __init__(self, teacher: Teacher, price: Price | None, licence: Decision,
+                 intent: str | None):
         self.provider, self.model = teacher.provider, teacher.model
         self.base_url = teacher.base_url
         self.price = price
+        self.provenance = {
+            "intent": intent, "licence_entries": licence.entries,
+            "terms_versions": licence.terms, "licence_rule": licence.rule,
+            "licence_decision": licence.decision, "terms_accepted": bool(licence.accepted),
+            "accepted_terms": licence.accepted,
+        }
 
     def _base(self, req: Request) -> dict[str, Any]:
         p = req.prompt
@@ -267,6 +331,9 @@ class _RowMaker:
             "params": req.params.as_dict(), "request_hash": req.hash,
             "reference": p.reference,
             "metadata": orjson.dumps(p.metadata).decode() if p.metadata else None,
+            "template_id": p.metadata.get("template_id"),
+            "template_hash": p.metadata.get("template_hash"),
+            **self.provenance,
         }
 
     def ok(self, req: Request, rec: dict[str, Any]) -> dict[str, Any]:
@@ -329,6 +396,7 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
         retry_initial_delay=cfg.retry_initial_delay, dtype=cfg.dtype,
         max_batch_size=min(32, cfg.concurrency))
     teacher = make_teacher(cfg.teacher, options)
+    licence = _licence_check(cfg, teacher)  # before any byte reaches the provider
     host = urlsplit(teacher.base_url).hostname if teacher.base_url else None
     price = load_prices(cfg.price_file).lookup(provider, model, host)
     if price is None and cfg.max_cost is not None:
@@ -344,12 +412,13 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
         await teacher.start()
         cfg.out.mkdir(parents=True, exist_ok=True)
         with _exclusive(cfg.out):
+            _log_licence(licence, cfg)
             if price is None:
                 log.warning("no price known for %s (host %s): cost_usd will be null; "
                             "add one with --price-file", cfg.teacher, host)
             cache = ResponseCache(cfg.out / CACHE)
             try:
-                result = await _run(cfg, teacher, price, requests, cache)
+                result = await _run(cfg, teacher, price, requests, cache, licence)
             finally:
                 cache.close()
     finally:
@@ -360,13 +429,17 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
     write_atomic(cfg.out / TRACES, table)
     summary = _summary(cfg, teacher, params, rows, stats, len(prompts),
                        time.perf_counter() - t_start, started_at, price)
+    summary["licence"] = licence.to_dict()
     write_atomic(cfg.out / SUMMARY, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    write_atomic(cfg.out / CARD, render_card(
+        name=cfg.out.name, licence=licence, teachers=[teacher_summary(summary)],
+        rows=len(rows)).encode())
     return RunResult(out=cfg.out, traces=cfg.out / TRACES, summary=summary)
 
 
 async def _run(cfg: GenerateConfig, teacher: Teacher, price: Price | None,
-               requests: list[Request], cache: ResponseCache):
-    make = _RowMaker(teacher, price)
+               requests: list[Request], cache: ResponseCache, licence: Decision):
+    make = _RowMaker(teacher, price, licence, cfg.intent)
     stored = cache.get_many([r.hash for r in requests])
     rows: dict[str, dict[str, Any]] = {}   # request id → row
     by_hash: dict[str, list[Request]] = {}  # identical requests are sent once

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from synth.errors import InputError
-from synth.yamlfile import item_lines, load_yaml
+from synth.yamlfile import field_lines, load_yaml
 
 __all__ = ["Price", "PriceTable", "load_prices"]
 
@@ -73,10 +73,11 @@ def _parse(path: Path | str) -> PriceTable:
     where = str(path)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise InputError("expected a mapping with a 'models' list", path=where, field="models")
-    lines = item_lines(node, "models")
+    lines = field_lines(node, "models")
     entries = []
     for i, item in enumerate(data["models"]):
-        line = lines[i] if i < len(lines) else None
+        at = lines[i] if i < len(lines) else {}
+        line = at.get("")
         if not isinstance(item, dict):
             raise InputError("each model entry must be a mapping", path=where, line=line)
         for key in ("provider", "match", "input", "output"):
@@ -89,7 +90,7 @@ def _parse(path: Path | str) -> PriceTable:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise InputError(f"must be a number >= 0 (USD per 1M tokens), got {v!r}",
-                                 path=where, line=line, field=key)
+                                 path=where, line=at.get(key, line), field=key)
             nums[key] = float(v)
         entries.append(_Entry(str(item["provider"]), str(item["match"]),
                               item.get("host"), Price(**nums)))
