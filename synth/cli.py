@@ -193,17 +193,20 @@ def licence_list(
         _fail(err)
     if as_json:
         typer.echo(orjson.dumps([{
-            "id": e.id, "kind": e.kind, "hosts": e.hosts, "models": e.models,
-            "rule": e.rule, "terms": e.terms, "version": e.version, "source": e.source,
-            "evidence": e.evidence, "commercial": e.commercial, "spdx": e.spdx,
+            "id": e.id, "kind": e.kind, "provider": e.provider, "hosts": e.hosts,
+            "models": e.models, "rule": e.rule, "terms": e.terms, "version": e.version,
+            "source": e.source, "evidence": e.evidence, "commercial": e.commercial,
+            "spdx": e.spdx, "conditions": [c.text for c in e.conditions],
+            "checked": e.checked,
         } for e in reg.entries], option=orjson.OPT_INDENT_2).decode())
         return
     table = Table(title=f"licence registry (checked {reg.checked})")
-    for col in ("id", "kind", "matches", "rule", "terms", "ev."):
+    for col in ("id", "provider", "kind", "matches", "rule", "terms", "ev."):
         table.add_column(col)
     for e in reg.entries:
         matches = ", ".join(e.hosts) if e.kind == "host" else ", ".join(e.models)
-        table.add_row(e.id, e.kind, matches, e.rule, e.terms_version(), e.evidence)
+        table.add_row(e.id, e.provider or "", e.kind, matches, e.rule, e.terms_version(),
+                      e.evidence)
     Console(width=160).print(table)
 
 

@@ -144,12 +144,21 @@ def test_mixed_teacher_rows_inherit_the_strictest(server, tmp_path, licence_file
     assert "A distributed student's name must begin with Cond" in d.obligations
 
 
-def test_bad_licence_file_names_file_line_field(tmp_path):
+@pytest.mark.parametrize("old, new, where", [
+    ("rule: non-commercial", "rule: sometimes", ":20: field 'rule'"),
+    ("    evidence: P\n  - id: cond-model", "    evidnce: P\n  - id: cond-model",
+     ":23: field 'evidnce': unknown field"),
+    ("id: cond-model", "id: nc-model", ":24: field 'id': duplicate id 'nc-model'"),
+    ("entries:", "entries: [", ":2: not valid YAML"),
+])
+def test_bad_licence_file_names_file_line_field(tmp_path, old, new, where):
     p = tmp_path / "bad.yaml"
-    p.write_text(EXTRA.replace("rule: non-commercial", "rule: sometimes"))
+    text = EXTRA.replace(old, new, 1)
+    assert text != EXTRA
+    p.write_text(text)
     with pytest.raises(InputError) as exc:
         load_registry(p)
-    assert str(exc.value).startswith(f"{p}:20: field 'rule'")
+    assert str(exc.value).startswith(f"{p}{where}"), str(exc.value)
 
 
 def cli(*args):
@@ -185,3 +194,8 @@ def test_cli_list_shows_the_registry():
     assert p.returncode == 0, p.stderr
     entries = json.loads(p.stdout)
     assert {"openai-api", "anthropic-api"} <= {e["id"] for e in entries}
+
+
+def test_every_shipped_entry_names_its_provider_and_check_date():
+    reg = load_registry()
+    assert all(e.provider and e.checked == reg.checked for e in reg.entries)

@@ -62,6 +62,9 @@ _STRICTNESS = {"upstream": -1, "allow": 0, "allow-with-conditions": 1, "unknown"
                "deny-competing": 3, "non-commercial": 4, "deny": 5}
 _DECISION_ORDER = {"allow": 0, "warn": 1, "deny": 2}
 _EVIDENCE_ORDER = {"P": 0, "S": 1, "U": 2}
+_ENTRY_FIELDS = {"id", "kind", "provider", "hosts", "third_party_models", "models", "terms",
+                 "version", "source", "rule", "documents", "spdx", "commercial", "evidence",
+                 "conditions", "warnings", "notes", "checked"}
 _CONDITION_KINDS = ("name-prefix", "attribution", "notice-file", "use-restrictions",
                     "user-condition", "exception")
 
@@ -95,6 +98,8 @@ class Entry:
     documents: tuple[dict, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: str | None = None
+    provider: str | None = None  # who publishes the model or runs the service
+    checked: str | None = None  # when the facts were last checked
     origin: str = ""  # file:line it came from
     digest: str = ""  # sha256 of the entry as recorded: which facts a decision used
 
@@ -186,7 +191,7 @@ class Decision:
 
 # ---------------------------------------------------------------------------------- loading
 
-def _entry(item: Any, where: str, lines: dict[str, int]) -> Entry:
+def _entry(item: Any, where: str, lines: dict[str, int], checked: str | None) -> Entry:
     line = lines.get("")
 
     def bad(msg: str, fld: str | None = None) -> InputError:
@@ -195,6 +200,10 @@ def _entry(item: Any, where: str, lines: dict[str, int]) -> Entry:
 
     if not isinstance(item, dict):
         raise bad("each entry must be a mapping")
+    for key in item:
+        if key not in _ENTRY_FIELDS:
+            raise bad(f"unknown field (expected one of {', '.join(sorted(_ENTRY_FIELDS))})",
+                      str(key))
     for key in ("id", "kind", "models", "terms", "version", "source", "spdx", "commercial",
                 "evidence"):
         if key not in item:
@@ -247,7 +256,10 @@ def _entry(item: Any, where: str, lines: dict[str, int]) -> Entry:
         third_party_models=bool(item.get("third_party_models", False)),
         conditions=tuple(conditions), documents=tuple(documents),
         warnings=tuple(str(w) for w in item.get("warnings") or ()),
-        notes=item.get("notes"), origin=f"{where}:{line}" if line else where, digest=digest)
+        notes=item.get("notes"),
+        provider=None if item.get("provider") is None else str(item["provider"]),
+        checked=str(item["checked"]) if item.get("checked") is not None else checked,
+        origin=f"{where}:{line}" if line else where, digest=digest)
 
 
 def _parse(path: Path | str) -> Registry:
@@ -257,18 +269,18 @@ def _parse(path: Path | str) -> Registry:
         raise InputError("expected a mapping with an 'entries' list", path=where,
                          field="entries")
     lines = field_lines(node, "entries")
+    checked = None if data.get("checked") is None else str(data["checked"])
     entries, seen = [], {}
     for i, item in enumerate(data["entries"]):
         at = lines[i] if i < len(lines) else {}
         line = at.get("")
-        e = _entry(item, where, at)
+        e = _entry(item, where, at, checked)
         if e.id in seen:
             raise InputError(f"duplicate id {e.id!r} (first on line {seen[e.id]})", path=where,
                              line=line, field="id")
         seen[e.id] = line
         entries.append(e)
-    checked = data.get("checked")
-    return Registry(entries, None if checked is None else str(checked))
+    return Registry(entries, checked)
 
 
 def load_registry(extra: str | Path | None = None) -> Registry:
