@@ -121,6 +121,32 @@ def generate(
         raise typer.Exit(1)  # nothing succeeded: let scripts notice
 
 
+@app.command()
+def merge(
+    runs: list[Path] = typer.Argument(..., help="Run directories (or traces.parquet files)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where the merged dataset goes."),
+    intent: str = typer.Option(..., "--intent",
+                               help="research | internal | distributed | competing"),
+    accept_terms: list[str] = typer.Option([], "--accept-terms"),
+    licence_file: Optional[Path] = typer.Option(None, "--licence-file"),
+) -> None:
+    """Combine runs of several teachers into one dataset with a card. The dataset inherits
+    the most restrictive licence rule and every obligation; a denied intent is an error."""
+    from synth.dataset import merge_runs
+    from synth.errors import ConfigError
+    from synth.licences import INTENTS
+
+    try:
+        if intent not in INTENTS:
+            raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
+        path, d = merge_runs(runs, out=out, intent=intent, accept=tuple(accept_terms),
+                             licence_file=licence_file)
+    except UserError as err:
+        _fail(err)
+    typer.echo(f"{path}: licence {d.decision} (rule {d.rule}, entries {d.entry}); "
+               f"{len(d.obligations)} obligations in {out / 'README.md'}", err=True)
+
+
 licence_app = typer.Typer(no_args_is_help=True, help="The teacher-terms registry.")
 app.add_typer(licence_app, name="licence")
 app.add_typer(licence_app, name="license", hidden=True)

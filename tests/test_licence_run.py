@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 import synth
@@ -199,3 +200,30 @@ def test_cli_list_shows_the_registry():
 def test_every_shipped_entry_names_its_provider_and_check_date():
     reg = load_registry()
     assert all(e.provider and e.checked == reg.checked for e in reg.entries)
+
+
+def test_merge_inherits_the_strictest_rule_and_all_obligations(server, tmp_path, licence_file):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "prompt": "hello"}\n')
+    runs = []
+    for model in ("cond-1b", "nc-1b"):
+        out = tmp_path / model
+        synth.generate(input=src, teacher=f"openai:{model}", out=out, progress=False,
+                       base_url=f"{server.url}/v1", intent="research",
+                       licence_file=licence_file)
+        runs.append(out)
+    merged = tmp_path / "merged"
+    p = cli("merge", *runs, "--out", merged, "--intent", "distributed", "--licence-file",
+            licence_file)
+    assert p.returncode == 6, p.stderr  # nc-model forbids commercial use
+    assert "rows from openai:nc-1b" in p.stderr and not merged.exists()
+    p = cli("merge", *runs, "--out", merged, "--intent", "distributed", "--licence-file",
+            licence_file, "--accept-terms", "nc-model")
+    assert p.returncode == 0, p.stderr
+    rows = pq.read_table(merged / "traces.parquet").to_pylist()
+    assert sorted(r["id"] for r in rows) == ["run0/a:0", "run1/a:0"]
+    card = (merged / "README.md").read_text()
+    assert "license: other" in card and "license_name: mixed" in card
+    assert "`openai:cond-1b`" in card and "`openai:nc-1b`" in card
+    assert "most restrictive rule: `non-commercial`" in card
+    assert "must begin with Cond" in card and "`nc-model`" in card

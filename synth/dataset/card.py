@@ -13,17 +13,33 @@ import yaml
 
 from synth.licences import Decision
 
-__all__ = ["render_card", "teacher_summary"]
+__all__ = ["render_card", "teacher_summaries"]
 
 
-def teacher_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """The per-teacher line of a card, from a run's ``run.json``."""
-    return {
-        "teacher": summary["teacher"], "model_versions": summary.get("model_versions") or [],
-        "base_url": summary.get("base_url"), "ok": summary["status"]["ok"],
-        "error": summary["status"]["error"], "input_tokens": summary["tokens"]["input"],
-        "output_tokens": summary["tokens"]["output"], "cost_usd": summary.get("cost_usd"),
-    }
+def teacher_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One card line per teacher (provider, model, endpoint) found among trace rows."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = (r["provider"], r["model"], r.get("base_url"))
+        t = out.get(key)
+        if t is None:
+            t = out[key] = {"teacher": f"{r['provider']}:{r['model']}", "model_versions": [],
+                            "base_url": r.get("base_url"), "ok": 0, "error": 0,
+                            "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        if r["status"] != "ok":
+            t["error"] += 1
+            continue
+        t["ok"] += 1
+        t["input_tokens"] += r.get("input_tokens") or 0
+        t["output_tokens"] += r.get("output_tokens") or 0
+        if r.get("cost_usd") is None:
+            t["cost_usd"] = None  # one unpriced answer makes the total unknown
+        elif t["cost_usd"] is not None:
+            t["cost_usd"] += r["cost_usd"]
+        v = r.get("model_version")
+        if v and v not in t["model_versions"]:
+            t["model_versions"].append(v)
+    return list(out.values())
 
 
 def _size_category(n: int) -> str:

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from synth.cache import ResponseCache
-from synth.dataset.card import render_card, teacher_summary
+from synth.dataset.card import render_card, teacher_summaries
 from synth.errors import (
     BudgetExceededError,
     ConfigError,
@@ -432,7 +432,7 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
     summary["licence"] = licence.to_dict()
     write_atomic(cfg.out / SUMMARY, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     write_atomic(cfg.out / CARD, render_card(
-        name=cfg.out.name, licence=licence, teachers=[teacher_summary(summary)],
+        name=cfg.out.name, licence=licence, teachers=teacher_summaries(rows),
         rows=len(rows)).encode())
     return RunResult(out=cfg.out, traces=cfg.out / TRACES, summary=summary)
 
