@@ -211,8 +211,7 @@ def _licence_check(cfg: GenerateConfig, teacher: Teacher) -> Decision:
     if decision.decision == "deny":
         reason = next((r for r in decision.reasons if "overridden" not in r),
                       decision.reasons[0])
-        how = "; ".join(decision.how_to_proceed) or (
-            f"if you hold a written permission, pass --accept-terms {decision.entries[-1]}")
+        how = "; ".join(decision.how_to_proceed)
         raise LicenceDeniedError(
             f"licence: {spec} may not teach for intent '{intent}': {reason} "
             f"[{', '.join(decision.sources)}]; {how}", decision)

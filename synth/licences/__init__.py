@@ -370,6 +370,9 @@ def _evaluate(e: Entry, intent: str, accept: Iterable[str]) -> Decision:
             d.decision = "warn"
             d.reasons.append(f"{e.id}: overridden by --accept-terms {e.id}; you take "
                              "responsibility for this use")
+    if d.decision == "deny":
+        d.how_to_proceed.append(f"with written permission from {e.provider or 'the licensor'}"
+                                f", pass --accept-terms {e.id}")
     return d
 
 
