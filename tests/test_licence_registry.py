@@ -35,7 +35,7 @@ CONDITION_KINDS = {"name-prefix", "attribution", "notice-file", "use-restriction
 OBLIGATION_KINDS = {"name-prefix", "attribution", "notice-file", "use-restrictions"}
 ENTRY_KEYS = {"id", "kind", "hosts", "third_party_models", "models", "terms", "version",
               "source", "rule", "spdx", "commercial", "evidence", "conditions", "documents",
-              "warnings", "notes", "provider", "checked"}
+              "warnings", "notes", "provider", "checked", "own_models"}
 DECISION_ORDER = {"allow": 0, "warn": 1, "deny": 2}
 EVIDENCE_ORDER = {"P": 0, "S": 1, "U": 2}
 # Only used to pick the stricter of one provider's documents.

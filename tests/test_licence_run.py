@@ -9,7 +9,7 @@ import pytest
 
 import synth
 from synth.errors import InputError, LicenceDeniedError, TermsNotAcceptedError
-from synth.licences import check_rows, load_registry
+from synth.licences import check, check_rows, load_registry
 from tests.conftest import ROOT
 
 EXTRA = """\
@@ -227,3 +227,46 @@ def test_merge_inherits_the_strictest_rule_and_all_obligations(server, tmp_path,
     assert "`openai:cond-1b`" in card and "`openai:nc-1b`" in card
     assert "most restrictive rule: `non-commercial`" in card
     assert "must begin with Cond" in card and "`nc-model`" in card
+
+
+@pytest.mark.parametrize("provider, model, entry, decision", [
+    ("openai", "gpt-4o-mini", "openai-api", "deny"),
+    ("anthropic", "claude-sonnet-4-5", "anthropic-api", "deny"),
+    ("openai", "gemini-2.5-pro", "gemini-api", "deny"),
+    ("openai", "deepseek-reasoner", "deepseek-api", "warn"),
+])
+def test_a_proxy_does_not_launder_terms(provider, model, entry, decision):
+    d = check(load_registry(), provider=provider, model=model,
+              base_url="http://localhost:4000/v1", intent="competing")
+    assert d.entries == [entry] and d.decision == decision
+    assert any("own model" in r and "localhost" in r for r in d.reasons)
+
+
+def test_open_weights_on_a_proxy_use_the_model_licence():
+    d = check(load_registry(), provider="openai", model="Qwen/Qwen3-8B",
+              base_url="http://localhost:8000/v1", intent="distributed")
+    assert d.entries == ["qwen3"] and d.decision in ("allow", "warn")
+
+
+def test_deny_message_quotes_the_denying_entry(server, tmp_path, licence_file):
+    extra = tmp_path / "host.yaml"
+    extra.write_text(EXTRA + """\
+  - id: loopback-host
+    kind: host
+    provider: Test Host
+    hosts: [127.0.0.1]
+    third_party_models: true
+    models: ["*"]
+    terms: Test Hosting Terms
+    version: "1"
+    source: https://example.test/host
+    rule: deny-competing
+    spdx: other
+    commercial: true
+    evidence: P
+""")
+    with pytest.raises(LicenceDeniedError) as exc:
+        gen(server, tmp_path, "denied-7b", intent="research", licence_file=extra)
+    assert "Test Denial Licence forbid training other models" in str(exc.value)
+    assert exc.value.decision.entries == ["loopback-host", "denied-model"]
+    assert server.n_requests == 0

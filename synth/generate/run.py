@@ -209,8 +209,7 @@ def _licence_check(cfg: GenerateConfig, teacher: Teacher) -> Decision:
                      base_url=teacher.base_url, intent=intent, accept=cfg.accept_terms)
     spec = f"{teacher.provider}:{teacher.model}"
     if decision.decision == "deny":
-        reason = next((r for r in decision.reasons if "overridden" not in r),
-                      decision.reasons[0])
+        reason = decision.denied_by[0]
         how = "; ".join(decision.how_to_proceed)
         raise LicenceDeniedError(
             f"licence: {spec} may not teach for intent '{intent}': {reason} "

@@ -27,6 +27,7 @@ recorded on every row.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ _STRICTNESS = {"upstream": -1, "allow": 0, "allow-with-conditions": 1, "unknown"
                "deny-competing": 3, "non-commercial": 4, "deny": 5}
 _DECISION_ORDER = {"allow": 0, "warn": 1, "deny": 2}
 _EVIDENCE_ORDER = {"P": 0, "S": 1, "U": 2}
-_ENTRY_FIELDS = {"id", "kind", "provider", "hosts", "third_party_models", "models", "terms",
+_ENTRY_FIELDS = {"id", "kind", "provider", "own_models", "hosts", "third_party_models", "models", "terms",
                  "version", "source", "rule", "documents", "spdx", "commercial", "evidence",
                  "conditions", "warnings", "notes", "checked"}
 _CONDITION_KINDS = ("name-prefix", "attribution", "notice-file", "use-restrictions",
@@ -99,6 +100,8 @@ class Entry:
     warnings: tuple[str, ...] = ()
     notes: str | None = None
     provider: str | None = None  # who publishes the model or runs the service
+    own_models: tuple[str, ...] = ()  # host entries: the service's own model ids, which
+    # carry its terms through any proxy or gateway
     checked: str | None = None  # when the facts were last checked
     origin: str = ""  # file:line it came from
     digest: str = ""  # sha256 of the entry as recorded: which facts a decision used
@@ -138,6 +141,17 @@ class Registry:
                 found = e  # later wins: --licence-file overrides
         return found
 
+    def own_model_entry(self, model: str) -> Entry | None:
+        """The service whose own model this is (``gpt-*`` → OpenAI), wherever it is served."""
+        best, best_score = None, -1
+        for e in self.entries:
+            if e.kind != "host" or not e.own_models:
+                continue
+            score = dataclasses.replace(e, models=e.own_models).model_score(model)
+            if score is not None and score >= best_score:
+                best, best_score = e, score
+        return best
+
     def model_entry(self, model: str) -> Entry | None:
         best, best_score = None, -1
         for e in self.entries:
@@ -161,6 +175,7 @@ class Decision:
     obligations: list[str] = field(default_factory=list)
     user_conditions: list[str] = field(default_factory=list)
     how_to_proceed: list[str] = field(default_factory=list)
+    denied_by: list[str] = field(default_factory=list)  # the reasons behind a deny
     needs_acceptance: bool = False
     accepted: list[str] = field(default_factory=list)
     evidence: str = "U"
@@ -180,7 +195,7 @@ class Decision:
             "decision": self.decision, "rule": self.rule, "intent": self.intent,
             "entry": self.entry, "entries": self.entries, "reasons": self.reasons,
             "obligations": self.obligations, "user_conditions": self.user_conditions,
-            "how_to_proceed": self.how_to_proceed,
+            "how_to_proceed": self.how_to_proceed, "denied_by": self.denied_by,
             "needs_acceptance": self.needs_acceptance, "accepted": self.accepted,
             "source": self.sources[0] if self.sources else None, "sources": self.sources,
             "evidence": self.evidence, "terms": self.terms, "spdx": self.spdx,
@@ -258,6 +273,7 @@ def _entry(item: Any, where: str, lines: dict[str, int], checked: str | None) ->
         warnings=tuple(str(w) for w in item.get("warnings") or ()),
         notes=item.get("notes"),
         provider=None if item.get("provider") is None else str(item["provider"]),
+        own_models=tuple(str(m) for m in item.get("own_models") or ()),
         checked=str(item["checked"]) if item.get("checked") is not None else checked,
         origin=f"{where}:{line}" if line else where, digest=digest)
 
@@ -313,12 +329,6 @@ def _evaluate(e: Entry, intent: str, accept: Iterable[str]) -> Decision:
                  evidence=e.evidence, terms=[e.terms_version()], sources=[e.source],
                  spdx=[e.spdx], digests=[e.digest])
     rule = e.rule
-    if len(e.documents) > 1:
-        ranked = sorted(e.documents, key=lambda doc: -_STRICTNESS[doc["rule"]])
-        d.reasons.append(
-            f"{e.id}: {len(ranked)} documents disagree; the stricter applies: "
-            f"{ranked[0]['name']} ({ranked[0]['rule']}) over "
-            + ", ".join(f"{doc['name']} ({doc['rule']})" for doc in ranked[1:]))
     if rule == "deny":
         d.decision = "deny"
         d.reasons.append(f"{e.id}: {e.terms} forbid training other models on outputs")
@@ -340,6 +350,12 @@ def _evaluate(e: Entry, intent: str, accept: Iterable[str]) -> Decision:
                              f"and intent '{intent}' is commercial")
     elif rule == "upstream":
         d.reasons.append(f"{e.id}: routes to the model's provider; its terms decide")
+    if len(e.documents) > 1:  # after the rule's own reason, which error messages quote
+        ranked = sorted(e.documents, key=lambda doc: -_STRICTNESS[doc["rule"]])
+        d.reasons.append(
+            f"{e.id}: {len(ranked)} documents disagree; the stricter applies: "
+            f"{ranked[0]['name']} ({ranked[0]['rule']}) over "
+            + ", ".join(f"{doc['name']} ({doc['rule']})" for doc in ranked[1:]))
     for c in e.conditions:
         if not c.applies(intent):
             continue
@@ -371,6 +387,7 @@ def _evaluate(e: Entry, intent: str, accept: Iterable[str]) -> Decision:
             d.reasons.append(f"{e.id}: overridden by --accept-terms {e.id}; you take "
                              "responsibility for this use")
     if d.decision == "deny":
+        d.denied_by.append(d.reasons[0])
         d.how_to_proceed.append(f"with written permission from {e.provider or 'the licensor'}"
                                 f", pass --accept-terms {e.id}")
     return d
@@ -404,8 +421,19 @@ def check(registry: Registry, *, provider: str, model: str, base_url: str | None
     # A host entry applies wherever it names the host (an internal gateway can have terms
     # too); unnamed loopback / private hosts are self-hosted and add nothing.
     host_entry = registry.host_entry(host) if provider != "local" and host else None
+    proxied = False
+    if host_entry is None and provider != "local":
+        # A proxy or gateway (LiteLLM on localhost, a company relay) does not launder terms:
+        # a provider's own model carries its provider's API terms wherever it is reached.
+        host_entry = registry.own_model_entry(model)
+        proxied = host_entry is not None
     if host_entry is not None:
         parts.append(_evaluate(host_entry, intent, accept))
+    if proxied:
+        parts.append(Decision(
+            decision="allow", rule="upstream", intent=intent, evidence="P",
+            reasons=[f"{model!r} is {host_entry.provider or host_entry.id}'s own model: "
+                     f"its API terms apply even through {host or 'this endpoint'}"]))
     needs_model = host_entry is None or host_entry.third_party_models or \
         host_entry.rule == "upstream"
     if needs_model:
@@ -446,7 +474,7 @@ def check_rows(rows: Iterable[dict[str, Any]], *, intent: str, registry: Registr
                   if d.decision == "deny"]
         raise LicenceDeniedError(
             f"licence: rows from {', '.join(t for t, _ in denied)} may not be used for "
-            f"intent '{intent}': {denied[0][1].reasons[0]}; drop those rows or pass "
+            f"intent '{intent}': {denied[0][1].denied_by[0]}; drop those rows or pass "
             "--accept-terms with the entry id", combined)
     return combined
 
@@ -465,7 +493,7 @@ def inherit(decisions: list[Decision], intent: str) -> Decision:
             out.evidence = d.evidence
         out.needs_acceptance = out.needs_acceptance or d.needs_acceptance
         for name in ("entries", "reasons", "obligations", "user_conditions",
-                     "how_to_proceed", "accepted", "terms", "sources", "spdx", "digests",
+                     "how_to_proceed", "denied_by", "accepted", "terms", "sources", "spdx", "digests",
                      "name_prefixes", "attributions"):
             mine = getattr(out, name)
             for x in getattr(d, name):
