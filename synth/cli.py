@@ -122,6 +122,31 @@ def generate(
 
 
 @app.command()
+def curate(
+    input: Path = typer.Argument(..., help="Trace rows: a run directory, traces.parquet or "
+                                 "JSONL (needs id and response)."),
+    recipe: str = typer.Option("default", "--recipe", "-r",
+                               help="A shipped recipe name (filters/NAME.yaml) or a YAML path."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Writes curated.parquet, rejects.parquet, curation.json."),
+) -> None:
+    """Apply a curation recipe. Every dropped row goes to rejects.parquet with its reason."""
+    from synth.curate import curate as run
+
+    try:
+        result = run(input, recipe=recipe, out=out)
+    except UserError as err:
+        _fail(err)
+    s = result.summary
+    typer.echo(f"{s['input_rows']} rows → {s['kept']} kept, {s['rejected']} rejected "
+               f"({s['recipe']}):", err=True)
+    for st in s["steps"]:
+        why = ", ".join(f"{k}={v}" for k, v in st["reasons"].items())
+        typer.echo(f"  {st['step']:<14} {st['in']:>8} in  {st['dropped']:>7} dropped"
+                   f"{'  ' + why if why else ''}", err=True)
+
+
+@app.command()
 def merge(
     runs: list[Path] = typer.Argument(..., help="Run directories (or traces.parquet files)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where the merged dataset goes."),

@@ -1,0 +1,106 @@
+"""Curation recipes are data: a YAML file naming steps and their parameters.
+
+    name: default
+    steps:
+      - drop_errors
+      - length: {min_words: 3, max_words: 4000}
+      - exact_dedup: {field: response}
+
+A recipe name (``default``) resolves to ``filters/<name>.yaml`` shipped with synth. Every
+mistake names the file, the line and the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synth.curate.steps import STEPS
+from synth.errors import InputError
+from synth.yamlfile import load_yaml
+
+__all__ = ["Recipe", "Origin", "load_recipe", "recipe_names", "build_step"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    path: str
+    line: int | None
+
+
+@dataclass
+class Recipe:
+    name: str
+    steps: list
+    origins: list[Origin]
+    path: str | None = None
+
+
+def recipe_names() -> list[str]:
+    folder = resources.files("synth") / "filters"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def build_step(name: str, params: dict[str, Any], *, path: str, line: int | None):
+    """One step from its recipe entry, or an InputError naming file, line and step."""
+    cls = STEPS.get(name)
+    if cls is None:
+        raise InputError(f"unknown step (known: {', '.join(sorted(STEPS))})", path=path,
+                         line=line, field=name)
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InputError(f"unknown parameter(s) {', '.join(unknown)} (takes: "
+                         f"{', '.join(sorted(allowed)) or 'nothing'})", path=path, line=line,
+                         field=name)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad parameters: {e}", path=path, line=line, field=name) from None
+
+
+def load_recipe(recipe: str | Path) -> Recipe:
+    """A shipped recipe by name, or a YAML file by path."""
+    path = Path(recipe)
+    if not path.suffix and not path.exists():
+        shipped = resources.files("synth") / "filters" / f"{recipe}.yaml"
+        if not shipped.is_file():
+            raise InputError(f"no such recipe (shipped: {', '.join(recipe_names())})",
+                             path=str(recipe))
+        with resources.as_file(shipped) as p:
+            return _parse(p, display=f"filters/{recipe}.yaml")
+    return _parse(path, display=str(path))
+
+
+def _parse(path: Path, *, display: str) -> Recipe:
+    data, node = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise InputError("expected a mapping with a 'steps' list", path=display, field="steps")
+    lines = []
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == "steps" and isinstance(v, yaml.SequenceNode):
+                lines = [item.start_mark.line + 1 for item in v.value]
+    steps, origins = [], []
+    for i, item in enumerate(data["steps"]):
+        line = lines[i] if i < len(lines) else None
+        if isinstance(item, str):
+            name, params = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, params = next(iter(item.items()))
+            params = params or {}
+            if not isinstance(params, dict):
+                raise InputError("parameters must be a mapping", path=display, line=line,
+                                 field=str(name))
+        else:
+            raise InputError("each step is a name or {name: {parameters}}", path=display,
+                             line=line)
+        steps.append(build_step(str(name), params, path=display, line=line))
+        origins.append(Origin(display, line))
+    return Recipe(name=str(data.get("name") or path.stem), steps=steps, origins=origins,
+                  path=display)

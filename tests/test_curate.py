@@ -1,0 +1,158 @@
+"""Curation steps on hand-made rows with known answers; the runner's nothing-is-lost rule."""
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from synth.curate import curate, load_recipe
+from synth.curate.steps import ExactDedup, Length, Refusal, Repetition, normalize_text
+from synth.errors import InputError
+from tests.conftest import ROOT
+
+
+def rows(*responses, **cols):
+    n = len(responses)
+    base = {"id": [f"r{i}" for i in range(n)], "response": list(responses),
+            "status": ["ok"] * n, "error": [None] * n, "finish_reason": ["stop"] * n,
+            "messages": [[{"role": "user", "content": f"q{i}"}] for i in range(n)]}
+    base.update(cols)
+    return pl.DataFrame(base)
+
+
+def dropped(step, df):
+    return step(df).drop.to_list()
+
+
+def test_refusals():
+    df = rows("I'm sorry, but I can't help with that.", "Sure! Here is the answer: 4.",
+              "As an AI language model, I cannot browse.", "I cannot assist with this request.",
+              "The cannot-fail test: I can't believe it's 4.")
+    assert dropped(Refusal(), df) == ["refusal", None, "refusal", "refusal", None]
+
+
+def test_repetition_ratio_and_threshold():
+    loop = " ".join(["the cat sat"] * 20)
+    out = Repetition(ngram=3, max_ratio=0.3)(rows(loop, "a b c d e f g h i j k l"))
+    assert out.drop[0].startswith("repetition: ") and out.drop[1] is None
+    assert out.df["repetition_ratio"][0] > 0.9 and out.df["repetition_ratio"][1] == 0.0
+
+
+def test_length_bounds():
+    df = rows("one", "one two three", " ".join(["w"] * 50))
+    assert dropped(Length(min_words=2, max_words=10), df) == [
+        "too short: 1 words", None, "too long: 50 words"]
+
+
+@pytest.mark.parametrize("field, expected", [
+    ("response", [None, "duplicate: of r0", None, None]),
+    ("prompt", [None, None, "duplicate: of r0", None]),
+    ("both", [None, None, None, None]),
+])
+def test_exact_dedup_fields(field, expected):
+    df = rows("The answer is 4.", "the answer is 4", "Different.", "Another.",
+              messages=[[{"role": "user", "content": "Q"}], [{"role": "user", "content": "R"}],
+                        [{"role": "user", "content": "q!"}],
+                        [{"role": "user", "content": "S"}]])
+    assert dropped(ExactDedup(field=field), df) == expected
+
+
+def test_normalize_text():
+    assert normalize_text("  Hello,   WORLD!! ") == "hello world"
+    assert normalize_text("Ｆｕｌｌ width") == "full width"
+
+
+def test_default_recipe_end_to_end_nothing_lost(tmp_path):
+    df = rows("Fine answer with enough words.", "Fine answer with enough words!",
+              "", "I'm sorry, but I can't do that.", "cut off in the mid", "x",
+              " ".join(["loop again"] * 30), None, "Another good answer, long enough.",
+              status=["ok"] * 7 + ["error", "ok"],
+              error=[None] * 7 + ["http_400: HTTP 400: bad", None],
+              finish_reason=["stop", "stop", "stop", "stop", "length", "stop", "stop", None,
+                             "stop"])
+    src = tmp_path / "traces.parquet"
+    df.write_parquet(src)
+    res = curate(src, recipe="default", out=tmp_path / "cur")
+    kept = pl.read_parquet(tmp_path / "cur" / "curated.parquet")
+    rej = pl.read_parquet(tmp_path / "cur" / "rejects.parquet")
+    assert sorted(kept["id"].to_list()) == ["r0", "r8"]
+    why = dict(zip(rej["id"].to_list(), zip(rej["dropped_by"].to_list(),
+                                            rej["drop_reason"].to_list())))
+    assert why == {
+        "r7": ("drop_errors", "error http_400"), "r4": ("truncated", "truncated"),
+        "r2": ("empty", "empty"), "r3": ("refusal", "refusal"),
+        "r6": ("repetition", why["r6"][1]), "r5": ("length", "too short: 1 words"),
+        "r1": ("exact_dedup", "duplicate: of r0")}
+    assert kept.height + rej.height == df.height
+    summary = json.loads((tmp_path / "cur" / "curation.json").read_text())
+    assert summary == res.summary
+    assert [s["dropped"] for s in summary["steps"]] == [1, 1, 1, 1, 1, 1, 1]
+    assert summary["steps"][6]["reasons"] == {"duplicate": 1}
+    assert "repetition_ratio" in kept.columns  # scores stay as columns
+
+
+def test_runner_refuses_a_step_that_loses_rows(tmp_path):
+    from synth.curate.recipe import Origin, Recipe
+    from synth.curate.steps import Verdict
+
+    class Lossy:
+        name, needs = "lossy", ("id",)
+
+        def __call__(self, df):
+            return Verdict(df.head(1), pl.Series("drop", [None], dtype=pl.String))
+
+    with pytest.raises(Exception, match="changed the number of rows"):
+        curate(rows("a", "b"), recipe=Recipe("x", [Lossy()], [Origin("x", 1)]))
+
+
+@pytest.mark.parametrize("text, line, needle", [
+    ("steps:\n  - drop_errors\n  - lenght: {min_words: 3}\n", 3, "field 'lenght': unknown step"),
+    ("steps:\n  - length: {min_word: 3}\n", 2, "unknown parameter(s) min_word"),
+    ("steps:\n  - repetition: {max_ratio: 7}\n", 2, "bad parameters"),
+    ("steps:\n  - exact_dedup: {field: title}\n", 2, "bad parameters"),
+    ("steps: [\n", None, "not valid YAML"),
+    ("name: x\n", None, "'steps' list"),
+])
+def test_bad_recipe_names_file_line_step(tmp_path, text, line, needle):
+    p = tmp_path / "recipe.yaml"
+    p.write_text(text)
+    with pytest.raises(InputError) as exc:
+        load_recipe(p)
+    assert str(exc.value).startswith(str(p)) and needle in str(exc.value)
+    if line:
+        assert exc.value.line == line
+
+
+def test_recipe_round_trip(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("name: mine\nsteps:\n  - empty\n  - length: {min_words: 2}\n")
+    r = load_recipe(p)
+    assert r.name == "mine" and [s.name for s in r.steps] == ["empty", "length"]
+    assert r.steps[1] == Length(min_words=2)
+    assert [o.line for o in r.origins] == [3, 4]
+
+
+def test_cli_curate_and_bad_input(tmp_path):
+    rows("a fine answer here", "a fine answer here").write_parquet(tmp_path / "t.parquet")
+    p = subprocess.run([sys.executable, "-m", "synth", "curate", str(tmp_path / "t.parquet"),
+                        "-o", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "2 rows → 1 kept, 1 rejected" in p.stderr
+    pl.DataFrame({"id": ["a"]}).write_parquet(tmp_path / "bad.parquet")
+    p = subprocess.run([sys.executable, "-m", "synth", "curate", str(tmp_path / "bad.parquet"),
+                        "-o", str(tmp_path / "out2")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 3 and "field 'response': missing column" in p.stderr
+    assert not (tmp_path / "out2").exists()
+
+
+def test_minimal_rows_only_need_id_and_response(tmp_path):
+    src = tmp_path / "rows.jsonl"
+    src.write_text('{"id": "a", "response": "a perfectly fine answer"}\n'
+                   '{"id": "b", "response": ""}\n')
+    res = curate(src, recipe="default")
+    assert res.kept["id"].to_list() == ["a"]
+    assert res.rejected["drop_reason"].to_list() == ["empty"]
