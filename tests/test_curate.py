@@ -91,6 +91,11 @@ def test_default_recipe_end_to_end_nothing_lost(tmp_path):
     assert [s["dropped"] for s in summary["steps"]] == [1, 1, 1, 1, 1, 1, 1]
     assert summary["steps"][6]["reasons"] == {"duplicate": 1}
     assert "repetition_ratio" in kept.columns  # scores stay as columns
+    report = (tmp_path / "cur" / "report.html").read_text()
+    assert "9 rows in, <b>2 kept</b>" in report and "data:image/png;base64," in report
+    assert "duplicate: 1" in report
+    pngs = sorted(p.name for p in (tmp_path / "cur" / "plots").iterdir())
+    assert "funnel.png" in pngs and "hist_repetition_ratio.png" in pngs
 
 
 def test_runner_refuses_a_step_that_loses_rows(tmp_path):

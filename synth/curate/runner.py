@@ -1,4 +1,5 @@
 """Run a curation recipe: rows in, kept rows and rejected rows (with who and why) out.
+Writes ``curated.parquet``, ``rejects.parquet``, ``curation.json`` and ``report.html``.
 
 setup (read rows, build steps) → each step sees the rows the previous steps kept → kept rows
 to ``curated.parquet``, dropped rows to ``rejects.parquet`` with ``dropped_by`` and
@@ -18,6 +19,7 @@ import orjson
 import polars as pl
 
 from synth.curate.recipe import Recipe, load_recipe
+from synth.curate.report import write_report
 from synth.errors import InputError, SynthError
 
 __all__ = ["CurationResult", "curate", "read_rows"]
@@ -104,4 +106,5 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
         write_atomic(out / "rejects.parquet", result.rejected.to_arrow())
         write_atomic(out / "curation.json",
                      orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
+        write_report(out, result.summary, result.kept, result.rejected)
     return result
