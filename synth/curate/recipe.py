@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from synth.curate.steps import STEPS
-from synth.errors import InputError
+from synth.errors import InputError, UserError
 from synth.yamlfile import load_yaml
 
 __all__ = ["Recipe", "Origin", "load_recipe", "recipe_names", "build_step"]
@@ -52,7 +52,7 @@ def build_step(name: str, params: dict[str, Any], *, path: str, line: int | None
     if cls is None:
         raise InputError(f"unknown step (known: {', '.join(sorted(STEPS))})", path=path,
                          line=line, field=name)
-    allowed = {f.name for f in dataclasses.fields(cls)}
+    allowed = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise InputError(f"unknown parameter(s) {', '.join(unknown)} (takes: "
@@ -62,6 +62,8 @@ def build_step(name: str, params: dict[str, Any], *, path: str, line: int | None
         return cls(**params)
     except (TypeError, ValueError) as e:
         raise InputError(f"bad parameters: {e}", path=path, line=line, field=name) from None
+    except UserError as e:  # e.g. a benchmark file the step needs is missing
+        raise InputError(str(e), path=path, line=line, field=name) from None
 
 
 def load_recipe(recipe: str | Path) -> Recipe:
