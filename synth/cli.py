@@ -261,9 +261,38 @@ def licence_list(
     Console(width=160).print(table)
 
 
+scorer_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@scorer_app.command()
+def train_scorer(
+    labels: Path = typer.Argument(..., help='JSONL of labelled rows: {"text": ..., '
+                                  '"score": 0-5} (e.g. a teacher\'s educational-value notes).'),
+    out: Path = typer.Option(..., "--out", "-o", help="Where the trained head (.npz) goes."),
+    text_field: str = typer.Option("text", "--text-field"),
+    label_field: str = typer.Option("score", "--label-field"),
+    ridge: float = typer.Option(1.0, help="L2 strength of the ridge head."),
+) -> None:
+    """Train a quality head on MiniLM embeddings; use it with the `quality` step."""
+    from synth.curate.embed import train_scorer as train
+
+    try:
+        report = train(labels, out=out, text_field=text_field, label_field=label_field,
+                       ridge=ridge)
+    except UserError as err:
+        _fail(err)
+    typer.echo(f"{out}: {report['rows']} rows, held-out MAE {report['holdout_mae']}, "
+               f"Spearman {report['holdout_spearman']}", err=True)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="synth: %(levelname)s: %(message)s",
                         stream=sys.stderr)
+    # `synth curate train-scorer LABELS`: a subcommand beside `synth curate INPUT`, which
+    # click cannot express (a group's argument would swallow the subcommand name).
+    if sys.argv[1:3] == ["curate", "train-scorer"]:
+        scorer_app(sys.argv[3:], prog_name="synth curate train-scorer")
+        return
     app()
 
 

@@ -93,3 +93,19 @@ def test_bad_labels(tmp_path, content, needle):
     with pytest.raises(InputError, match=needle):
         train_scorer(p, out=tmp_path / "h.npz")
     assert not (tmp_path / "h.npz").exists()
+
+
+def test_cli_train_scorer(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"text": t, "score": s}) + "\n"
+                              for t, s in [(g, 5) for g in GOOD] + [(b, 0) for b in BAD]))
+    p = subprocess.run([sys.executable, "-m", "synth", "curate", "train-scorer", str(labels),
+                        "--out", str(tmp_path / "h.npz")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "16 rows, held-out MAE" in p.stderr and Scorer.load(tmp_path / "h.npz").hi == 5
