@@ -88,7 +88,7 @@ def test_default_recipe_end_to_end_nothing_lost(tmp_path):
     assert kept.height + rej.height == df.height
     summary = json.loads((tmp_path / "cur" / "curation.json").read_text())
     assert summary == res.summary
-    assert [s["dropped"] for s in summary["steps"]] == [1, 1, 1, 1, 1, 1, 1]
+    assert [s["dropped"] for s in summary["steps"]] == [1, 1, 1, 1, 1, 1, 1, 0]
     assert summary["steps"][6]["reasons"] == {"duplicate": 1}
     assert "repetition_ratio" in kept.columns  # scores stay as columns
     report = (tmp_path / "cur" / "report.html").read_text()
@@ -197,3 +197,16 @@ def test_shipped_recipes_load(name):
     assert name in recipe_names()
     r = load_recipe(name)
     assert r.name == name and r.steps and all(o.line for o in r.origins)
+
+
+def test_near_dedup_step_clusters_and_keeps_the_best():
+    from synth.curate.near_dedup import NearDedup
+
+    base = " ".join(f"word{i}" for i in range(80))
+    df = rows(base, base.replace("word10 ", "other "), "an entirely unrelated answer " * 5,
+              base.replace("word70 ", "thing "), quality=[0.1, 0.9, 0.5, 0.2])
+    v = NearDedup(threshold=0.8)(df)
+    assert v.drop.to_list() == [None, "near-duplicate: of r0", None, "near-duplicate: of r0"]
+    assert v.df["cluster_size"].to_list() == [3, 3, 1, 3]
+    v = NearDedup(threshold=0.8, score_column="quality")(df)
+    assert v.drop.to_list() == ["near-duplicate: of r1", None, None, "near-duplicate: of r1"]

@@ -5,7 +5,7 @@
 their own modules and register themselves when imported.
 """
 
-from synth.curate import decontam, embed, verify  # noqa: F401  (register their steps)
+from synth.curate import decontam, embed, near_dedup, verify  # noqa: F401  (their steps)
 from synth.curate.recipe import Recipe, load_recipe, recipe_names
 from synth.curate.runner import CurationResult, curate, read_rows
 from synth.curate.steps import STEPS, Step, Verdict, register_step

@@ -1,0 +1,53 @@
+"""The ``near_dedup`` step: MinHash-LSH near-duplicates (``synth.curate.minhash``), one
+representative kept per cluster (highest ``score_column`` when given, else the first)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+
+from synth.curate.steps import Step, Verdict, register_step
+
+__all__ = ["NearDedup"]
+
+
+@register_step
+@dataclass(frozen=True, kw_only=True)
+class NearDedup(Step):
+    """Adds ``cluster_id`` and ``cluster_size``; drops all but one member per cluster."""
+
+    name: ClassVar[str] = "near_dedup"
+    needs: ClassVar[tuple[str, ...]] = ("id",)
+    field: str = "response"
+    threshold: float = 0.8
+    num_perm: int = 128
+    shingle: int = 5
+    seed: int = 1
+    score_column: str | None = None
+
+    def __post_init__(self):
+        if not 0 < self.threshold <= 1 or self.num_perm < 8 or self.shingle < 1:
+            raise ValueError("threshold in (0, 1], num_perm >= 8, shingle >= 1")
+
+    def __call__(self, df: pl.DataFrame) -> Verdict:
+        from synth.curate.minhash import MinHashConfig, near_duplicates
+
+        cfg = MinHashConfig(num_perm=self.num_perm, shingle=self.shingle,
+                            threshold=self.threshold, seed=self.seed)
+        texts = [t or "" for t in df[self.field].to_list()]
+        scores = df[self.score_column].to_list() if self.score_column else None
+        res = near_duplicates(texts, cfg, scores=scores)
+        cluster = np.asarray(res.cluster_id, dtype=np.int64)
+        keep = np.asarray(res.keep, dtype=bool)
+        ids = df["id"].to_list()
+        rep_of = {int(c): i for i, c in enumerate(cluster) if keep[i]}
+        sizes = np.bincount(cluster, minlength=len(cluster))[cluster] if len(cluster) else \
+            np.empty(0, np.int64)
+        drops = [None if keep[i] else f"near-duplicate: of {ids[rep_of[int(cluster[i])]]}"
+                 for i in range(len(ids))]
+        out = df.with_columns(pl.Series("cluster_id", cluster),
+                              pl.Series("cluster_size", sizes.astype(np.int64)))
+        return Verdict(out, pl.Series("drop", drops, dtype=pl.String))
