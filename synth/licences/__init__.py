@@ -32,6 +32,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -299,10 +300,15 @@ def _parse(path: Path | str) -> Registry:
     return Registry(entries, checked)
 
 
+@lru_cache(maxsize=1)
+def _shipped() -> Registry:
+    with resources.as_file(resources.files("synth") / "licences" / "registry.yaml") as p:
+        return _parse(p)
+
+
 def load_registry(extra: str | Path | None = None) -> Registry:
     """The shipped registry, extended (and overridden, entry by entry) by ``extra``."""
-    with resources.as_file(resources.files("synth") / "licences" / "registry.yaml") as p:
-        reg = _parse(p)
+    reg = _shipped()
     if extra is not None:
         more = _parse(extra)
         reg = Registry(reg.entries + more.entries, reg.checked)
