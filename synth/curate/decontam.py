@@ -20,7 +20,7 @@ from typing import ClassVar, Iterable
 import orjson
 import polars as pl
 
-from synth.curate.steps import Step, Verdict, register_step
+from synth.curate.steps import Step, Verdict, prompt_texts, register_step
 from synth.errors import ConfigError, InputError
 
 __all__ = ["NgramIndex", "Decontaminate", "load_benchmark"]
@@ -144,11 +144,7 @@ class Decontaminate(Step):
     def __call__(self, df: pl.DataFrame) -> Verdict:
         texts: list[list[str]] = []
         if "prompt" in self.fields:
-            if "messages" in df.columns:
-                texts.append(["\n".join(m["content"] for m in (ms or []))
-                              for ms in df["messages"].to_list()])
-            elif "prompt" in df.columns:
-                texts.append([p or "" for p in df["prompt"].to_list()])
+            texts.append(prompt_texts(df, include_assistant=True))
         if "response" in self.fields:
             texts.append([r or "" for r in df["response"].to_list()])
         reasons = []

@@ -21,7 +21,8 @@ import numpy as np
 import orjson
 import polars as pl
 
-from synth.curate.steps import Step, Verdict, register_step
+from synth.curate.minhash import _components
+from synth.curate.steps import Step, Verdict, _reason_where, register_step
 from synth.errors import ConfigError, InputError
 
 __all__ = ["load_encoder", "embed", "SemanticDedup", "QualityScore", "train_scorer",
@@ -76,15 +77,6 @@ def _texts(df: pl.DataFrame, column: str) -> list[str]:
     return [t or "" for t in df[column].to_list()]
 
 
-def _components(n: int, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(pairs_i), dtype=np.int8), (pairs_i, pairs_j)),
-                       shape=(n, n))
-    return connected_components(graph, directed=False)[1]
-
-
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class SemanticDedup(Step):
@@ -122,7 +114,7 @@ class SemanticDedup(Step):
                 best[(r, c)] = sims[r - start, c]
         i = np.concatenate(ii) if ii else np.empty(0, np.int64)
         j = np.concatenate(jj) if jj else np.empty(0, np.int64)
-        labels = _components(n, i, j)
+        labels = _components(n, i, j)  # same clustering as near_dedup
         scores = df[self.score_column].to_numpy() if self.score_column and \
             self.score_column in df.columns else None
         rep: dict[int, int] = {}
@@ -285,6 +277,4 @@ class QualityScore(Step):
             return Verdict(out, pl.Series("drop", [None] * df.height, dtype=pl.String))
         reason = pl.format(f"low quality: {{}} < {self.min_score}",
                            pl.col(self.column).round(3))
-        drop = out.select(pl.when(pl.col(self.column) < self.min_score).then(reason)
-                          .otherwise(None).cast(pl.String).alias("drop"))["drop"]
-        return Verdict(out, drop)
+        return Verdict(out, _reason_where(out, pl.col(self.column) < self.min_score, reason))

@@ -30,6 +30,7 @@ __all__ = [
     "Length",
     "ExactDedup",
     "normalize_text",
+    "prompt_texts",
 ]
 
 
@@ -207,8 +208,16 @@ def normalize_text(text: str | None) -> str:
     return _SPACE.sub(" ", _PUNCT.sub(" ", t)).strip()
 
 
-def _prompt_text(row_messages) -> str:
-    return "\n".join(m["content"] for m in (row_messages or []) if m["role"] != "assistant")
+def prompt_texts(df: pl.DataFrame, *, include_assistant: bool = False) -> list[str]:
+    """The request text of each row: its ``messages`` (few-shot assistant turns only when
+    asked), else a plain ``prompt`` column, else empty strings."""
+    if "messages" in df.columns:
+        return ["\n".join(m["content"] for m in (ms or [])
+                          if include_assistant or m["role"] != "assistant")
+                for ms in df["messages"].to_list()]
+    if "prompt" in df.columns:
+        return [p or "" for p in df["prompt"].to_list()]
+    return [""] * df.height
 
 
 @register_step
@@ -228,12 +237,8 @@ class ExactDedup(Step):
     def _texts(self, df: pl.DataFrame) -> list[str]:
         resp = [normalize_text(t) for t in df["response"].to_list()] \
             if self.field in ("response", "both") else None
-        prompt = None
-        if self.field in ("prompt", "both"):
-            col = df["messages"].to_list() if "messages" in df.columns else \
-                df["prompt"].to_list()
-            prompt = [normalize_text(m if isinstance(m, str) else _prompt_text(m))
-                      for m in col]
+        prompt = [normalize_text(t) for t in prompt_texts(df)] \
+            if self.field in ("prompt", "both") else None
         if resp is None:
             return prompt
         if prompt is None:

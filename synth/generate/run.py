@@ -319,6 +319,13 @@ class _RowMaker:
             "licence_decision": licence.decision, "terms_accepted": bool(licence.accepted),
             "accepted_terms": licence.accepted,
         }
+        self._params_dicts: dict[Params, dict[str, Any]] = {}
+
+    def _params(self, params: Params) -> dict[str, Any]:
+        d = self._params_dicts.get(params)
+        if d is None:
+            d = self._params_dicts[params] = params.as_dict()
+        return d
 
     def _base(self, req: Request) -> dict[str, Any]:
         p = req.prompt
@@ -326,7 +333,7 @@ class _RowMaker:
             "id": f"{p.id}:{req.sample_index}", "prompt_id": p.id,
             "sample_index": req.sample_index, "messages": p.messages,
             "provider": self.provider, "model": self.model, "base_url": self.base_url,
-            "params": req.params.as_dict(), "request_hash": req.hash,
+            "params": self._params(req.params), "request_hash": req.hash,
             "reference": p.reference,
             "metadata": orjson.dumps(p.metadata).decode() if p.metadata else None,
             "template_id": p.metadata.get("template_id"),
