@@ -18,6 +18,10 @@ Successful answers are deterministic functions of the request (only ``id`` and
   before it), in which case the finish reason is ``"length"`` / ``"max_tokens"``;
   otherwise ``"stop"`` / ``"end_turn"``.  ``stop`` / ``stop_sequences`` cut the
   content at the first occurrence (Anthropic then reports ``"stop_sequence"``).
+* ``[[reply:TEXT]]`` in the last user message replaces the echo: content is exactly
+  ``TEXT`` (everything up to the first ``]]``, newlines included, so ``TEXT`` cannot hold
+  ``]]``).  JSON is written as it is, e.g. ``[[reply:{"score": 4, "reason": "ok"}]]``.
+  ``max_tokens``, stops and the reasoning variants below apply to it as to the echo.
 * prompt tokens = words of every message (and of an Anthropic ``system``) + 3 per
   message; completion tokens = words of the output (see ``count_words``).
 * served ``model`` = requested model + ``"-2026-01-01"`` (unless it already ends in
@@ -119,6 +123,7 @@ _ANTHROPIC_ERRORS: dict[int, tuple[str, str]] = {
 
 _FAULT_RE = re.compile(r"\[\[fault:([A-Za-z0-9_]+)(?:\*(\d+))?((?:\s+[A-Za-z_]+=[^\s\]]+)*)\s*\]\]")
 _DELAY_RE = re.compile(r"\[\[delay:([0-9]*\.?[0-9]+)\]\]")
+_REPLY_RE = re.compile(r"\[\[reply:(.*?)\]\]", re.S)
 _TOKEN_RE = re.compile(r"\s*\S+\s*$|\s*\S+")
 _DATE_SUFFIX_RE = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
 
@@ -169,6 +174,12 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(msg, dict) and msg.get("role") == "user":
             return _text_of(msg.get("content"))
     return ""
+
+
+def _answer_text(text: str) -> str:
+    """The answer before cuts: a ``[[reply:...]]`` marker's text, else the echo."""
+    m = _REPLY_RE.search(text)
+    return m.group(1) if m else f"Echo: {text}"
 
 
 def _prompt_tokens(messages: list[Any], system: Any = None) -> int:
@@ -794,7 +805,7 @@ class ProviderServer:
         text = _last_user_text(messages)
         max_tokens = _openai_max_tokens(body)
         lower = model.lower()
-        content = f"Echo: {text}"
+        content = _answer_text(text)
         if "think" in lower:
             content = f"<think>Thinking about: {text}</think>\n\n" + content
         content, stopped = _apply_stops(content, body.get("stop"))
@@ -848,7 +859,7 @@ class ProviderServer:
         model = body["model"]
         messages = body["messages"]
         text = _last_user_text(messages)
-        content_text, stop_seq = _apply_stops(f"Echo: {text}", body.get("stop_sequences"))
+        content_text, stop_seq = _apply_stops(_answer_text(text), body.get("stop_sequences"))
         content_text, cut = _truncate(content_text, body["max_tokens"])
         stop_reason = "max_tokens" if cut else ("stop_sequence" if stop_seq is not None else "end_turn")
         blocks: list[dict] = []

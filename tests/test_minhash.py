@@ -274,3 +274,63 @@ def test_normalisation_switches(corpus):
     assert near_duplicates(texts, no_case).cluster_id.tolist() == [0, 1, 0]
     no_punct = MinHashConfig(normalize_punct=False)
     assert near_duplicates(texts, no_punct).cluster_id.tolist() == [0, 0, 2]
+
+
+# ----------------------------------------------------------------------------- numba kernel
+
+
+def _awkward_texts(rng, vocab):
+    texts = [" ".join(_doc(rng, vocab)) for _ in range(30)]
+    texts += [" ".join(_doc(rng, vocab, n)) for n in range(0, 9)]  # around the shingle size
+    # every word length 1..40 (the 8/16-byte loads and the long-word rounds)
+    texts.append(" ".join("w" * n + "Q" * (n % 3) for n in range(1, 41)))
+    texts += [
+        "", "   \t\n ", "\x00", "a\x00b c d e f g h", "MiXeD CaSe, Punct!! (and) [more]; ok?",
+        "ÉCOLE élève ÑANDÚ straße ΣΊΣΥΦΟΣ 東京 タワー 🙂🙂 x y", "don't stop-me now: a.b.c",
+        "\x7f\x01ctrl\x1fbytes\x7fhere and there again", "tab\tsep\narated\r\nwords x y z",
+        "x" * 40 + " y z w v u", "x" * 39 + "q y z w v u", "0123456789 ABCDEFGHIJ klmnopqrstuvwxyz" * 3,
+    ]
+    return texts
+
+
+@pytest.mark.parametrize("cfg", [
+    MinHashConfig(),
+    MinHashConfig(lowercase=False),
+    MinHashConfig(normalize_punct=False),
+    MinHashConfig(lowercase=False, normalize_punct=False),
+    MinHashConfig(shingle=1, num_perm=16),
+    MinHashConfig(shingle=3, num_perm=256, seed=5),
+], ids=["default", "no-lower", "no-punct", "raw", "k1-p16", "k3-p256"])
+def test_numba_kernel_is_bit_identical_to_numpy(cfg, corpus):
+    pytest.importorskip("numba")
+    import synth.curate.minhash as mh
+
+    rng, vocab, _ = corpus
+    texts = _awkward_texts(np.random.default_rng(3), vocab)
+    kernel = mh._kernel()
+    assert kernel is not None
+    pr = mh._params(cfg)
+    for chunk in (texts, texts[:1], texts[-5:], [t.upper() for t in texts]):
+        sig, sh32, counts = mh._chunk_jit(kernel, chunk, pr, True)
+        sh, counts_np = mh._chunk_shingles(chunk, pr)
+        assert counts.tolist() == counts_np.tolist()
+        assert np.array_equal(sh32, (sh >> np.uint64(32)).astype(np.uint32))
+        assert np.array_equal(sig, mh._oph(sh, counts_np, pr))
+        sig2, none, _ = mh._chunk_jit(kernel, chunk, pr, False)
+        assert none is None and np.array_equal(sig2, sig)
+
+
+def test_numpy_fallback_gives_the_same_clusters(corpus, monkeypatch):
+    import synth.curate.minhash as mh
+
+    rng, vocab, docs = corpus
+    texts = [" ".join(d) for d in docs] + [" ".join(_edit(rng, vocab, d, 2)) for d in docs]
+    texts += _awkward_texts(np.random.default_rng(4), vocab)
+    fast = mh.near_duplicates(texts, CFG)
+    monkeypatch.setenv("SYNTH_MINHASH_NUMPY", "1")
+    monkeypatch.setattr(mh, "_KERNEL", [])
+    assert mh._kernel() is None
+    slow = mh.near_duplicates(texts, CFG)
+    assert fast.cluster_id.tolist() == slow.cluster_id.tolist()
+    assert (fast.pairs_checked, fast.pairs_confirmed) == (slow.pairs_checked, slow.pairs_confirmed)
+    assert (slow.cluster_id[len(docs):2 * len(docs)] == np.arange(len(docs))).all()

@@ -452,6 +452,27 @@ async def test_marker_always_and_star_n(server):
     await a.close()
 
 
+async def test_reply_marker(server):
+    client = oai(server)
+    r = await client.chat.completions.create(
+        model="m", messages=user('grade [[reply:ok {"score": 4, "reason": "a b"}]] tail'))
+    assert r.choices[0].message.content == 'ok {"score": 4, "reason": "a b"}'
+    assert r.usage.completion_tokens == 6 and r.choices[0].finish_reason == "stop"
+    r = await client.chat.completions.create(
+        model="m", messages=user("x [[reply:line one\nline two]]"), max_tokens=2)
+    assert r.choices[0].message.content == "line one" and r.choices[0].finish_reason == "length"
+    # only the last user message counts, as for the other markers
+    r = await client.chat.completions.create(model="m", messages=[
+        {"role": "user", "content": "[[reply:no]]"}, {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "yes"}])
+    assert r.choices[0].message.content == "Echo: yes"
+    a = ant(server)
+    m = await a.messages.create(model="m", max_tokens=20, messages=user("[[reply:[1, 2] fine]]"))
+    assert m.content[0].text == "[1, 2] fine" and m.usage.output_tokens == 3
+    await client.close()
+    await a.close()
+
+
 async def test_marker_star_n_under_concurrency(server):
     async with aiohttp.ClientSession() as session:
         same = [post(server.url, "/v1/chat/completions", oai_body("shared [[fault:502*3]]"), OPENAI_HEADERS, session)

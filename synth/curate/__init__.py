@@ -5,7 +5,8 @@
 their own modules and register themselves when imported.
 """
 
-from synth.curate import decontam, embed, near_dedup, verify  # noqa: F401  (their steps)
+# imported for their side effect: each registers its steps
+from synth.curate import decontam, embed, judge, langid, near_dedup, verify  # noqa: F401
 from synth.curate.recipe import Recipe, load_recipe, recipe_names
 from synth.curate.runner import CurationResult, curate, read_rows
 from synth.curate.steps import STEPS, Step, Verdict, register_step

@@ -5,13 +5,19 @@ setup (read rows, build steps) → each step sees the rows the previous steps ke
 to ``curated.parquet``, dropped rows to ``rejects.parquet`` with ``dropped_by`` and
 ``drop_reason``, counts to ``curation.json``. Nothing is lost: the runner checks that kept +
 rejected ids are exactly the input ids before writing anything.
+
+While a step runs, :data:`CURRENT_STEP` holds a :class:`StepContext`: the output directory
+(so a step that makes files of its own, like ``llm_judge``'s generation run, can put them
+beside the curation outputs) and an ``info`` dict whose contents land in ``curation.json``
+under that step's entry. A context variable keeps the step protocol ``step(df)`` unchanged.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,21 @@ from synth.curate.recipe import Recipe, load_recipe
 from synth.curate.report import write_report
 from synth.errors import InputError, SynthError
 
-__all__ = ["CurationResult", "curate", "read_rows"]
+__all__ = ["CurationResult", "curate", "read_rows", "StepContext", "CURRENT_STEP"]
+
+
+@dataclass
+class StepContext:
+    """What the runner tells the running step: ``out`` is the curation's output directory
+    (None when ``curate()`` writes nothing), ``index`` the step's 0-based position; a step
+    may put a small JSON-able summary in ``info``."""
+
+    out: Path | None
+    index: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+CURRENT_STEP: ContextVar[StepContext | None] = ContextVar("synth_curate_step", default=None)
 
 
 def read_rows(path: str | Path) -> pl.DataFrame:
@@ -52,18 +72,23 @@ class CurationResult:
     summary: dict[str, Any]
 
 
-def _apply(recipe: Recipe, df: pl.DataFrame) -> CurationResult:
+def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None) -> CurationResult:
     t0 = time.perf_counter()
     kept = df
     rejected: list[pl.DataFrame] = []
     steps = []
-    for step, where in zip(recipe.steps, recipe.origins):
+    for index, (step, where) in enumerate(zip(recipe.steps, recipe.origins)):
         missing = [c for c in step.needs if c not in kept.columns]
         if missing:
             raise InputError(f"step {step.name!r} needs column(s) {', '.join(missing)}",
                              path=where.path, line=where.line, field=step.name)
         t = time.perf_counter()
-        verdict = step(kept)
+        ctx = StepContext(out=out_dir, index=index)
+        token = CURRENT_STEP.set(ctx)
+        try:
+            verdict = step(kept)
+        finally:
+            CURRENT_STEP.reset(token)
         if verdict.df.height != kept.height or len(verdict.drop) != kept.height:
             raise SynthError(f"step {step.name!r} changed the number of rows")
         out = verdict.df.with_columns(verdict.drop.alias("_drop"))
@@ -77,6 +102,8 @@ def _apply(recipe: Recipe, df: pl.DataFrame) -> CurationResult:
                       "dropped": dropped.height,
                       "reasons": dict(reasons.most_common()),
                       "seconds": round(time.perf_counter() - t, 4)})
+        if ctx.info:
+            steps[-1]["info"] = ctx.info
     rej = pl.concat(rejected, how="diagonal_relaxed") if rejected else \
         df.clear().with_columns(pl.lit(None, pl.String).alias("drop_reason"),
                                 pl.lit(None, pl.String).alias("dropped_by"))
@@ -98,9 +125,9 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
 
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    result = _apply(rec, df)
+    out = Path(out) if out is not None else None
+    result = _apply(rec, df, out)
     if out is not None:
-        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "curated.parquet", result.kept.to_arrow())
         write_atomic(out / "rejects.parquet", result.rejected.to_arrow())
