@@ -142,12 +142,12 @@ def curate(
                f"({s['recipe']}):", err=True)
     for st in s["steps"]:
         why = ", ".join(f"{k}={v}" for k, v in st["reasons"].items())
-        typer.echo(f"  {st['step']:<14} {st['in']:>8} in  {st['dropped']:>7} dropped"
+        typer.echo(f"  {st['step']:<16} {st['in']:>8} in  {st['dropped']:>7} dropped"
                    f"{'  ' + why if why else ''}", err=True)
         j = st.get("info", {}).get("judge")
         if j and j.get("requests"):
             cost = "unknown" if j.get("cost_usd") is None else f"${j['cost_usd']:.4f}"
-            typer.echo(f"  {'':<14} judge: {j['requests']} requests ({j['from_cache']} cached, "
+            typer.echo(f"  {'':<16} judge: {j['requests']} requests ({j['from_cache']} cached, "
                        f"{j['failed']} failed), {j['unscored']} unscored, cost {cost}; "
                        f"run in {j['run_dir']}", err=True)
 

@@ -15,6 +15,25 @@ def test_public_names():
         assert hasattr(synth, name), name
 
 
+def test_curation_and_template_names():
+    import synth.curate as curate
+    import synth.templates as templates
+
+    assert sorted(curate.__all__) == sorted([
+        "curate", "read_rows", "CurationResult", "Recipe", "load_recipe", "recipe_names",
+        "Step", "Verdict", "STEPS", "register_step"])
+    assert sorted(templates.__all__) == sorted([
+        "Template", "load_template", "parse_template", "template_names", "SUFFIX"])
+    for mod in (curate, templates):
+        for name in mod.__all__:
+            assert hasattr(mod, name), name
+    # every shipped step is registered when synth.curate is imported
+    assert set(curate.STEPS) == {
+        "drop_errors", "truncated", "empty", "refusal", "repetition", "length", "language",
+        "exact_dedup", "near_dedup", "semantic_dedup", "decontaminate", "verify_math",
+        "self_consistency", "verify_code", "quality", "llm_judge"}
+
+
 def test_exception_tree():
     e = errors
     assert issubclass(e.UserError, e.SynthError) and issubclass(e.TeacherError, e.SynthError)
