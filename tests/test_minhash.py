@@ -334,3 +334,20 @@ def test_numpy_fallback_gives_the_same_clusters(corpus, monkeypatch):
     assert fast.cluster_id.tolist() == slow.cluster_id.tolist()
     assert (fast.pairs_checked, fast.pairs_confirmed) == (slow.pairs_checked, slow.pairs_confirmed)
     assert (slow.cluster_id[len(docs):2 * len(docs)] == np.arange(len(docs))).all()
+
+
+def test_a_kernel_that_cannot_compile_falls_back_to_numpy(monkeypatch, caplog):
+    pytest.importorskip("numba")
+    import synth.curate._minhash_jit as jit
+    import synth.curate.minhash as mh
+
+    def broken(*args):
+        raise RuntimeError("LLVM says no")
+
+    monkeypatch.setattr(jit, "chunk_signatures", broken)
+    monkeypatch.setattr(mh, "_KERNEL", [])
+    with caplog.at_level("WARNING", logger="synth"):
+        assert mh._kernel() is None
+    assert "numba kernel unavailable (RuntimeError: LLVM says no)" in caplog.text
+    r = mh.near_duplicates(["a b c d e f g"] * 2 + ["x y z"], CFG)
+    assert r.cluster_id.tolist() == [0, 0, 2]
