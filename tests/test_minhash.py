@@ -351,3 +351,14 @@ def test_a_kernel_that_cannot_compile_falls_back_to_numpy(monkeypatch, caplog):
     assert "numba kernel unavailable (RuntimeError: LLVM says no)" in caplog.text
     r = mh.near_duplicates(["a b c d e f g"] * 2 + ["x y z"], CFG)
     assert r.cluster_id.tolist() == [0, 0, 2]
+
+
+def test_chunks_bound_documents_and_characters(monkeypatch):
+    import synth.curate.minhash as mh
+
+    monkeypatch.setattr(mh, "_CHUNK_DOCS", 3)
+    monkeypatch.setattr(mh, "_CHUNK_CHARS", 10)
+    texts = ["aaaa", "bbbb", "cc", "d", "e" * 25, "f", "g", "h", "i"]
+    chunks = mh._chunks(texts)
+    assert chunks == [["aaaa", "bbbb", "cc"], ["d"], ["e" * 25], ["f", "g", "h"], ["i"]]
+    assert mh._chunks([]) == []

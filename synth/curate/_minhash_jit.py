@@ -48,7 +48,8 @@ def chunk_signatures(buf, u64, nbody, ndocs, sep, casefold, W, M, salt, K, low_m
     """
     k = M.shape[0] - 1
     # ---- pass 1, branch-free: word boundaries (separator/word transitions) and doc ends
-    bounds = np.empty(nbody + 1, dtype=np.int64)
+    # int32 halves the largest temporary (the caller keeps chunks far below 2 GB)
+    bounds = np.empty(nbody + 1, dtype=np.int32)
     doc_end = np.empty(ndocs + 1, dtype=np.int64)
     nb = 0
     nd = 0
@@ -56,7 +57,7 @@ def chunk_signatures(buf, u64, nbody, ndocs, sep, casefold, W, M, salt, K, low_m
     for i in range(nbody):
         c = buf[i]
         s = sep[c]
-        bounds[nb] = i
+        bounds[nb] = np.int32(i)
         nb += s != prev
         prev = s
         doc_end[nd] = i

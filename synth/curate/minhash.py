@@ -48,7 +48,8 @@ Pipeline (all numpy, no per-shingle Python objects):
 Empty documents (no words after normalisation) get no shingles and are never candidates:
 each is its own cluster and is kept.
 
-Shingling and signatures run per chunk of ``_CHUNK_DOCS`` documents on a thread pool with
+Shingling and signatures run per chunk (``_CHUNK_DOCS`` documents, at most ``_CHUNK_CHARS``
+characters) on a thread pool with
 one thread per available core (numpy releases the GIL in the heavy array operations; only
 the join/lower/encode of each chunk holds it), and so do the LSH bands for large corpora.
 Memory: 32 bits of every shingle hash of the corpus are kept for verification (4 bytes
@@ -79,6 +80,7 @@ _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
 _EMPTY = np.uint32(0xFFFFFFFF)
 _CHUNK_DOCS = 1024
+_CHUNK_CHARS = 4_000_000  # and at most this much text per chunk: bounds per-thread memory
 _GROUP_WINDOW = 32
 _MAX_PROBES = 64
 
@@ -424,6 +426,10 @@ def _kernel():
 
 def _chunk_jit(kernel, texts: list[str], pr: _Params, want_sh: bool):
     buf, casefold = _encode(texts, pr)
+    if len(buf) >= 2**31 - 64:  # one document of 2 GB: the kernel's int32 offsets overflow
+        sh, counts = _chunk_shingles(texts, pr)
+        return (_oph(sh, counts, pr),
+                (sh >> _U64(32)).astype(np.uint32) if want_sh else None, counts)
     if buf.count(0) != len(texts):  # a document contains NUL: it is a word break anyway
         buf, casefold = _encode([t.replace("\x00", " ") for t in texts], pr)
     arr = np.frombuffer(buf, dtype=np.uint8)
@@ -442,9 +448,25 @@ def _workers() -> int:
     return max(1, min(n, 8))
 
 
+def _chunks(texts: list[str]) -> list[list[str]]:
+    """Consecutive runs of at most ``_CHUNK_DOCS`` documents and ``_CHUNK_CHARS``
+    characters (a longer document is a chunk of its own): working memory per chunk is a
+    few times its text, so long documents must not make huge chunks."""
+    out, start, size = [], 0, 0
+    for i, t in enumerate(texts):
+        n = len(t)
+        if i > start and (i - start >= _CHUNK_DOCS or size + n > _CHUNK_CHARS):
+            out.append(texts[start:i])
+            start, size = i, 0
+        size += n
+    if start < len(texts):
+        out.append(texts[start:])
+    return out
+
+
 def _process(texts: list[str], cfg: MinHashConfig, want_shingles: bool):
     pr = _params(cfg)
-    chunks = [texts[i : i + _CHUNK_DOCS] for i in range(0, len(texts), _CHUNK_DOCS)]
+    chunks = _chunks(texts)
 
     kernel = _kernel()
 
