@@ -188,3 +188,26 @@ def test_majority_vote_nothing():
 
 def test_majority_vote_text_answers():
     assert majority_vote(["Yes", "yes ", "no"]) == ("Yes", pytest.approx(2 / 3))
+
+
+def test_script_without_main_guard_runs_once_and_verifies(tmp_path):
+    """Worker processes must not re-run the caller's script: without the guard that would
+    repeat its top-level work and kill the workers (every answer "unverifiable")."""
+    import json
+    import subprocess
+    import sys
+
+    log = tmp_path / "ran.txt"
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import json\n"
+        "from synth.curate.verify_math import verify_many\n"
+        f"open({str(log)!r}, 'a').write('ran\\n')\n"
+        "print(json.dumps(verify_many([('The answer is 5.', '4'), ('\\\\boxed{4}', '4')],"
+        " workers=2)))\n")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=180, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert [o for o, _ in json.loads(p.stdout)] == ["wrong", "correct"]
+    assert log.read_text() == "ran\n"
+    assert "bootstrapping" not in p.stderr

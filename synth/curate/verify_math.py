@@ -24,13 +24,16 @@ Three layers:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
 import re
 import signal
+import sys
 import threading
 import time
+import types
 from collections import deque
 from fractions import Fraction
 from multiprocessing.connection import wait as _wait_connections
@@ -363,11 +366,33 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _main_hidden():
+    """Start processes without the caller's ``__main__``.
+
+    forkserver and spawn children re-run the parent's main script (as ``__mp_main__``) so
+    that objects defined there can be unpickled. A worker here needs nothing from it, and
+    re-running a script that lacks ``if __name__ == "__main__":`` would repeat its work and
+    kill the worker, leaving every answer "unverifiable". A stub main module while the
+    process starts (its preparation data is built then) makes the child skip that step.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or not (getattr(main, "__file__", None) or getattr(main, "__spec__", None)):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class _Worker:
     def __init__(self, ctx: Any, timeout_s: float, item_fn: Callable | None):
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_worker_main, args=(child, timeout_s, item_fn), daemon=True)
-        self.proc.start()
+        with _main_hidden():
+            self.proc.start()
         child.close()
         self.pending: deque[int] = deque()  # indices sent, results not yet back
         self.deadline: float | None = None  # for the item at pending[0]
