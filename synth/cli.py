@@ -132,24 +132,30 @@ def curate(
 ) -> None:
     """Apply a curation recipe. Every dropped row goes to rejects.parquet with its reason."""
     from synth.curate import curate as run
+    from synth.curate import load_recipe, read_rows
 
-    try:
-        result = run(input, recipe=recipe, out=out)
-    except UserError as err:
-        _fail(err)
-    s = result.summary
-    typer.echo(f"{s['input_rows']} rows → {s['kept']} kept, {s['rejected']} rejected "
-               f"({s['recipe']}):", err=True)
-    for st in s["steps"]:
+    def step_line(st: dict) -> None:  # printed as each step finishes: progress on long runs
         why = ", ".join(f"{k}={v}" for k, v in st["reasons"].items())
-        typer.echo(f"  {st['step']:<16} {st['in']:>8} in  {st['dropped']:>7} dropped"
-                   f"{'  ' + why if why else ''}", err=True)
+        typer.echo(f"  {st['step']:<16} {st['in']:>8} in  {st['dropped']:>7} dropped  "
+                   f"{st['seconds']:>7.1f}s{'  ' + why if why else ''}", err=True)
         j = st.get("info", {}).get("judge")
         if j and j.get("requests"):
             cost = "unknown" if j.get("cost_usd") is None else f"${j['cost_usd']:.4f}"
             typer.echo(f"  {'':<16} judge: {j['requests']} requests ({j['from_cache']} cached, "
                        f"{j['failed']} failed), {j['unscored']} unscored, cost {cost}; "
                        f"run in {j['run_dir']}", err=True)
+
+    try:
+        rec = load_recipe(recipe)
+        rows = read_rows(input)
+        typer.echo(f"curating {rows.height:,} rows with {rec.name} ({len(rec.steps)} steps):",
+                   err=True)
+        result = run(rows, recipe=rec, out=out, on_step=step_line)
+    except UserError as err:
+        _fail(err)
+    s = result.summary
+    typer.echo(f"{s['input_rows']} rows → {s['kept']} kept, {s['rejected']} rejected "
+               f"({s['recipe']}) in {s['wall_s']:.1f}s → {out}", err=True)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Curation steps on hand-made rows with known answers; the runner's nothing-is-lost rule."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -145,7 +146,10 @@ def test_cli_curate_and_bad_input(tmp_path):
                         "-o", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert "2 rows → 1 kept, 1 rejected" in p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[0] == "curating 2 rows with default (8 steps):"
+    assert re.match(r"^  exact_dedup +2 in +1 dropped +\d+\.\ds  duplicate=1$", lines[7])
+    assert lines[-1].startswith("2 rows → 1 kept, 1 rejected (default) in ")
     pl.DataFrame({"id": ["a"]}).write_parquet(tmp_path / "bad.parquet")
     p = subprocess.run([sys.executable, "-m", "synth", "curate", str(tmp_path / "bad.parquet"),
                         "-o", str(tmp_path / "out2")], cwd=ROOT, capture_output=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -326,6 +328,8 @@ def test_numpy_fallback_gives_the_same_clusters(corpus, monkeypatch):
     rng, vocab, docs = corpus
     texts = [" ".join(d) for d in docs] + [" ".join(_edit(rng, vocab, d, 2)) for d in docs]
     texts += _awkward_texts(np.random.default_rng(4), vocab)
+    if importlib.util.find_spec("numba") is not None:
+        assert mh._kernel() is not None  # loaded: near_duplicates uses it at any size
     fast = mh.near_duplicates(texts, CFG)
     monkeypatch.setenv("SYNTH_MINHASH_NUMPY", "1")
     monkeypatch.setattr(mh, "_KERNEL", [])
@@ -362,3 +366,12 @@ def test_chunks_bound_documents_and_characters(monkeypatch):
     chunks = mh._chunks(texts)
     assert chunks == [["aaaa", "bbbb", "cc"], ["d"], ["e" * 25], ["f", "g", "h"], ["i"]]
     assert mh._chunks([]) == []
+
+
+def test_small_inputs_do_not_load_numba(monkeypatch):
+    import synth.curate.minhash as mh
+
+    monkeypatch.setattr(mh, "_KERNEL", [])
+    r = mh.near_duplicates(["a b c d e f g"] * 3, CFG)
+    assert r.cluster_id.tolist() == [0, 0, 0]
+    assert mh._KERNEL == []  # ~0.7 s of loading would not pay off on 21 characters

@@ -19,7 +19,7 @@ from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import polars as pl
@@ -72,7 +72,8 @@ class CurationResult:
     summary: dict[str, Any]
 
 
-def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None) -> CurationResult:
+def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
+           on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
     t0 = time.perf_counter()
     kept = df
     rejected: list[pl.DataFrame] = []
@@ -104,6 +105,8 @@ def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None) -> Cur
                       "seconds": round(time.perf_counter() - t, 4)})
         if ctx.info:
             steps[-1]["info"] = ctx.info
+        if on_step is not None:
+            on_step(steps[-1])
     rej = pl.concat(rejected, how="diagonal_relaxed") if rejected else \
         df.clear().with_columns(pl.lit(None, pl.String).alias("drop_reason"),
                                 pl.lit(None, pl.String).alias("dropped_by"))
@@ -119,14 +122,16 @@ def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None) -> Cur
 
 
 def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
-           out: str | Path | None = None) -> CurationResult:
-    """Apply a recipe (a name like ``default``, a YAML path, or a :class:`Recipe`)."""
+           out: str | Path | None = None,
+           on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
+    """Apply a recipe (a name like ``default``, a YAML path, or a :class:`Recipe`).
+    ``on_step`` is called with each step's summary as soon as the step is done."""
     from synth.generate.run import write_atomic
 
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = Path(out) if out is not None else None
-    result = _apply(rec, df, out)
+    result = _apply(rec, df, out, on_step)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "curated.parquet", result.kept.to_arrow())
