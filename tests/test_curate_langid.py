@@ -121,3 +121,36 @@ def test_max_chars_judges_the_head_only():
     assert Language(languages=["en"], max_chars=len(EN))(rows(mixed)).drop.to_list() == [None]
     v = Language(languages=["en"], max_chars=None)(rows(mixed))
     assert v.drop.to_list() == ["language: fr (1.00)"]
+
+
+def test_batch_classifier_matches_py3langid(monkeypatch):
+    pytest.importorskip("numba")
+    import numpy as np
+
+    import synth.curate.langid as L
+
+    batch = L._batch()
+    assert batch is not None
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(t.split(), int(rng.integers(1, 60))))
+             for t in (EN, FR, DE, ES) for _ in range(25)]
+    texts += ["", "a", "SHOUTING IN CAPITALS ONLY", "Ünïcödé wörds", "日本語のテキストです",
+              "🙂🙂🙂", "\x00\x01\x7f", "x" * 3000, CODE, ACRONYMS, SHORT_FR]
+    monkeypatch.setattr(L._Batch, "_CHUNK_BYTES", 500)  # many chunks, texts across edges
+    got = L.classify_many(texts)
+    ident = identifier()
+    for text, (lang, p) in zip(texts, got):
+        want_lang, want_p = ident.classify(text)
+        assert lang == want_lang and p == pytest.approx(want_p, rel=1e-4, abs=1e-6), text
+
+
+def test_batch_classifier_that_disagrees_is_not_used(monkeypatch, caplog):
+    pytest.importorskip("numba")
+    import synth.curate.langid as L
+
+    monkeypatch.setattr(L._Batch, "_chunk", lambda self, texts: [("xx", 1.0)] * len(texts))
+    with caplog.at_level("WARNING", logger="synth"):
+        assert L._batch.__wrapped__() is None
+    assert "batch classifier disagrees with py3langid" in caplog.text
+    monkeypatch.setattr(L, "_batch", lambda: None)  # per-text path, same answers
+    assert L.classify_many([EN, FR]) == [identifier().classify(EN), identifier().classify(FR)]

@@ -8,17 +8,22 @@ nearest wanted language.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
 
+import numpy as np
 import polars as pl
 
 from synth.curate.steps import Step, Verdict, prompt_texts, register_step
 from synth.errors import ConfigError
 
-__all__ = ["Language", "identifier", "strip_code"]
+__all__ = ["Language", "identifier", "strip_code", "classify_many"]
+
+log = logging.getLogger("synth")
 
 _HINT = "the language step needs `pip install py3langid` (or `pip install 'synth[curate]'`)"
 _CODE = re.compile(r"^[a-z]{2}$")
@@ -35,6 +40,110 @@ def identifier():
     except ImportError:
         raise ConfigError(_HINT) from None
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+class _Batch:
+    """py3langid's ``classify`` for many texts at once: the byte DFA walk compiled
+    (``_langid_jit``), the naive-Bayes scores as one sparse-by-dense product, the
+    length-scaled softmax and alias folding vectorised. It reads the identifier's model
+    arrays (py3langid 0.4's attributes) and proves itself against ``classify`` when built;
+    any mismatch, missing attribute or missing numba means the per-text path instead."""
+
+    _CHUNK_BYTES = 4_000_000  # the walk's scratch is 12 bytes per input byte: bound it
+
+    def __init__(self, ident):
+        from scipy import sparse
+
+        from synth.curate._langid_jit import dfa_counts
+
+        self.ident, self.walk, self.sparse = ident, dfa_counts, sparse
+        # int32 tables: half the memory the walk jumps around in (~40 MB)
+        self.nextmove = np.asarray(ident.tk_nextmove, dtype=np.int32)
+        self.rowbase = np.asarray(ident._rowbase, dtype=np.int32)
+        self.output = np.asarray(ident.tk_output, dtype=np.int32)
+        self.ptc = np.asarray(ident.nb_ptc, dtype=np.float32)
+        self.pc = np.asarray(ident.nb_pc, dtype=np.float32)
+        self.classes = list(ident.nb_classes)
+        self.alias = list(ident._alias_pairs)
+        if not ident._norm_probs:  # pragma: no cover - identifier() sets it
+            raise ValueError("needs norm_probs")
+
+    def _chunk(self, texts: list[str]) -> list[tuple[str, float]]:
+        raw = [self.ident._encode(t) for t in texts]
+        lens = np.fromiter((len(b) for b in raw), dtype=np.int64, count=len(raw))
+        offsets = np.zeros(len(raw) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
+        indptr, indices, counts = self.walk(buf, offsets, self.nextmove, self.rowbase,
+                                            self.output, self.ptc.shape[0])
+        # log1p(counts) @ P(feature|class) + P(class), for every text in one product
+        np.log1p(counts, out=counts)
+        x = self.sparse.csr_matrix((counts, indices, indptr),
+                                   shape=(len(raw), self.ptc.shape[0]))
+        empty = np.diff(indptr) == 0  # no features: py3langid scores zeros (uniform)
+        scores = np.asarray(x @ self.ptc, dtype=np.float32) + self.pc
+        scores[empty] = 0.0
+        scores *= (1.0 / np.sqrt(np.maximum(lens, 1))).astype(np.float32)[:, None]
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        for i, j in self.alias:
+            scores[:, i] += scores[:, j]
+            scores[:, j] = 0.0
+        best = scores.argmax(axis=1)
+        conf = scores[np.arange(len(raw)), best]
+        return [(self.classes[b], float(c)) for b, c in zip(best.tolist(), conf.tolist())]
+
+    def __call__(self, texts: list[str]) -> list[tuple[str, float]]:
+        out, start, size = [], 0, 0
+        for i, t in enumerate(texts):
+            if i > start and size + len(t) > self._CHUNK_BYTES:
+                out += self._chunk(texts[start:i])
+                start, size = i, 0
+            size += len(t)
+        if start < len(texts):
+            out += self._chunk(texts[start:])
+        return out
+
+
+_PROOF = ("The committee will publish its findings after the summer recess.",
+          "Le comité publiera ses conclusions après les vacances d'été.",
+          "Der Ausschuss veröffentlicht seine Ergebnisse nach der Sommerpause.",
+          "委員会は夏休みの後に調査結果を発表します。", "SHOUTING TEXT IS LOWERED FIRST",
+          "12345 67890", "", "x")
+
+
+@lru_cache(maxsize=1)
+def _batch():
+    """The batch classifier, or None (numba missing, or py3langid's internals moved)."""
+    ident = identifier()
+    try:
+        batch = _Batch(ident)
+        got = batch(list(_PROOF))
+    except ImportError:  # numba or scipy missing: the ``curate`` extra brings both
+        return None
+    except Exception as e:  # noqa: BLE001 - a py3langid that changed: fall back, loudly
+        log.warning("language: batch classifier unavailable (%s: %s); classifying per text",
+                    type(e).__name__, e)
+        return None
+    for text, (lang, p) in zip(_PROOF, got):
+        want_lang, want_p = ident.classify(text)
+        if lang != want_lang or not math.isclose(p, want_p, rel_tol=1e-3, abs_tol=1e-5):
+            log.warning("language: batch classifier disagrees with py3langid on %r "
+                        "(%s %.4f vs %s %.4f); classifying per text", text[:30], lang, p,
+                        want_lang, want_p)
+            return None
+    return batch
+
+
+def classify_many(texts: list[str]) -> list[tuple[str, float]]:
+    """``identifier().classify`` of each text: ``(language, probability)``, batched and
+    compiled when numba is present (same answers, ~13x faster)."""
+    batch = _batch()
+    if batch is None:
+        classify = identifier().classify
+        return [classify(t) for t in texts]
+    return batch(texts)
 
 
 def strip_code(text: str) -> str:
@@ -101,24 +210,17 @@ class Language(Step):
         return [t or "" for t in df["response"].to_list()]
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        # py3langid has no batch path (its DFA walk is per text), so loop
-        classify = identifier().classify
+        prose = [strip_code(t).strip() for t in self._texts(df)]
+        judged = [i for i, t in enumerate(prose) if len(t) >= self.min_chars]
+        found = classify_many([prose[i][: self.max_chars] for i in judged])
         wanted = set(self.languages)
-        langs: list[str | None] = []
-        scores: list[float | None] = []
-        reasons: list[str | None] = []
-        for text in self._texts(df):
-            prose = strip_code(text).strip()
-            if len(prose) < self.min_chars:
-                langs.append(None)
-                scores.append(None)
-                reasons.append(None)
-                continue
-            lang, p = classify(prose[: self.max_chars])
-            langs.append(lang)
-            scores.append(p)
-            drop = lang not in wanted and p >= self.min_confidence
-            reasons.append(f"language: {lang} ({p:.2f})" if drop else None)
+        langs: list[str | None] = [None] * df.height
+        scores: list[float | None] = [None] * df.height
+        reasons: list[str | None] = [None] * df.height
+        for i, (lang, p) in zip(judged, found):
+            langs[i], scores[i] = lang, float(p)
+            if lang not in wanted and p >= self.min_confidence:
+                reasons[i] = f"language: {lang} ({p:.2f})"
         out = df.with_columns(pl.Series("lang", langs, dtype=pl.String),
                               pl.Series("lang_score", scores, dtype=pl.Float64))
         return Verdict(out, pl.Series("drop", reasons, dtype=pl.String))
