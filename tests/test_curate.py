@@ -214,3 +214,40 @@ def test_near_dedup_step_clusters_and_keeps_the_best():
     assert v.df["cluster_size"].to_list() == [3, 3, 1, 3]
     v = NearDedup(threshold=0.8, score_column="quality")(df)
     assert v.drop.to_list() == ["near-duplicate: of r1", None, None, "near-duplicate: of r1"]
+
+
+def test_repeated_ngram_ratios_match_a_plain_python_count():
+    import numpy as np
+
+    from synth.curate.minhash import repeated_ngram_ratios
+
+    def plain(text, n):
+        words = text.split()
+        if len(words) < 2 * n:
+            return 0.0
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        return 1.0 - len(set(grams)) / len(grams)
+
+    rng = np.random.default_rng(1)
+    vocab = ["a", "b", "c", "Dd", "dd", "e,", "f.", "éé", "日本"]
+    texts = [" ".join(rng.choice(vocab, int(rng.integers(0, 40)))) for _ in range(500)]
+    texts += ["", "a b", "a a a a a a", "x\ty\nz x y z x y z", "A a A a A a"]
+    for n in (1, 2, 3, 5):
+        got = repeated_ngram_ratios(texts, n)
+        assert got.tolist() == pytest.approx([plain(t, n) for t in texts], abs=1e-12), n
+
+
+def test_normalized_matches_the_plain_python_definition():
+    import unicodedata
+
+    from synth.curate.steps import normalized
+
+    def plain(text):
+        t = unicodedata.normalize("NFKC", text or "").lower()
+        return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", t)).strip()
+
+    texts = ["  Hello,   WORLD!! ", "Ｆｕｌｌ width", "snake_case_word", "e\u0301cole",
+             "Σίσυφος ΤΕΛΟΣ", "日本語、テキスト。", "🙂 emoji 🙂", "tab\tnew\nline \t x",
+             "ﬁ ligature", "ß STRASSE", "a\u00a0b", "x\u200by", "don't-stop", None, "",
+             "ǅ titlecase", "a \n\n b\r\nc", "ascii only, plain. text!", "①②③ ½"]
+    assert normalized(pl.Series("t", texts)).to_list() == [plain(t) for t in texts]
