@@ -251,3 +251,50 @@ def test_normalized_matches_the_plain_python_definition():
              "ﬁ ligature", "ß STRASSE", "a\u00a0b", "x\u200by", "don't-stop", None, "",
              "ǅ titlecase", "a \n\n b\r\nc", "ascii only, plain. text!", "①②③ ½"]
     assert normalized(pl.Series("t", texts)).to_list() == [plain(t) for t in texts]
+
+
+def test_ngram_index_matches_a_plain_python_reference():
+    import numpy as np
+
+    from synth.curate.decontam import NgramIndex
+
+    def words(t):
+        return re.findall(r"\w+", (t or "").lower())
+
+    class Plain:  # the definition: first n-gram of the text found in any item, first item wins
+        def __init__(self, n):
+            self.n, self.grams = n, {}
+
+        def add(self, name, items):
+            for item_id, text in items:
+                w = words(text)
+                grams = [tuple(w)] if 0 < len(w) < self.n else \
+                    [tuple(w[i:i + self.n]) for i in range(len(w) - self.n + 1)]
+                for g in grams:
+                    self.grams.setdefault(g, f"{name}/{item_id}")
+
+        def match(self, text):
+            w = words(text)
+            if len(w) < self.n:
+                return self.grams.get(tuple(w)) if w else None
+            return next((self.grams[g] for g in (tuple(w[i:i + self.n])
+                         for i in range(len(w) - self.n + 1)) if g in self.grams), None)
+
+    rng = np.random.default_rng(5)
+    vocab = ["alpha", "Beta", "gamma", "delta_x", "été", "ß", "42"]
+
+    def text(k):
+        return " ".join(rng.choice(vocab, k)) + rng.choice(["", ".", "!", " -- ok"])
+
+    for n in (3, 5):
+        items_a = [(f"a{i}", text(int(rng.integers(1, 12)))) for i in range(40)]
+        items_b = [(f"b{i}", text(int(rng.integers(1, 12)))) for i in range(40)]
+        fast, plain = NgramIndex(n), Plain(n)
+        for name, items in (("A", items_a), ("B", items_b)):
+            fast.add(name, items)
+            plain.add(name, items)
+        texts = [text(int(rng.integers(0, 30))) for _ in range(300)]
+        texts += [t for _, t in items_b[:5]] + ["", None, "!!!"]
+        want = [plain.match(t) for t in texts]
+        assert fast.match_many(texts) == want
+        assert sum(w is not None for w in want) > 10  # the data does exercise matches

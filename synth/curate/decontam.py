@@ -12,25 +12,18 @@ its ``id``/``task_id``/line number) or plain text (one item per line), plus buil
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Iterable
 
+import numpy as np
 import orjson
 import polars as pl
 
 from synth.curate.steps import Step, Verdict, prompt_texts, register_step
 from synth.errors import ConfigError, InputError
 
-__all__ = ["NgramIndex", "Decontaminate", "load_benchmark"]
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
+__all__ = ["NgramIndex", "Decontaminate", "load_benchmark", "gram_hashes"]
 
 def _strings(obj) -> Iterable[str]:
     if isinstance(obj, str):
@@ -79,39 +72,110 @@ def load_benchmark(spec: str) -> tuple[str, list[tuple[str, str]]]:
     return path.stem, items
 
 
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+# fixed odd multipliers, one per position in an n-gram (+1 tags texts shorter than n)
+_POS = np.random.Generator(np.random.PCG64(13)).integers(
+    1, 1 << 63, size=65, dtype=np.uint64) | np.uint64(1)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z ^= z >> np.uint64(30)
+        z *= _MIX1
+        z ^= z >> np.uint64(27)
+        z *= _MIX2
+        z ^= z >> np.uint64(31)
+    return z
+
+
+def gram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes, text index)`` of every word ``n``-gram of every text, in text order.
+
+    Words are ``\\w+`` runs of the lowercased text. A text of 1 to n-1 words gives one hash
+    of all its words (so a short benchmark item matches a text that is exactly it); a text
+    with no words gives none. Tokenising and hashing run in polars and numpy over all the
+    texts at once (Python tuples per n-gram cost ~8x more).
+    """
+    if not 1 <= n < len(_POS):
+        raise ValueError(f"n must be in 1..{len(_POS) - 1}")
+    words = pl.Series("t", texts, dtype=pl.String).fill_null("").str.to_lowercase() \
+        .str.extract_all(r"\w+")
+    counts = words.list.len().to_numpy().astype(np.int64)
+    flat = words.explode().drop_nulls()
+    wh = _mix(flat.hash(seed=13).to_numpy().astype(np.uint64))
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    W = len(wh)
+    with np.errstate(over="ignore"):
+        if W >= n:
+            acc = wh[: W - n + 1] * _POS[0]
+            tmp = np.empty_like(acc)
+            for j in range(1, n):  # in place: n passes over the corpus, no temporaries
+                np.multiply(wh[j : W - n + 1 + j], _POS[j], out=tmp)
+                acc += tmp
+            # keep the windows that start in a text and end in the same text
+            doc_of = np.repeat(np.arange(len(texts)), counts)[: W - n + 1]
+            inside = np.arange(W - n + 1) + n <= ends[doc_of]
+            grams, docs = acc[inside], doc_of[inside]
+        else:
+            grams, docs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        short = np.flatnonzero((counts > 0) & (counts < n))
+        if len(short):
+            m = counts[short]
+            acc_s = m.astype(np.uint64) * _POS[n]
+            for j in range(n - 1):
+                ok = j < m
+                acc_s += np.where(ok, wh[np.where(ok, starts[short] + j, 0)], 0) * _POS[j]
+            grams = np.concatenate([grams, acc_s])
+            docs = np.concatenate([docs, short])
+            order = np.argsort(docs, kind="stable")
+            grams, docs = grams[order], docs[order]
+    return _mix(grams), docs
+
+
 class NgramIndex:
     """Hashes of every word n-gram of every benchmark item → the first item holding it."""
 
     def __init__(self, n: int = 13):
         self.n = n
-        self._grams: dict[int, str] = {}
+        self._hashes = np.zeros(0, np.uint64)  # sorted, distinct
+        self._labels: list[str] = []  # per entry of _hashes
+        self._label_of = np.zeros(0, np.int64)
 
     def add(self, name: str, items: list[tuple[str, str]]) -> None:
-        n = self.n
-        for item_id, text in items:
-            w = _words(text)
-            label = f"{name}/{item_id}"
-            if len(w) < n:
-                if w:
-                    self._grams.setdefault(hash(tuple(w)), label)
-                continue
-            for i in range(len(w) - n + 1):
-                self._grams.setdefault(hash(tuple(w[i:i + n])), label)
+        grams, docs = gram_hashes([text for _, text in items], self.n)
+        base = len(self._labels)
+        self._labels += [f"{name}/{item_id}" for item_id, _ in items]
+        # earlier entries win: existing hashes first, then this batch in item order
+        h = np.concatenate([self._hashes, grams])
+        lab = np.concatenate([self._label_of, docs + base])
+        order = np.argsort(h, kind="stable")
+        h, lab = h[order], lab[order]
+        first = np.ones(len(h), bool)
+        first[1:] = h[1:] != h[:-1]
+        self._hashes, self._label_of = h[first], lab[first]
 
     def __len__(self) -> int:
-        return len(self._grams)
+        return len(self._hashes)
+
+    def match_many(self, texts: list[str]) -> list[str | None]:
+        """Per text, the benchmark item of its first n-gram found in the index, or None."""
+        out: list[str | None] = [None] * len(texts)
+        if not len(self._hashes) or not texts:
+            return out
+        grams, docs = gram_hashes(texts, self.n)
+        pos = np.minimum(np.searchsorted(self._hashes, grams), len(self._hashes) - 1)
+        hit = np.flatnonzero(self._hashes[pos] == grams)
+        seen = set()
+        for g in hit.tolist():  # hits are rare: a plain loop keeps the first per text
+            d = int(docs[g])
+            if d not in seen:
+                seen.add(d)
+                out[d] = self._labels[int(self._label_of[pos[g]])]
+        return out
 
     def match(self, text: str) -> str | None:
-        w = _words(text)
-        n, grams = self.n, self._grams
-        if len(w) < n:
-            return grams.get(hash(tuple(w))) if w else None
-        for i in range(len(w) - n + 1):
-            hit = grams.get(hash(tuple(w[i:i + n])))
-            if hit is not None:
-                return hit
-        # a short benchmark item copied whole inside a longer text
-        return None
+        return self.match_many([text])[0]
 
 
 @register_step
@@ -147,12 +211,9 @@ class Decontaminate(Step):
             texts.append(prompt_texts(df, include_assistant=True))
         if "response" in self.fields:
             texts.append([r or "" for r in df["response"].to_list()])
+        hits = [self._index.match_many(t) for t in texts]  # prompt first, then response
         reasons = []
-        for parts in zip(*texts) if texts else [()] * df.height:
-            hit = None
-            for t in parts:
-                hit = self._index.match(t)
-                if hit:
-                    break
+        for i in range(df.height):
+            hit = next((h[i] for h in hits if h[i] is not None), None)
             reasons.append(f"contaminated: {hit}" if hit else None)
         return Verdict(df, pl.Series("drop", reasons, dtype=pl.String))
