@@ -109,3 +109,25 @@ def test_cli_train_scorer(tmp_path):
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "16 rows, held-out MAE" in p.stderr and Scorer.load(tmp_path / "h.npz").hi == 5
+
+
+def test_similar_components_forest_reduction_keeps_the_components():
+    import numpy as np
+
+    from synth.curate.embed import _representatives, _similar_components
+    from synth.curate.minhash import _components
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 16))
+    e = np.concatenate([c + 0.05 * rng.normal(size=(30, 16)) for c in centres]
+                       + [rng.normal(size=(40, 16))])
+    e = (e / np.linalg.norm(e, axis=1, keepdims=True))[rng.permutation(len(e))]
+    a, b = np.nonzero(np.triu(e @ e.T >= 0.9, 1))
+    want = _components(len(e), a, b)
+    assert len(set(want.tolist())) < len(e) - 100  # big clusters: the forest path runs
+    for block in (1, 7, 64, 1000):
+        assert _similar_components(e, 0.9, block).tolist() == want.tolist()
+    labels = np.array([0, 0, 0, 3, 3, 5])
+    assert _representatives(labels, None).tolist() == [0, 0, 0, 3, 3, 5]
+    scores = np.array([np.nan, 2.0, 2.0, 1.0, 9.0, np.nan])
+    assert _representatives(labels, scores).tolist() == [1, 1, 1, 4, 4, 5]

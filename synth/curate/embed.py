@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from synth.curate.minhash import _components
+from synth.curate.minhash import _components, _sorted_unique
 from synth.curate.steps import Step, Verdict, _reason_where, register_step
 from synth.errors import ConfigError, InputError
 
@@ -77,6 +77,50 @@ def _texts(df: pl.DataFrame, column: str) -> list[str]:
     return [t or "" for t in df[column].to_list()]
 
 
+def _similar_components(e: np.ndarray, threshold: float, block: int) -> np.ndarray:
+    """Connected components of "cosine >= threshold" over unit rows ``e`` (n, d).
+
+    Similarities are computed a block of rows at a time (memory O(block * n)); each
+    block's edges are reduced to a spanning forest (every node to its component's lowest
+    node) before they are kept, so a big cluster of near-copies costs O(n) edges per block
+    instead of O(size^2)."""
+    n = len(e)
+    a_parts, b_parts = [], []
+    for start in range(0, n, block):
+        sims = e[start:start + block] @ e.T
+        rows, cols = np.nonzero(sims >= threshold)
+        rows = rows + start
+        upper = cols > rows
+        a, b = rows[upper], cols[upper]
+        if len(a) > 2 * block:  # dense block: keep a forest with the same components
+            nodes = _sorted_unique(np.concatenate([a, b]))
+            lab = _components(len(nodes), np.searchsorted(nodes, a), np.searchsorted(nodes, b))
+            a, b = nodes, nodes[lab]
+        a_parts.append(a)
+        b_parts.append(b)
+    a = np.concatenate(a_parts) if a_parts else np.empty(0, np.int64)
+    b = np.concatenate(b_parts) if b_parts else np.empty(0, np.int64)
+    return _components(n, a, b)
+
+
+def _representatives(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
+    """Per row, the row its cluster keeps: the highest score (first on ties, NaN lowest),
+    else the first row."""
+    n = len(labels)
+    idx = np.arange(n)
+    if scores is None:
+        s = np.zeros(n)
+    else:
+        s = np.asarray(scores, dtype=np.float64)
+        s = np.where(np.isnan(s), -np.inf, s)
+    order = np.lexsort((idx, -s, labels))
+    first = np.ones(n, bool)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    keeper = np.empty(labels.max() + 1 if n else 0, np.int64)
+    keeper[labels[order[first]]] = order[first]
+    return keeper[labels]
+
+
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class SemanticDedup(Step):
@@ -102,37 +146,15 @@ class SemanticDedup(Step):
         if n == 0:
             return Verdict(df, pl.Series("drop", [], dtype=pl.String))
         e = embed(_texts(df, self.field), encoder=self.encoder, batch_size=self.batch_size)
-        ii, jj, best = [], [], {}
-        for start in range(0, n, self.block):  # blockwise: memory O(block * n)
-            sims = e[start:start + self.block] @ e.T
-            rows, cols = np.nonzero(sims >= self.threshold)
-            rows = rows + start
-            upper = cols > rows
-            ii.append(rows[upper])
-            jj.append(cols[upper])
-            for r, c in zip(rows[upper], cols[upper]):
-                best[(r, c)] = sims[r - start, c]
-        i = np.concatenate(ii) if ii else np.empty(0, np.int64)
-        j = np.concatenate(jj) if jj else np.empty(0, np.int64)
-        labels = _components(n, i, j)  # same clustering as near_dedup
+        labels = _similar_components(e, self.threshold, self.block)
         scores = df[self.score_column].to_numpy() if self.score_column and \
             self.score_column in df.columns else None
-        rep: dict[int, int] = {}
-        for idx, lab in enumerate(labels):
-            cur = rep.get(lab)
-            if cur is None or (scores is not None and scores[idx] > scores[cur]):
-                rep[lab] = idx
-        ids = df["id"].to_list()
-        reasons = []
-        for idx, lab in enumerate(labels):
-            r = rep[lab]
-            if r == idx:
-                reasons.append(None)
-            else:
-                a, b = min(r, idx), max(r, idx)
-                cos = best.get((a, b))
-                how = f" (cos {cos:.3f})" if cos is not None else ""
-                reasons.append(f"semantic-duplicate: of {ids[r]}{how}")
+        rep = _representatives(labels, scores)
+        idx = np.arange(n)
+        cos = np.einsum("ij,ij->i", e, e[rep])  # each row against its cluster's keeper
+        ids = df["id"].cast(pl.String).to_list()
+        reasons = [None if r == i else f"semantic-duplicate: of {ids[r]} (cos {c:.3f})"
+                   for i, r, c in zip(idx.tolist(), rep.tolist(), cos.tolist())]
         out = df.with_columns(pl.Series("semantic_cluster", labels.astype(np.int64)))
         return Verdict(out, pl.Series("drop", reasons, dtype=pl.String))
 
