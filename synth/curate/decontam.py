@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from synth.curate.minhash import _mix
 from synth.curate.steps import Step, Verdict, prompt_texts, register_step
 from synth.errors import ConfigError, InputError
 
@@ -72,20 +73,9 @@ def load_benchmark(spec: str) -> tuple[str, list[tuple[str, str]]]:
     return path.stem, items
 
 
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 # fixed odd multipliers, one per position in an n-gram (+1 tags texts shorter than n)
 _POS = np.random.Generator(np.random.PCG64(13)).integers(
     1, 1 << 63, size=65, dtype=np.uint64) | np.uint64(1)
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z ^= z >> np.uint64(30)
-        z *= _MIX1
-        z ^= z >> np.uint64(27)
-        z *= _MIX2
-        z ^= z >> np.uint64(31)
-    return z
 
 
 def gram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
