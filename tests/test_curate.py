@@ -298,3 +298,15 @@ def test_ngram_index_matches_a_plain_python_reference():
         want = [plain.match(t) for t in texts]
         assert fast.match_many(texts) == want
         assert sum(w is not None for w in want) > 10  # the data does exercise matches
+
+
+def test_near_dedup_reports_what_lsh_checked(tmp_path):
+    text = " ".join(f"word{i}" for i in range(60))
+    df = rows(text, text + " extra", "something else entirely, with its own words here")
+    p = tmp_path / "r.yaml"
+    p.write_text("steps:\n  - near_dedup: {threshold: 0.8}\n")
+    res = curate(df, recipe=p)
+    info = res.summary["steps"][0]["info"]["minhash"]
+    assert info["pairs_checked"] >= 1 and info["pairs_confirmed"] == 1
+    assert info["clusters"] == 2 and info["largest_cluster"] == 2
+    assert info["kernel"] in ("numba", "numpy")

@@ -48,6 +48,15 @@ class NearDedup(Step):
             np.empty(0, np.int64)
         drops = [None if keep[i] else f"near-duplicate: of {ids[rep_of[int(cluster[i])]]}"
                  for i in range(len(ids))]
+        from synth.curate.minhash import _KERNEL
+        from synth.curate.runner import CURRENT_STEP
+
+        ctx = CURRENT_STEP.get()
+        if ctx is not None:  # what LSH looked at, for curation.json
+            ctx.info["minhash"] = {
+                "pairs_checked": res.pairs_checked, "pairs_confirmed": res.pairs_confirmed,
+                "clusters": res.num_clusters, "largest_cluster": int(sizes.max(initial=0)),
+                "kernel": "numba" if _KERNEL and _KERNEL[0] is not None else "numpy"}
         out = df.with_columns(pl.Series("cluster_id", cluster),
                               pl.Series("cluster_size", sizes.astype(np.int64)))
         return Verdict(out, pl.Series("drop", drops, dtype=pl.String))
