@@ -127,6 +127,9 @@ def test_similar_components_forest_reduction_keeps_the_components():
     assert len(set(want.tolist())) < len(e) - 100  # big clusters: the forest path runs
     for block in (1, 7, 64, 1000):
         assert _similar_components(e, 0.9, block).tolist() == want.tolist()
+        # the torch path (cuda on a GPU machine) on the CPU: same components
+        assert _similar_components(e.astype(np.float32), 0.9, block, "cpu").tolist() == \
+            want.tolist()
     labels = np.array([0, 0, 0, 3, 3, 5])
     assert _representatives(labels, None).tolist() == [0, 0, 0, 3, 3, 5]
     scores = np.array([np.nan, 2.0, 2.0, 1.0, 9.0, np.nan])

@@ -77,18 +77,38 @@ def _texts(df: pl.DataFrame, column: str) -> list[str]:
     return [t or "" for t in df[column].to_list()]
 
 
-def _similar_components(e: np.ndarray, threshold: float, block: int) -> np.ndarray:
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _similar_components(e: np.ndarray, threshold: float, block: int,
+                        device: str = "numpy") -> np.ndarray:
     """Connected components of "cosine >= threshold" over unit rows ``e`` (n, d).
 
-    Similarities are computed a block of rows at a time (memory O(block * n)); each
-    block's edges are reduced to a spanning forest (every node to its component's lowest
-    node) before they are kept, so a big cluster of near-copies costs O(n) edges per block
-    instead of O(size^2)."""
+    Similarities are computed a block of rows at a time (memory O(block * n)), in numpy or,
+    with ``device`` ``cuda``/``cpu``, in torch on that device (the O(n^2) products are
+    what a GPU is for); only the pairs above the threshold come back. Each block's edges
+    are reduced to a spanning forest (every node to its component's lowest node) before
+    they are kept, so a big cluster of near-copies costs O(n) edges per block instead of
+    O(size^2)."""
     n = len(e)
+    if device != "numpy":
+        import torch
+
+        et = torch.from_numpy(e).to(device)
+
+        def above(start: int) -> tuple[np.ndarray, np.ndarray]:
+            hits = torch.nonzero(et[start:start + block] @ et.T >= threshold)
+            hits = hits.cpu().numpy()
+            return hits[:, 0], hits[:, 1]
+    else:
+        def above(start: int) -> tuple[np.ndarray, np.ndarray]:
+            return np.nonzero(e[start:start + block] @ e.T >= threshold)
     a_parts, b_parts = [], []
     for start in range(0, n, block):
-        sims = e[start:start + block] @ e.T
-        rows, cols = np.nonzero(sims >= threshold)
+        rows, cols = above(start)
         rows = rows + start
         upper = cols > rows
         a, b = rows[upper], cols[upper]
@@ -146,7 +166,10 @@ class SemanticDedup(Step):
         if n == 0:
             return Verdict(df, pl.Series("drop", [], dtype=pl.String))
         e = embed(_texts(df, self.field), encoder=self.encoder, batch_size=self.batch_size)
-        labels = _similar_components(e, self.threshold, self.block)
+        # on a GPU the similarity blocks run there too; on a CPU numpy is as fast as torch
+        dev = _device()
+        labels = _similar_components(e, self.threshold, self.block,
+                                     dev if dev != "cpu" else "numpy")
         scores = df[self.score_column].to_numpy() if self.score_column and \
             self.score_column in df.columns else None
         rep = _representatives(labels, scores)
