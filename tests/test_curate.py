@@ -209,11 +209,17 @@ def test_near_dedup_step_clusters_and_keeps_the_best():
     base = " ".join(f"word{i}" for i in range(80))
     df = rows(base, base.replace("word10 ", "other "), "an entirely unrelated answer " * 5,
               base.replace("word70 ", "thing "), quality=[0.1, 0.9, 0.5, 0.2])
-    v = NearDedup(threshold=0.8)(df)
+    v = NearDedup(threshold=0.8)(df.drop("quality"))  # no score: the first is kept
     assert v.drop.to_list() == [None, "near-duplicate: of r0", None, "near-duplicate: of r0"]
     assert v.df["cluster_size"].to_list() == [3, 3, 1, 3]
-    v = NearDedup(threshold=0.8, score_column="quality")(df)
-    assert v.drop.to_list() == ["near-duplicate: of r1", None, None, "near-duplicate: of r1"]
+    by_quality = ["near-duplicate: of r1", None, None, "near-duplicate: of r1"]
+    assert NearDedup(threshold=0.8, score_column="quality")(df).drop.to_list() == by_quality
+    assert NearDedup(threshold=0.8)(df).drop.to_list() == by_quality  # found on its own
+    df2 = df.with_columns(pl.Series("judge_score", [1.0, 2.0, 3.0, 5.0]))
+    assert NearDedup(threshold=0.8, score_column="judge_score")(df2).drop.to_list() == [
+        "near-duplicate: of r3", "near-duplicate: of r3", None, None]
+    with pytest.raises(InputError, match="no column 'qualty' to rank duplicates by"):
+        NearDedup(threshold=0.8, score_column="qualty")(df)
 
 
 def test_repeated_ngram_ratios_match_a_plain_python_count():

@@ -22,7 +22,7 @@ import orjson
 import polars as pl
 
 from synth.curate.minhash import _components, _sorted_unique
-from synth.curate.steps import Step, Verdict, _reason_where, register_step
+from synth.curate.steps import Step, Verdict, _reason_where, keeper_scores, register_step
 from synth.errors import ConfigError, InputError
 
 __all__ = ["load_encoder", "embed", "SemanticDedup", "QualityScore", "train_scorer",
@@ -145,7 +145,8 @@ def _representatives(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarra
 @dataclass(frozen=True, kw_only=True)
 class SemanticDedup(Step):
     """Rows whose ``field`` embeddings have cosine ≥ ``threshold`` form a cluster; one is
-    kept (highest ``score_column`` when present, else the first). Adds
+    kept: the highest ``score_column`` when given, else the highest ``quality`` /
+    ``judge_score`` when an earlier step added one, else the first. Adds
     ``semantic_cluster``."""
 
     name: ClassVar[str] = "semantic_dedup"
@@ -170,8 +171,8 @@ class SemanticDedup(Step):
         dev = _device()
         labels = _similar_components(e, self.threshold, self.block,
                                      dev if dev != "cpu" else "numpy")
-        scores = df[self.score_column].to_numpy() if self.score_column and \
-            self.score_column in df.columns else None
+        scores, _ = keeper_scores(df, self.score_column)
+        scores = None if scores is None else np.array(scores, dtype=np.float64)
         rep = _representatives(labels, scores)
         idx = np.arange(n)
         cos = np.einsum("ij,ij->i", e, e[rep])  # each row against its cluster's keeper

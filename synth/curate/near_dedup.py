@@ -1,5 +1,6 @@
 """The ``near_dedup`` step: MinHash-LSH near-duplicates (``synth.curate.minhash``), one
-representative kept per cluster (highest ``score_column`` when given, else the first)."""
+representative kept per cluster: the highest ``score_column`` when given, else the highest
+``quality`` / ``judge_score`` when an earlier step added one, else the first."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from synth.curate.steps import Step, Verdict, register_step
+from synth.curate.steps import Step, Verdict, keeper_scores, register_step
 
 __all__ = ["NearDedup"]
 
@@ -38,7 +39,7 @@ class NearDedup(Step):
         cfg = MinHashConfig(num_perm=self.num_perm, shingle=self.shingle,
                             threshold=self.threshold, seed=self.seed)
         texts = [t or "" for t in df[self.field].to_list()]
-        scores = df[self.score_column].to_list() if self.score_column else None
+        scores, ranked_by = keeper_scores(df, self.score_column)
         res = near_duplicates(texts, cfg, scores=scores)
         cluster = np.asarray(res.cluster_id, dtype=np.int64)
         keep = np.asarray(res.keep, dtype=bool)
@@ -56,7 +57,8 @@ class NearDedup(Step):
             ctx.info["minhash"] = {
                 "pairs_checked": res.pairs_checked, "pairs_confirmed": res.pairs_confirmed,
                 "clusters": res.num_clusters, "largest_cluster": int(sizes.max(initial=0)),
-                "kernel": "numba" if _KERNEL and _KERNEL[0] is not None else "numpy"}
+                "kernel": "numba" if _KERNEL and _KERNEL[0] is not None else "numpy",
+                "keeper_by": ranked_by or "first"}
         out = df.with_columns(pl.Series("cluster_id", cluster),
                               pl.Series("cluster_size", sizes.astype(np.int64)))
         return Verdict(out, pl.Series("drop", drops, dtype=pl.String))

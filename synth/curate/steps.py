@@ -29,6 +29,8 @@ __all__ = [
     "ExactDedup",
     "normalize_text",
     "normalized",
+    "keeper_scores",
+    "SCORE_COLUMNS",
     "prompt_texts",
 ]
 
@@ -211,6 +213,28 @@ def normalized(texts: pl.Series) -> pl.Series:
 def normalize_text(text: str | None) -> str:
     """:func:`normalized` for one string."""
     return normalized(pl.Series("t", [text], dtype=pl.String))[0]
+
+
+#: Score columns a dedup step keeps the best of when its recipe names none: the
+#: ``quality`` step's and the ``llm_judge`` step's.
+SCORE_COLUMNS = ("quality", "judge_score")
+
+
+def keeper_scores(df: pl.DataFrame, score_column: str | None) -> tuple[list | None, str | None]:
+    """``(scores, column)`` a dedup step ranks a cluster's members by: ``score_column``
+    when given (it must exist), else the first of :data:`SCORE_COLUMNS` the rows have,
+    else ``(None, None)`` (the first member is kept)."""
+    from synth.errors import InputError
+
+    if score_column is not None:
+        if score_column not in df.columns:
+            raise InputError(f"no column {score_column!r} to rank duplicates by "
+                             f"(columns: {', '.join(df.columns)})", field="score_column")
+        return df[score_column].to_list(), score_column
+    for col in SCORE_COLUMNS:
+        if col in df.columns and df.schema[col].is_numeric():
+            return df[col].to_list(), col
+    return None, None
 
 
 def prompt_texts(df: pl.DataFrame, *, include_assistant: bool = False) -> list[str]:
