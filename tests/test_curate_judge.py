@@ -106,6 +106,9 @@ def test_min_score_drops_through_a_recipe(server, tmp_path, price_file):
     assert (run / "cache.sqlite").exists() and (run / "README.md").exists()
     saved = json.loads((out / "curation.json").read_text())
     assert saved["steps"][1]["info"]["judge"]["requests"] == 3
+    report = (out / "report.html").read_text()
+    assert "judge: teacher openai:gpt-test, template judge/quality" in report
+    assert "requests 3, from_cache 0, sent 3" in report
 
 
 def test_unparseable_and_out_of_range_are_unscored(server, tmp_path):

@@ -75,6 +75,21 @@ def _plots(summary: dict[str, Any], kept: pl.DataFrame,
     return out
 
 
+def _details(info: dict[str, Any] | None) -> str:
+    """A step's extra figures (``info`` in curation.json) as one line, e.g. the judge's
+    requests and cost or what MinHash-LSH checked; long values (paths, hashes) left out."""
+    parts = []
+    for section, fields in (info or {}).items():
+        if not isinstance(fields, dict):
+            parts.append(f"{section}: {fields}")
+            continue
+        items = [f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}"
+                 for k, v in fields.items()
+                 if not isinstance(v, (dict, list)) and len(str(v)) <= 40]
+        parts.append(f"{section}: {', '.join(items)}")
+    return "; ".join(parts)
+
+
 def write_report(out: Path, summary: dict[str, Any], kept: pl.DataFrame,
                  rejected: pl.DataFrame) -> Path:
     """Write ``out/report.html`` and ``out/plots/*.png``; returns the HTML path."""
@@ -88,7 +103,8 @@ def write_report(out: Path, summary: dict[str, Any], kept: pl.DataFrame,
     rows = "".join(
         f"<tr><td>{esc(s['step'])}</td><td>{s['in']:,}</td><td>{s['dropped']:,}</td>"
         f"<td>{s['kept']:,}</td><td>{esc(', '.join(f'{k}: {v:,}' for k, v in s['reasons'].items()))}"
-        f"</td><td>{s['seconds']:.3f}</td></tr>" for s in summary["steps"])
+        f"</td><td>{s['seconds']:.3f}</td><td>{esc(_details(s.get('info')))}</td></tr>"
+        for s in summary["steps"])
     examples = ""
     if rejected.height:
         sample = rejected.group_by("dropped_by", maintain_order=True).head(3)
@@ -111,7 +127,7 @@ text-align:left;font-size:14px}}figure{{display:inline-block;margin:0.5em}}</sty
 {summary['rejected']:,} rejected (every rejected row is in <code>rejects.parquet</code>
 with <code>dropped_by</code> and <code>drop_reason</code>). {summary['wall_s']:.2f} s.</p>
 <h2>Steps</h2><table><tr><th>step</th><th>in</th><th>dropped</th><th>kept</th>
-<th>reasons</th><th>seconds</th></tr>{rows}</table>
+<th>reasons</th><th>seconds</th><th>details</th></tr>{rows}</table>
 <h2>Plots</h2>{images}
 <h2>Examples of rejected rows</h2><table><tr><th>step</th><th>id</th><th>reason</th>
 <th>response (first 200 characters)</th></tr>{examples}</table>
