@@ -15,6 +15,7 @@ Errors are never cached: a rerun retries them.
 
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -23,7 +24,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ResponseCache"]
+__all__ = ["ResponseCache", "cache_root"]
+
+
+def cache_root() -> Path:
+    """synth's own cache folder (converted models, the judge's default runs):
+    ``$SYNTH_CACHE_DIR``, default ``~/.cache/synth``."""
+    base = os.environ.get("SYNTH_CACHE_DIR")
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "synth"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

@@ -32,7 +32,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from typing import Any, ClassVar
 import polars as pl
 import pyarrow.parquet as pq
 
+from synth.cache import cache_root
 from synth.curate.runner import CURRENT_STEP
 from synth.curate.steps import Step, Verdict, prompt_texts, register_step
 from synth.errors import InputError
@@ -110,11 +110,6 @@ def _score_range(t: Template) -> tuple[float, float]:
         raise InputError("must be [low, high] numbers with low < high", path=t.path,
                          line=t.line_of("score_range"), field="score_range")
     return float(r[0]), float(r[1])
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("SYNTH_CACHE_DIR")
-    return Path(base).expanduser() if base else Path.home() / ".cache" / "synth"
 
 
 def _in_thread_if_loop_runs(fn, /, *args, **kwargs):
@@ -203,7 +198,7 @@ class LLMJudge(Step):
         ctx = CURRENT_STEP.get()
         if ctx is not None and ctx.out is not None:
             return ctx.out / "judge" / self.slug
-        return _cache_root() / "judge" / self.slug
+        return cache_root() / "judge" / self.slug
 
     def _prompts(self, df: pl.DataFrame) -> tuple[list[Prompt], list[int], list[str | None]]:
         """Requests for the rows that have a response; why the others are not judged."""

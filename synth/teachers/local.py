@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synth.cache import cache_root
 from synth.errors import ConfigError, FatalRequestError, ModelLoadError, TeacherError
 from synth.records import Completion, Params, Request
 
@@ -172,9 +173,7 @@ def resolve_model(name_or_path: str) -> tuple[str, str | None]:
 
 def model_cache_dir(sha256: str) -> Path:
     """Where the safetensors copy of the GGUF with this sha256 lives."""
-    base = os.environ.get("SYNTH_CACHE_DIR")
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "synth"
-    return root / "models" / sha256[:16]
+    return cache_root() / "models" / sha256[:16]
 
 
 def _cache_is_valid(cache: Path, sha256: str) -> bool:
