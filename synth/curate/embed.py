@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from synth.curate.minhash import _components, _sorted_unique
+from synth.curate.minhash import _components, _representatives, _sorted_unique
 from synth.curate.steps import Step, Verdict, _reason_where, keeper_scores, register_step
 from synth.errors import ConfigError, InputError
 
@@ -123,24 +123,6 @@ def _similar_components(e: np.ndarray, threshold: float, block: int,
     return _components(n, a, b)
 
 
-def _representatives(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
-    """Per row, the row its cluster keeps: the highest score (first on ties, NaN lowest),
-    else the first row."""
-    n = len(labels)
-    idx = np.arange(n)
-    if scores is None:
-        s = np.zeros(n)
-    else:
-        s = np.asarray(scores, dtype=np.float64)
-        s = np.where(np.isnan(s), -np.inf, s)
-    order = np.lexsort((idx, -s, labels))
-    first = np.ones(n, bool)
-    first[1:] = labels[order][1:] != labels[order][:-1]
-    keeper = np.empty(labels.max() + 1 if n else 0, np.int64)
-    keeper[labels[order[first]]] = order[first]
-    return keeper[labels]
-
-
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class SemanticDedup(Step):
@@ -172,7 +154,6 @@ class SemanticDedup(Step):
         labels = _similar_components(e, self.threshold, self.block,
                                      dev if dev != "cpu" else "numpy")
         scores, _ = keeper_scores(df, self.score_column)
-        scores = None if scores is None else np.array(scores, dtype=np.float64)
         rep = _representatives(labels, scores)
         idx = np.arange(n)
         cos = np.einsum("ij,ij->i", e, e[rep])  # each row against its cluster's keeper

@@ -620,6 +620,24 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return first[lab]
 
 
+def _representatives(labels: np.ndarray, scores: np.ndarray | list | None) -> np.ndarray:
+    """Per row, the row its cluster keeps: the highest score (first on ties, NaN lowest),
+    else the first row."""
+    n = len(labels)
+    idx = np.arange(n)
+    if scores is None:
+        s = np.zeros(n)
+    else:
+        s = np.asarray(scores, dtype=np.float64)
+        s = np.where(np.isnan(s), -np.inf, s)
+    order = np.lexsort((idx, -s, labels))
+    first = np.ones(n, bool)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    keeper = np.empty(labels.max() + 1 if n else 0, np.int64)
+    keeper[labels[order[first]]] = order[first]
+    return keeper[labels]
+
+
 def near_duplicates(texts: list[str], cfg: MinHashConfig = MinHashConfig(), *,
                     scores: list[float] | None = None) -> DedupResult:
     """Cluster near-duplicate documents (exact shingle Jaccard >= ``cfg.threshold``)."""
@@ -636,17 +654,7 @@ def near_duplicates(texts: list[str], cfg: MinHashConfig = MinHashConfig(), *,
     ok = jac >= cfg.threshold - 1e-12
     a, b = a[ok], b[ok]
     cluster = _components(n, a, b) if n else np.zeros(0, np.int64)
-    idx = np.arange(n, dtype=np.int64)
-    if scores is None:
-        keep = cluster == idx
-    else:
-        s = np.asarray(scores, dtype=np.float64)
-        s = np.where(np.isnan(s), -np.inf, s)
-        order = np.lexsort((idx, -s, cluster))
-        first = np.ones(n, bool)
-        first[1:] = cluster[order][1:] != cluster[order][:-1]
-        keep = np.zeros(n, bool)
-        keep[order[first]] = True
+    keep = _representatives(cluster, scores) == np.arange(n)
     return DedupResult(cluster_id=cluster.astype(np.int64), keep=keep,
                        pairs_checked=int(len(cand)), pairs_confirmed=int(ok.sum()))
 
