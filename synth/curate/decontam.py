@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from synth.curate.minhash import _mix
+from synth.curate.minhash import _mix, _ngram_sums
 from synth.curate.steps import Step, Verdict, prompt_texts, register_step
 from synth.errors import ConfigError, InputError
 
@@ -93,33 +93,8 @@ def gram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     counts = words.list.len().to_numpy().astype(np.int64)
     flat = words.explode().drop_nulls()
     wh = _mix(flat.hash(seed=13).to_numpy().astype(np.uint64))
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    W = len(wh)
-    with np.errstate(over="ignore"):
-        if W >= n:
-            acc = wh[: W - n + 1] * _POS[0]
-            tmp = np.empty_like(acc)
-            for j in range(1, n):  # in place: n passes over the corpus, no temporaries
-                np.multiply(wh[j : W - n + 1 + j], _POS[j], out=tmp)
-                acc += tmp
-            # keep the windows that start in a text and end in the same text
-            doc_of = np.repeat(np.arange(len(texts)), counts)[: W - n + 1]
-            inside = np.arange(W - n + 1) + n <= ends[doc_of]
-            grams, docs = acc[inside], doc_of[inside]
-        else:
-            grams, docs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        short = np.flatnonzero((counts > 0) & (counts < n))
-        if len(short):
-            m = counts[short]
-            acc_s = m.astype(np.uint64) * _POS[n]
-            for j in range(n - 1):
-                ok = j < m
-                acc_s += np.where(ok, wh[np.where(ok, starts[short] + j, 0)], 0) * _POS[j]
-            grams = np.concatenate([grams, acc_s])
-            docs = np.concatenate([docs, short])
-            order = np.argsort(docs, kind="stable")
-            grams, docs = grams[order], docs[order]
+    grams, per_text = _ngram_sums(wh, counts, n, _POS)
+    docs = np.repeat(np.arange(len(texts)), per_text)
     return _mix(grams), docs
 
 

@@ -255,6 +255,50 @@ def _separators(body: np.ndarray, punct: bool) -> np.ndarray:
     return sep
 
 
+def _ngram_sums(wh: np.ndarray, wcount: np.ndarray, k: int, M: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Unmixed word ``k``-gram hashes ``sum_j wh[i + j] * M[j]`` of every window inside one
+    document of the flat word-hash array ``wh`` (documents of ``wcount`` words, back to
+    back), in document order; a document of 1..k-1 words gives one hash of all its words
+    tagged with its length (``* M[k]``), an empty one none. Returns ``(sums, counts)``.
+    Shared by the MinHash shingles and decontamination's n-grams."""
+    W = len(wh)
+    with np.errstate(over="ignore"):
+        if W >= k:
+            acc = wh[: W - k + 1] * M[0]
+            tmp = np.empty_like(acc)
+            for j in range(1, k):  # in place: k passes, no temporaries
+                np.multiply(wh[j : W - k + 1 + j], M[j], out=tmp)
+                acc += tmp
+            valid = np.ones(W - k + 1, bool)
+            wend = np.cumsum(wcount)
+            for j in range(1, k):  # windows starting in a document's last k-1 words
+                e = wend[wcount >= j] - j
+                valid[e[e < W - k + 1]] = False
+            sums = acc[valid]
+        else:
+            sums = np.zeros(0, np.uint64)
+        counts = np.maximum(wcount - k + 1, 0)
+        short = np.flatnonzero((wcount > 0) & (wcount < k))
+        if len(short):
+            # one hash from all the words of a short doc, tagged with its length
+            f = (np.cumsum(wcount) - wcount)[short]
+            m = wcount[short]
+            acc_s = m.astype(np.uint64) * M[k]
+            for j in range(k - 1):
+                okj = j < m
+                acc_s += np.where(okj, wh[np.where(okj, f + j, 0)], _U64(0)) * M[j]
+            counts[short] = 1
+            full = np.empty(len(sums) + len(short), np.uint64)
+            off = np.cumsum(counts) - counts
+            is_short = np.zeros(len(full), bool)
+            is_short[off[short]] = True
+            full[is_short] = acc_s
+            full[~is_short] = sums
+            sums = full
+    return sums, counts
+
+
 def _chunk_shingles(texts: list[str], pr: _Params) -> tuple[np.ndarray, np.ndarray]:
     """Shingle hashes of a chunk of documents.
 
@@ -278,7 +322,6 @@ def _chunk_shingles(texts: list[str], pr: _Params) -> tuple[np.ndarray, np.ndarr
     tr = np.flatnonzero(sep[1:] != sep[:-1]) + 1
     starts, ends = tr[0::2], tr[1::2]
     wcount = np.diff(np.searchsorted(starts, doc_end), prepend=0)
-    W = len(starts)
     # word hashes: load the 8-byte little-endian words at every word start and start+8
     # straight from the buffer (a uint64 view with a 1-byte stride), mask them to the word
     # length with shifts, combine with the length and mix
@@ -322,38 +365,7 @@ def _chunk_shingles(texts: list[str], pr: _Params) -> tuple[np.ndarray, np.ndarr
             q += 8
             long_ = long_[rest > 8]
         _mix(wh)
-        # shingle hashes over the flat word array; keep windows inside one document
-        nsh = np.maximum(wcount - k + 1, 0)
-        if W >= k:
-            acc = wh[: W - k + 1] * pr.M[0]
-            for j in range(1, k):
-                acc += wh[j : W - k + 1 + j] * pr.M[j]
-            valid = np.ones(W - k + 1, bool)
-            wend = np.cumsum(wcount)
-            for j in range(1, k):
-                e = wend[wcount >= j] - j
-                valid[e[e < W - k + 1]] = False
-            sh = acc[valid]
-        else:
-            sh = np.zeros(0, np.uint64)
-        counts = nsh.copy()
-        short = np.flatnonzero((wcount > 0) & (wcount < k))
-        if len(short):
-            # one shingle from all the words of a short doc, tagged with its length
-            f = (np.cumsum(wcount) - wcount)[short]
-            m = wcount[short]
-            acc_s = m.astype(np.uint64) * pr.M[k]
-            for j in range(k - 1):
-                okj = j < m
-                acc_s += np.where(okj, wh[np.where(okj, f + j, 0)], _U64(0)) * pr.M[j]
-            counts[short] = 1
-            full = np.empty(len(sh) + len(short), np.uint64)
-            off = np.cumsum(counts) - counts
-            is_short = np.zeros(len(full), bool)
-            is_short[off[short]] = True
-            full[is_short] = acc_s
-            full[~is_short] = sh
-            sh = full
+        sh, counts = _ngram_sums(wh, wcount, k, pr.M)
         sh ^= pr.salt
     _mix(sh)
     return sh, counts
