@@ -95,15 +95,10 @@ class _Batch:
         return [(self.classes[b], float(c)) for b, c in zip(best.tolist(), conf.tolist())]
 
     def __call__(self, texts: list[str]) -> list[tuple[str, float]]:
-        out, start, size = [], 0, 0
-        for i, t in enumerate(texts):
-            if i > start and size + len(t) > self._CHUNK_BYTES:
-                out += self._chunk(texts[start:i])
-                start, size = i, 0
-            size += len(t)
-        if start < len(texts):
-            out += self._chunk(texts[start:])
-        return out
+        from synth.curate.minhash import _chunks
+
+        pieces = _chunks(texts, max_docs=max(len(texts), 1), max_chars=self._CHUNK_BYTES)
+        return [r for piece in pieces for r in self._chunk(piece)]
 
 
 _PROOF = ("The committee will publish its findings after the summer recess.",

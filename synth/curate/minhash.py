@@ -462,14 +462,18 @@ def _workers() -> int:
     return max(1, min(n, 8))
 
 
-def _chunks(texts: list[str]) -> list[list[str]]:
-    """Consecutive runs of at most ``_CHUNK_DOCS`` documents and ``_CHUNK_CHARS``
-    characters (a longer document is a chunk of its own): working memory per chunk is a
-    few times its text, so long documents must not make huge chunks."""
+def _chunks(texts: list[str], max_docs: int | None = None,
+            max_chars: int | None = None) -> list[list[str]]:
+    """Consecutive runs of at most ``max_docs`` documents and ``max_chars`` characters
+    (default ``_CHUNK_DOCS`` / ``_CHUNK_CHARS``; a longer document is a chunk of its own):
+    working memory per chunk is a few times its text, so long documents must not make
+    huge chunks."""
+    max_docs = _CHUNK_DOCS if max_docs is None else max_docs
+    max_chars = _CHUNK_CHARS if max_chars is None else max_chars
     out, start, size = [], 0, 0
     for i, t in enumerate(texts):
         n = len(t)
-        if i > start and (i - start >= _CHUNK_DOCS or size + n > _CHUNK_CHARS):
+        if i > start and (i - start >= max_docs or size + n > max_chars):
             out.append(texts[start:i])
             start, size = i, 0
         size += n
