@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
+from synth.curate.runner import CURRENT_STEP
 from synth.curate.steps import Step, Verdict, keeper_scores, register_step
 
 __all__ = ["NearDedup"]
@@ -34,7 +35,7 @@ class NearDedup(Step):
             raise ValueError("threshold in (0, 1], num_perm >= 8, shingle >= 1")
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        from synth.curate.minhash import MinHashConfig, near_duplicates
+        from synth.curate.minhash import _KERNEL, MinHashConfig, near_duplicates
 
         cfg = MinHashConfig(num_perm=self.num_perm, shingle=self.shingle,
                             threshold=self.threshold, seed=self.seed)
@@ -49,9 +50,6 @@ class NearDedup(Step):
             np.empty(0, np.int64)
         drops = [None if keep[i] else f"near-duplicate: of {ids[rep_of[int(cluster[i])]]}"
                  for i in range(len(ids))]
-        from synth.curate.minhash import _KERNEL
-        from synth.curate.runner import CURRENT_STEP
-
         ctx = CURRENT_STEP.get()
         if ctx is not None:  # what LSH looked at, for curation.json
             ctx.info["minhash"] = {

@@ -34,11 +34,10 @@ __all__ = ["CurationResult", "curate", "read_rows", "StepContext", "CURRENT_STEP
 @dataclass
 class StepContext:
     """What the runner tells the running step: ``out`` is the curation's output directory
-    (None when ``curate()`` writes nothing), ``index`` the step's 0-based position; a step
-    may put a small JSON-able summary in ``info``."""
+    (None when ``curate()`` writes nothing); a step may put a small JSON-able summary in
+    ``info``."""
 
     out: Path | None
-    index: int
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,13 +77,13 @@ def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
     kept = df
     rejected: list[pl.DataFrame] = []
     steps = []
-    for index, (step, where) in enumerate(zip(recipe.steps, recipe.origins)):
+    for step, where in zip(recipe.steps, recipe.origins):
         missing = [c for c in step.needs if c not in kept.columns]
         if missing:
             raise InputError(f"step {step.name!r} needs column(s) {', '.join(missing)}",
                              path=where.path, line=where.line, field=step.name)
         t = time.perf_counter()
-        ctx = StepContext(out=out_dir, index=index)
+        ctx = StepContext(out=out_dir)
         token = CURRENT_STEP.set(ctx)
         try:
             verdict = step(kept)
