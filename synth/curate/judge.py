@@ -28,12 +28,10 @@ are kept unless ``drop_unscored`` (``unscored: <why>``): bad grading is not a ba
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +43,7 @@ from synth.cache import cache_root
 from synth.curate.runner import CURRENT_STEP
 from synth.curate.steps import Step, Verdict, prompt_texts, register_step
 from synth.errors import InputError
+from synth.licences import INTENTS
 from synth.records import Prompt
 from synth.templates import Template, load_template
 
@@ -52,7 +51,6 @@ __all__ = ["LLMJudge", "parse_verdict"]
 
 log = logging.getLogger("synth")
 
-_INTENTS = ("research", "internal", "distributed", "competing")
 # "Score: 4", "**Score:** 4/5", "score = 4." on the answer's last line
 _SCORE_LINE = re.compile(
     r"(?i)^[\s*_#>`-]*score[\s*_`]*[:=][\s*_`]*([+-]?\d+(?:\.\d+)?)(?:\s*/\s*\d+)?[\s*_`.]*$")
@@ -112,17 +110,6 @@ def _score_range(t: Template) -> tuple[float, float]:
     return float(r[0]), float(r[1])
 
 
-def _in_thread_if_loop_runs(fn, /, *args, **kwargs):
-    """``fn(...)`` here, or in a worker thread when this thread already runs an event loop
-    (``generate`` starts its own loop, which asyncio refuses inside a running one)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return fn(*args, **kwargs)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-judge") as pool:
-        return pool.submit(fn, *args, **kwargs).result()
-
-
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class LLMJudge(Step):
@@ -160,11 +147,11 @@ class LLMJudge(Step):
             terms = (terms,)
         object.__setattr__(self, "accept_terms", tuple(terms or ()))
         provider, _ = parse_spec(self.teacher)
-        if self.intent is not None and self.intent not in _INTENTS:
-            raise ValueError(f"intent must be one of {', '.join(_INTENTS)}")
+        if self.intent is not None and self.intent not in INTENTS:
+            raise ValueError(f"intent must be one of {', '.join(INTENTS)}")
         if self.intent is None and provider != "local":
             raise ValueError(f"intent is required for API teachers ({self.teacher}): "
-                             f"what is the data for? {', '.join(_INTENTS)}")
+                             f"what is the data for? {', '.join(INTENTS)}")
         for key, low in (("concurrency", 1), ("max_tokens", 1), ("max_retries", 0)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -224,8 +211,8 @@ class LLMJudge(Step):
     def _ask(self, prompts: list[Prompt], out: Path):
         from synth.generate.run import generate
 
-        return _in_thread_if_loop_runs(
-            generate, teacher=self.teacher, out=out, prompts=prompts,
+        return generate(
+            teacher=self.teacher, out=out, prompts=prompts,
             temperature=float(self.temperature), max_tokens=self.max_tokens,
             concurrency=self.concurrency, rpm=self.rpm, tpm=self.tpm, max_cost=self.max_cost,
             base_url=self.base_url, api_key_env=self.api_key_env, timeout=self.timeout,

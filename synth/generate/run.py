@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -558,10 +559,21 @@ def _runner():
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def generate(config: GenerateConfig | None = None, /, **kwargs: Any) -> RunResult:
-    """Synchronous :func:`agenerate` (not from inside a running event loop)."""
+def _generate_here(config: GenerateConfig | None, kwargs: dict[str, Any]) -> RunResult:
     if sys.version_info < (3, 11):  # asyncio.Runner is 3.11+
         return asyncio.run(agenerate(config, **kwargs))
     with _runner() as runner:
         return runner.run(agenerate(config, **kwargs))
+
+
+def generate(config: GenerateConfig | None = None, /, **kwargs: Any) -> RunResult:
+    """Synchronous :func:`agenerate`. Called where an event loop already runs (a notebook,
+    an async caller, a curation step under one), it runs on a worker thread with its own
+    loop, since asyncio refuses to start a second loop in the same thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _generate_here(config, kwargs)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-generate") as pool:
+        return pool.submit(_generate_here, config, kwargs).result()
 
