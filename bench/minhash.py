@@ -1,7 +1,9 @@
 """Near-duplicate detection: synth.curate.minhash vs datasketch vs rensa on one corpus.
 
-    python bench/minhash.py            # 100k documents
-    python bench/minhash.py --quick    # 10k documents
+    python bench/minhash.py                 # 100k documents: step-only table, then end to end
+    python bench/minhash.py --quick         # 10k documents
+    python bench/minhash.py --e2e-only      # only the end-to-end comparison
+    python bench/minhash.py --no-e2e        # only the step-only table
 
 Corpus (deterministic, --seed): documents of 100-400 words drawn from a 20k-word synthetic
 vocabulary with a Zipf(1.1) distribution; 5% of the documents are planted near-duplicate
@@ -34,6 +36,30 @@ Metrics (same definitions for every tool):
 * peak RSS: VmHWM of the tool's subprocess (peak reset after loading the corpus via
   /proc/self/clear_refs); "delta" subtracts the RSS right after loading the corpus, i.e.
   it is the tool's own peak working memory.
+
+End to end (``--e2e-tools``, default ``synth,datasketch``; printed after the step-only table):
+what a user waits for, from process start to exit.  The corpus is written as a
+``traces.parquet`` with every column of ``synth.records.TRACE_SCHEMA`` (what ``synth
+generate`` writes: ids, prompt ids, chat messages, the response, params, token counts,
+request hashes, provenance; logprobs and reasoning null), zstd like ``synth generate``.
+
+* synth: the ``synth`` command as a subprocess,
+  ``synth curate traces.parquet --recipe near_dedup.yaml --out DIR`` with a recipe of only
+  ``near_dedup: {field: response, threshold: 0.8}``; it writes curated.parquet,
+  rejects.parquet, curation.json, report.html and plots/*.png.  Run ``--e2e-repeat`` times
+  (default 3; the median counts).  The numba kernel's on-disk cache is warm (the step-only
+  run above, or any earlier run, filled it), as on a user's second run.
+* datasketch / rensa: ``python bench/minhash.py --e2e-worker TOOL``, a process that imports
+  polars and the tool, reads the same parquet (all columns), runs exactly the step-only code
+  above (MinHash + LSH + connected components), keeps the first document of each cluster
+  and writes the kept rows (all columns) to a zstd parquet.  It writes no rejects file and
+  no report, so the comparison flatters the peer.  Run once (datasketch takes ~2 minutes).
+
+Wall time = ``time.perf_counter()`` around ``subprocess.run`` in this process, so interpreter
+start-up and imports count for everybody.  Recall and precision of the end-to-end runs are
+computed from their outputs (synth: ``cluster_id`` of curated + rejects rows; peers: the
+labels the worker saved) with the same definitions, and synth's end-to-end clusters are
+checked to be identical to the in-process ``near_duplicates`` clusters.
 """
 
 from __future__ import annotations
@@ -243,6 +269,164 @@ def worker(tool: str, corpus: str, out: str) -> None:
         json.dump({"seconds": dt, "peak_kb": peak, "base_kb": base, "extra": extra}, f)
 
 
+# ----------------------------------------------------------------------------- end to end
+
+RECIPE = "name: near_dedup_only\nsteps:\n  - near_dedup: {field: response, threshold: 0.8}\n"
+
+
+def write_traces(texts: list[str], path: str, seed: int = 0) -> int:
+    """The corpus as trace rows with every column ``synth generate`` writes; returns the
+    number of columns."""
+    import hashlib
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synth.records import TRACE_SCHEMA
+
+    n = len(texts)
+    rng = np.random.default_rng(seed + 1)
+    samples = 4
+    pid = [f"q{i // samples:06d}" for i in range(n)]
+    topics = rng.integers(0, 5_000, n // samples + 1)
+    system = "You are a helpful assistant. Answer clearly and completely."
+    messages = [[{"role": "system", "content": system},
+                 {"role": "user", "content": f"Write a few paragraphs about topic "
+                  f"{topics[i // samples]} for a general audience, question {i // samples}."}]
+                for i in range(n)]
+    words = np.array([t.count(" ") + 1 for t in texts])
+    out_tok = (words * 1.3).astype(np.int64)
+    in_tok = rng.integers(30, 60, n)
+    t0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    cols = {
+        "id": [f"{p}:{i % samples}" for i, p in enumerate(pid)],
+        "prompt_id": pid,
+        "sample_index": [i % samples for i in range(n)],
+        "messages": messages,
+        "response": texts,
+        "reasoning": [None] * n,
+        "logprobs": [None] * n,
+        "finish_reason": ["stop"] * n,
+        "status": ["ok"] * n,
+        "error": [None] * n,
+        "provider": ["openai"] * n,
+        "model": ["gpt-4o-mini"] * n,
+        "model_version": ["gpt-4o-mini-2024-07-18"] * n,
+        "base_url": ["https://api.openai.com"] * n,
+        "params": [{"temperature": 0.7, "top_p": None, "max_tokens": 1024, "seed": None,
+                    "top_logprobs": None, "reasoning_effort": None, "dtype": None}] * n,
+        "request_hash": [hashlib.sha256(f"{i}".encode()).hexdigest() for i in range(n)],
+        "input_tokens": in_tok,
+        "cached_input_tokens": np.zeros(n, np.int64),
+        "output_tokens": out_tok,
+        "cost_usd": in_tok * 0.15e-6 + out_tok * 0.6e-6,
+        "latency_s": rng.uniform(0.5, 8.0, n),
+        "created_at": [t0 + timedelta(seconds=0.05 * i) for i in range(n)],
+        "reference": [None] * n,
+        "metadata": ["{}"] * n,
+        "intent": ["research"] * n,
+        "licence_entries": [["host:api.openai.com", "model:gpt-4o-mini"]] * n,
+        "terms_versions": [["OpenAI Terms of Use (2024-01-31)"]] * n,
+        "licence_rule": ["allow"] * n,
+        "licence_decision": ["allow"] * n,
+        "terms_accepted": [False] * n,
+        "accepted_terms": [[]] * n,
+        "template_id": [None] * n,
+        "template_hash": [None] * n,
+    }
+    table = pa.table({f.name: pa.array(cols[f.name], f.type) for f in TRACE_SCHEMA},
+                     schema=TRACE_SCHEMA)
+    pq.write_table(table, path, compression="zstd")
+    return len(TRACE_SCHEMA)
+
+
+def e2e_worker(tool: str, traces: str, out: str) -> None:
+    """A peer's whole job: read the traces, cluster the responses, write the kept rows."""
+    import polars as pl
+
+    df = pl.read_parquet(traces)
+    texts = [t or "" for t in df["response"].to_list()]
+    labels, _ = TOOLS[tool](texts)
+    labels = np.asarray(labels, np.int64)
+    first = np.zeros(len(labels), bool)
+    first[np.unique(labels, return_index=True)[1]] = True  # lowest index per cluster
+    df.filter(pl.Series(first)).write_parquet(out + ".parquet", compression="zstd")
+    np.save(out + ".npy", labels)
+
+
+def _synth_command() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "synth")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "synth"]
+
+
+def run_e2e(texts, pairs, true_j, cache, tools: list[str], repeat: int, seed: int,
+            synth_labels: np.ndarray | None) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        traces = os.path.join(td, "traces.parquet")
+        ncols = write_traces(texts, traces, seed)
+        recipe = os.path.join(td, "near_dedup.yaml")
+        with open(recipe, "w") as f:
+            f.write(RECIPE)
+        mb = os.path.getsize(traces) / 2**20
+        print(f"\nend to end: {len(texts):,} trace rows, {mb:.0f} MB parquet "
+              f"({ncols} columns), "
+              f"recipe: near_dedup only")
+        for tool in tools:
+            if tool == "synth":
+                walls = []
+                for r in range(repeat):
+                    out = os.path.join(td, f"synth-out-{r}")
+                    cmd = _synth_command() + ["curate", traces, "--recipe", recipe, "--out", out]
+                    t = time.perf_counter()
+                    subprocess.run(cmd, check=True, env=env, stderr=subprocess.DEVNULL)
+                    walls.append(time.perf_counter() - t)
+                import polars as pl
+
+                ids = pl.read_parquet(traces, columns=["id"])["id"]
+                got = pl.concat([pl.read_parquet(os.path.join(out, f), columns=["id", "cluster_id"])
+                                 for f in ("curated.parquet", "rejects.parquet")])
+                lab = (pl.DataFrame({"id": ids}).join(got, on="id", how="left",
+                                                      maintain_order="left")["cluster_id"])
+                assert lab.null_count() == 0, "rows missing from curated + rejects"
+                labels = lab.to_numpy().astype(np.int64)
+                with open(os.path.join(out, "curation.json")) as f:
+                    summ = json.load(f)
+                kept = summ["kept"]
+                same = "n/a" if synth_labels is None else \
+                    ("identical" if np.array_equal(labels, synth_labels) else "DIFFERENT")
+                wall = float(np.median(walls))
+                note = (f"runs {', '.join(f'{w:.2f}' for w in walls)} s; step "
+                        f"{summ['steps'][0]['seconds']:.2f} s; clusters vs in-process: {same}")
+            else:
+                out = os.path.join(td, f"{tool}-e2e")
+                cmd = [sys.executable, os.path.abspath(__file__), "--e2e-worker", tool,
+                       "--corpus", traces, "--out", out]
+                t = time.perf_counter()
+                subprocess.run(cmd, check=True, env=env)
+                wall = time.perf_counter() - t
+                labels = np.load(out + ".npy")
+                kept = int(len(np.unique(labels)))
+                note = "1 run"
+            rec, prec, _ = evaluate(labels, texts, pairs, true_j, cache, np.random.default_rng(1))
+            rows.append((tool, wall, kept, rec, prec, note))
+    hdr = f"{'e2e tool':<11} {'wall s':>8} {'docs/s':>9} {'kept':>8} {'recall':>7} {'precision':>9}"
+    print(hdr)
+    print("-" * len(hdr))
+    for tool, wall, kept, rec, prec, note in rows:
+        print(f"{tool:<11} {wall:>8.2f} {len(texts) / wall:>9.0f} {kept:>8} {rec:>7.3f} "
+              f"{prec:>9.4f}  {note}")
+    wall = {r[0]: r[1] for r in rows}
+    if "synth" in wall:
+        for other in ("datasketch", "rensa"):
+            if other in wall:
+                print(f"end to end synth/{other}: {wall[other] / wall['synth']:.1f}x "
+                      f"(wall time, process start to exit)")
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -289,13 +473,23 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="10k documents")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tools", default="synth,synth-numpy,datasketch,rensa")
+    ap.add_argument("--tools", default="synth,synth-numpy,datasketch,rensa",
+                    help="tools of the step-only table")
+    ap.add_argument("--e2e-tools", default="synth,datasketch",
+                    help="tools timed end to end (synth, datasketch, rensa)")
+    ap.add_argument("--e2e-repeat", type=int, default=3, help="synth end-to-end runs (median)")
+    ap.add_argument("--no-e2e", action="store_true", help="only the step-only table")
+    ap.add_argument("--e2e-only", action="store_true", help="only the end-to-end comparison")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--e2e-worker", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args.corpus, args.out)
+        return
+    if args.e2e_worker:
+        e2e_worker(args.e2e_worker, args.corpus, args.out)
         return
     n = 10_000 if args.quick else args.docs
     t0 = time.perf_counter()
@@ -306,33 +500,45 @@ def main() -> None:
           f"built in {time.perf_counter() - t0:.1f}s; cores: {len(os.sched_getaffinity(0))}")
     rows = []
     cache: dict = {}
+    synth_labels = None
+    tools = [] if args.e2e_only else args.tools.split(",")
     with tempfile.TemporaryDirectory() as td:
         corpus = os.path.join(td, "corpus.pkl")
         with open(corpus, "wb") as f:
             pickle.dump(texts, f, protocol=pickle.HIGHEST_PROTOCOL)
-        for tool in args.tools.split(","):
+        for tool in tools:
             out = os.path.join(td, tool)
             root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
             subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", tool, "--corpus", corpus,
                             "--out", out], check=True, env=env)
             labels = np.load(out + ".npy")
+            if tool == "synth":
+                synth_labels = labels
             with open(out + ".json") as f:
                 info = json.load(f)
             rec, prec, total = evaluate(labels, texts, pairs, true_j, cache, np.random.default_rng(1))
             rows.append((tool, len(texts) / info["seconds"], info["seconds"], info["peak_kb"] / 1024,
                          (info["peak_kb"] - info["base_kb"]) / 1024, rec, prec, total, info["extra"]))
-    print()
-    hdr = f"{'tool':<11} {'docs/s':>9} {'seconds':>8} {'peak MB':>8} {'delta MB':>9} {'recall':>7} {'precision':>9} {'flagged':>8}"
-    print(hdr)
-    print("-" * len(hdr))
-    for r in rows:
-        print(f"{r[0]:<11} {r[1]:>9.0f} {r[2]:>8.2f} {r[3]:>8.0f} {r[4]:>9.0f} {r[5]:>7.3f} {r[6]:>9.4f} {r[7]:>8}  {r[8]}")
-    speed = {r[0]: r[1] for r in rows}
-    if "synth" in speed:
-        for other in ("datasketch", "rensa"):
-            if other in speed:
-                print(f"synth/{other} speed: {speed['synth'] / speed[other]:.1f}x")
+    if args.e2e_only and "synth" in args.e2e_tools.split(","):
+        synth_labels = run_synth(texts)[0]  # the in-process clusters the e2e run must match
+    if rows:
+        print()
+        hdr = (f"{'tool':<11} {'docs/s':>9} {'seconds':>8} {'peak MB':>8} {'delta MB':>9} "
+               f"{'recall':>7} {'precision':>9} {'flagged':>8}")
+        print(hdr)
+        print("-" * len(hdr))
+        for r in rows:
+            print(f"{r[0]:<11} {r[1]:>9.0f} {r[2]:>8.2f} {r[3]:>8.0f} {r[4]:>9.0f} {r[5]:>7.3f} "
+                  f"{r[6]:>9.4f} {r[7]:>8}  {r[8]}")
+        speed = {r[0]: r[1] for r in rows}
+        if "synth" in speed:
+            for other in ("datasketch", "rensa"):
+                if other in speed:
+                    print(f"step only synth/{other} speed: {speed['synth'] / speed[other]:.1f}x")
+    if not args.no_e2e:
+        run_e2e(texts, pairs, true_j, cache, args.e2e_tools.split(","), args.e2e_repeat,
+                args.seed, synth_labels)
     print("recall: planted pairs with true Jaccard >= 0.85 in one cluster; precision: flagged "
           "(same-cluster) pairs with true Jaccard >= 0.7")
 

@@ -1,7 +1,16 @@
 """synth: distil a big teacher model into a small student you can run yourself.
 
 Data flow: prompts → teachers → traces → curate → dataset → train.
+
+The names below load on first use (PEP 562): ``import synth`` costs a few milliseconds, so
+``synth --help`` and ``synth licence check`` start at once, and the generation runner
+(pyarrow, aiohttp, pydantic) is imported only by the commands that run it.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from synth.errors import (
     ConfigError,
@@ -10,12 +19,27 @@ from synth.errors import (
     TeacherError,
     UserError,
 )
-from synth.generate import GenerateConfig, RunResult, agenerate, generate
-from synth.inputs import read_prompts
-from synth.records import TRACE_SCHEMA, Completion, Params, Prompt, Request
-from synth.teachers import Teacher, TeacherOptions, make_teacher, register_provider
+
+# Bound here, before anything imports a submodule of synth.generate (which would set the
+# attribute ``synth.generate`` to the package): the two functions are light wrappers.
+from synth.generate import agenerate, generate  # noqa: E402
 
 __version__ = "0.1.0"
+
+_LAZY = {  # public name → the module that defines it
+    "GenerateConfig": "synth.generate.config",
+    "RunResult": "synth.generate.run",
+    "read_prompts": "synth.inputs",
+    "Prompt": "synth.records",
+    "Params": "synth.records",
+    "Request": "synth.records",
+    "Completion": "synth.records",
+    "TRACE_SCHEMA": "synth.records",
+    "Teacher": "synth.teachers",
+    "TeacherOptions": "synth.teachers",
+    "make_teacher": "synth.teachers",
+    "register_provider": "synth.teachers",
+}
 
 __all__ = [
     "__version__",
@@ -43,3 +67,24 @@ __all__ = [
     "InputError",
     "TeacherError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
+    from synth.generate.config import GenerateConfig
+    from synth.generate.run import RunResult
+    from synth.inputs import read_prompts
+    from synth.records import TRACE_SCHEMA, Completion, Params, Prompt, Request
+    from synth.teachers import Teacher, TeacherOptions, make_teacher, register_provider

@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from synth.errors import OutputError
+
 __all__ = ["ResponseCache", "cache_root"]
 
 
@@ -47,10 +49,14 @@ _STOP = object()
 class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as e:
+            raise self._failure(e, "cannot open the response cache") from None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._lock = threading.Lock()  # one statement at a time on the shared connection
@@ -75,10 +81,18 @@ class ResponseCache:
                         self._db.executemany(
                             "INSERT OR REPLACE INTO responses (hash, data) VALUES (?, ?)", batch)
                         self._db.execute("COMMIT")
-                except BaseException as e:  # surfaced on the next put()/close()
+                except sqlite3.Error as e:  # surfaced on the next put()/close()
+                    self._error = self._failure(e, f"cannot save {len(batch)} answer(s) to "
+                                                "the response cache")
+                except BaseException as e:
                     self._error = e
             if item is _STOP:
                 return
+
+    def _failure(self, e: sqlite3.Error, what: str) -> OutputError:
+        return OutputError(f"{what}: {e} (answers not saved would be asked, and paid for, "
+                           "again; free disk space or fix permissions, then rerun the same "
+                           "command to resume)", path=str(self.path))
 
     def get_many(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
         """Stored answers for the given hashes (missing ones are absent)."""

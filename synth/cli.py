@@ -6,10 +6,11 @@ A user mistake (:class:`~synth.errors.UserError`) prints one line — what, wher
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Literal, Optional, get_args, get_origin
 
 import typer
 
@@ -38,71 +39,50 @@ def _fail(err: SynthError) -> None:
     raise typer.Exit(err.exit_code)
 
 
-@app.command()
-def generate(
-    input: Path = typer.Argument(..., help="Prompts, one JSON object a line: "
-                                 '{"id", "prompt"} or {"id", "messages"}; optional '
-                                 '"system", "reference", "metadata".'),
-    teacher: str = typer.Option(..., "--teacher", "-t", help="PROVIDER:MODEL, e.g. "
-                                "openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
-                                "local:smollm2-135m-instruct (embedded, no key)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: traces.parquet, "
-                             "cache.sqlite, run.json. Rerun the same command to resume."),
-    samples: int = typer.Option(1, help="Samples per prompt."),
-    temperature: Optional[float] = typer.Option(
-        None, help="Default: 0 (greedy) for one sample, 1.0 for several."),
-    top_p: Optional[float] = typer.Option(None, "--top-p"),
-    max_tokens: int = typer.Option(512, "--max-tokens", help="Answer tokens per request."),
-    seed: Optional[int] = typer.Option(None),
-    system: Optional[str] = typer.Option(None, help="System prompt for lines without one."),
-    concurrency: int = typer.Option(64, help="Requests in flight at once."),
-    rpm: Optional[float] = typer.Option(None, help="Requests per minute limit."),
-    tpm: Optional[float] = typer.Option(None, help="Tokens per minute limit."),
-    max_cost: Optional[float] = typer.Option(
-        None, "--max-cost", help="Stop sending before the run directory's total cost "
-        "(cached answers included) would exceed this many USD."),
-    logprobs: Optional[int] = typer.Option(None, help="Store the top-K alternatives per token."),
-    reasoning: bool = typer.Option(False, "--reasoning", help="Ask for the teacher's reasoning "
-                                   "(Anthropic extended thinking; OpenAI reasoning_effort)."),
-    reasoning_effort: Optional[str] = typer.Option(
-        None, "--reasoning-effort", help="low | medium | high (implies --reasoning)."),
-    base_url: Optional[str] = typer.Option(
-        None, "--base-url", help="Any OpenAI-compatible server: vLLM, DeepSeek, llama.cpp, "
-        "Ollama, Together."),
-    api_key_env: Optional[str] = typer.Option(
-        None, "--api-key-env", help="Read the key from this variable instead of "
-        "OPENAI_API_KEY / ANTHROPIC_API_KEY."),
-    timeout: float = typer.Option(600.0, help="Seconds per attempt."),
-    max_retries: int = typer.Option(5, "--max-retries"),
-    dtype: str = typer.Option("fp32", help="Local teacher precision: fp32 | bf16. bf16 is "
-                              "~2x faster on CPU but changes the answers (part of the hash)."),
-    price_file: Optional[Path] = typer.Option(None, "--price-file",
-                                              help="YAML prices overriding the built-in table."),
-    intent: Optional[str] = typer.Option(
-        None, "--intent", help="What the data is for: research | internal | distributed | "
-        "competing. Required for API teachers; checked against the teacher's terms."),
-    accept_terms: list[str] = typer.Option(
-        [], "--accept-terms", help="Accept a registry entry's deny or warn (or 'unknown' "
-        "terms) after reading them; recorded on every row. Repeatable."),
-    licence_file: Optional[Path] = typer.Option(
-        None, "--licence-file", help="YAML registry entries adding to or overriding the "
-        "built-in licence registry."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
-                                            help="Default: on when stderr is a terminal."),
-) -> None:
+def _cli_type(annotation: Any) -> tuple[Any, str | None]:
+    """The type typer parses an option as, and a metavar for choices: ``Literal`` values
+    are parsed as text and checked by the config (so the error names the option)."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    optional = len(args) < len(get_args(annotation))
+    base = args[0] if optional and len(args) == 1 else annotation
+    metavar = None
+    if get_origin(base) is Literal:
+        metavar = "|".join(map(str, get_args(base)))
+        base = str
+    elif get_origin(base) is tuple:
+        return list[str], None
+    return (Optional[base] if optional else base), metavar
+
+
+def _generate_signature() -> inspect.Signature:
+    """``synth generate``'s options, built from :class:`~synth.generate.config.GenerateConfig`
+    (the one place each option, its default, bounds and help are defined)."""
+    from synth.generate.config import cli_fields
+
+    params = []
+    for name, info, decl, short in cli_fields():
+        ann, metavar = _cli_type(info.annotation)
+        default = ... if info.is_required() else info.default
+        if decl == "INPUT":
+            ann, spec = Path, typer.Argument(..., help=info.description)
+        else:
+            if isinstance(default, tuple):
+                default = list(default)
+            names = [decl] + ([short] if short else [])
+            spec = typer.Option(default, *names, help=info.description, metavar=metavar,
+                                show_default=default not in (None, ..., [], False))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec,
+                                        annotation=ann))
+    return inspect.Signature(params)
+
+
+def generate(**options: Any) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
     from synth.generate import generate as run
 
+    out = options["out"]
     try:
-        result = run(input=input, teacher=teacher, out=out, samples=samples,
-                     temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                     system=system, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                     max_cost=max_cost, logprobs=logprobs, reasoning=reasoning,
-                     reasoning_effort=reasoning_effort, base_url=base_url,
-                     api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
-                     dtype=dtype, price_file=price_file, intent=intent,
-                     accept_terms=tuple(accept_terms), licence_file=licence_file,
-                     progress=progress)
+        result = run(**options)
     except UserError as err:
         _fail(err)
     except KeyboardInterrupt:
@@ -121,6 +101,19 @@ def generate(
         raise typer.Exit(1)  # nothing succeeded: let scripts notice
 
 
+@app.command(name="generate", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _generate_entry(ctx: typer.Context) -> None:
+    """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
+    # The real command's options are built from GenerateConfig (pydantic, ~90 ms to import),
+    # so they are built only when `generate` runs: `synth --help` and the other commands
+    # start without paying for them. Its own parser then handles --help and bad options.
+    generate.__signature__ = _generate_signature()
+    sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    sub.command(name="generate")(generate)
+    typer.main.get_command(sub).main(args=ctx.args, prog_name="synth generate")
+
+
 @app.command()
 def curate(
     input: Path = typer.Argument(..., help="Trace rows: a run directory, traces.parquet or "
@@ -133,29 +126,52 @@ def curate(
     """Apply a curation recipe. Every dropped row goes to rejects.parquet with its reason."""
     from synth.curate import curate as run
     from synth.curate import load_recipe, read_rows
+    from synth.curate.runner import check_columns, check_not_input
+    from synth.io import check_out_dir
 
     def step_line(st: dict) -> None:  # printed as each step finishes: progress on long runs
         why = ", ".join(f"{k}={v}" for k, v in st["reasons"].items())
         typer.echo(f"  {st['step']:<16} {st['in']:>8} in  {st['dropped']:>7} dropped  "
                    f"{st['seconds']:>7.1f}s{'  ' + why if why else ''}", err=True)
-        j = st.get("info", {}).get("judge")
+        info = st.get("info", {})
+        j = info.get("judge")
         if j and j.get("requests"):
             cost = "unknown" if j.get("cost_usd") is None else f"${j['cost_usd']:.4f}"
             typer.echo(f"  {'':<16} judge: {j['requests']} requests ({j['from_cache']} cached, "
                        f"{j['failed']} failed), {j['unscored']} unscored, cost {cost}; "
                        f"run in {j['run_dir']}", err=True)
+        v = info.get("verdicts")
+        if v:
+            typer.echo(f"  {'':<16} verdicts: {v['correct']} correct, {v['wrong']} wrong, "
+                       f"{v['unverifiable']} unverifiable", err=True)
+        box = info.get("sandbox")
+        if box and box.get("summary"):
+            typer.echo(f"  {'':<16} {box['summary']}", err=True)
+        for w in st.get("warnings", []):
+            typer.secho(f"  {'':<16} WARNING: {w}", err=True, fg="yellow", bold=True)
 
     try:
+        check_out_dir(out)  # before a recipe loads a model or any row is read
+        check_not_input(input, out)
         rec = load_recipe(recipe)
         rows = read_rows(input)
+        check_columns(rec, dict(rows.schema))
         typer.echo(f"curating {rows.height:,} rows with {rec.name} ({len(rec.steps)} steps):",
                    err=True)
         result = run(rows, recipe=rec, out=out, on_step=step_line)
     except UserError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        typer.echo(f"synth: interrupted; nothing was written to {out} (an llm_judge step's "
+                   f"answers so far are cached under {out}/judge/): run the same command to "
+                   "resume", err=True)
+        raise typer.Exit(130) from None
     s = result.summary
     typer.echo(f"{s['input_rows']} rows → {s['kept']} kept, {s['rejected']} rejected "
                f"({s['recipe']}) in {s['wall_s']:.1f}s → {out}", err=True)
+    if s.get("warnings"):
+        typer.secho(f"{len(s['warnings'])} warning(s): see above and {out}/curation.json",
+                    err=True, fg="yellow", bold=True)
 
 
 @app.command()
@@ -167,15 +183,13 @@ def merge(
     accept_terms: list[str] = typer.Option([], "--accept-terms"),
     licence_file: Optional[Path] = typer.Option(None, "--licence-file"),
 ) -> None:
-    """Combine runs of several teachers into one dataset with a card. The dataset inherits
-    the most restrictive licence rule and every obligation; a denied intent is an error."""
+    """Combine runs of several teachers (run directories, `synth curate` output directories
+    or .parquet files of trace rows) into one dataset with a card, keeping every column
+    curation added. The dataset inherits the most restrictive licence rule and every
+    obligation; a denied intent exits 6, unknown terms not accepted exit 7."""
     from synth.dataset import merge_runs
-    from synth.errors import ConfigError
-    from synth.licences import INTENTS
 
-    try:
-        if intent not in INTENTS:
-            raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
+    try:  # merge_runs checks --intent and --out before it reads any input
         path, d = merge_runs(runs, out=out, intent=intent, accept=tuple(accept_terms),
                              licence_file=licence_file)
     except UserError as err:
@@ -204,17 +218,13 @@ def licence_check(
 
     from synth.errors import ConfigError
     from synth.licences import INTENTS, check, load_registry
-    from synth.teachers import parse_spec
+    from synth.teachers import parse_spec, provider_traits
 
     try:
         provider, model = parse_spec(teacher)
         if intent not in INTENTS:
             raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
-        if base_url is None and provider != "local":
-            from synth.teachers.anthropic import DEFAULT_BASE_URL as ANTHROPIC
-            from synth.teachers.openai import DEFAULT_BASE_URL as OPENAI
-
-            base_url = ANTHROPIC if provider == "anthropic" else OPENAI
+        base_url = base_url or provider_traits(provider).default_base_url
         d = check(load_registry(licence_file), provider=provider, model=model,
                   base_url=base_url, intent=intent, accept=accept_terms)
     except UserError as err:

@@ -10,6 +10,8 @@
     │   ├── MissingAPIKeyError      the key variable is unset           (exit 2)
     │   ├── TeacherUnreachableError the base URL does not answer        (exit 4)
     │   ├── ModelLoadError          a local model cannot be found/loaded/verified (exit 5)
+    │   ├── OutputError             an output file or cache cannot be written: names the
+    │   │                           file (disk full, permissions)        (exit 8)
     │   └── LicenceError            the teacher's terms stop the run before any request
     │       ├── LicenceDeniedError  the terms forbid this use (``deny``)  (exit 6)
     │       └── TermsNotAcceptedError nothing is known about these terms and the user
@@ -36,6 +38,7 @@ __all__ = [
     "MissingAPIKeyError",
     "TeacherUnreachableError",
     "ModelLoadError",
+    "OutputError",
     "LicenceError",
     "LicenceDeniedError",
     "TermsNotAcceptedError",
@@ -99,6 +102,17 @@ class ModelLoadError(UserError):
     """A local model could not be found, verified (checksum) or loaded."""
 
     exit_code = 5
+
+
+class OutputError(UserError):
+    """An output (a row file, a report, the response cache) could not be written. Names the
+    file; nothing half-written is left behind."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, *, path: str | None = None):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
 
 
 class LicenceError(UserError):

@@ -55,79 +55,93 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 __all__ = [
     "Prompt",
     "Params",
     "Request",
     "Completion",
-    "TRACE_SCHEMA",
-    "LOGPROBS_TYPE",
+    "TRACE_SCHEMA",  # noqa: F822 - built on first use by __getattr__
+    "LOGPROBS_TYPE",  # noqa: F822
     "request_hash",
     "messages_hash",
 ]
 
-MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
-#: Columnar logprobs: one list entry per generated token. ``top_*`` hold the K best
-#: alternatives at that position (the chosen token may or may not be among them).
-#: Token ids are null for APIs that do not return them. float32 keeps ~7 digits, far more
-#: than the API's own rounding, at half the bytes.
-LOGPROBS_TYPE = pa.struct([
-    ("tokens", pa.list_(pa.string())),
-    ("token_ids", pa.list_(pa.int32())),
-    ("logprobs", pa.list_(pa.float32())),
-    ("top_tokens", pa.list_(pa.list_(pa.string()))),
-    ("top_token_ids", pa.list_(pa.list_(pa.int32()))),
-    ("top_logprobs", pa.list_(pa.list_(pa.float32()))),
-])
+def _arrow_types() -> dict[str, Any]:
+    """The Arrow types, built on first use: pyarrow costs ~60 ms to import, which commands
+    that never touch a row (``synth --help``, ``synth licence check``) should not pay."""
+    import pyarrow as pa
 
-PARAMS_TYPE = pa.struct([
-    ("temperature", pa.float64()),
-    ("top_p", pa.float64()),
-    ("max_tokens", pa.int64()),
-    ("seed", pa.int64()),
-    ("top_logprobs", pa.int64()),
-    ("reasoning_effort", pa.string()),
-    ("dtype", pa.string()),
-])
+    MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
-TRACE_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("prompt_id", pa.string()),
-    ("sample_index", pa.int32()),
-    ("messages", pa.list_(MESSAGE_TYPE)),
-    ("response", pa.string()),
-    ("reasoning", pa.string()),
-    ("logprobs", LOGPROBS_TYPE),
-    ("finish_reason", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("provider", pa.string()),
-    ("model", pa.string()),
-    ("model_version", pa.string()),
-    ("base_url", pa.string()),
-    ("params", PARAMS_TYPE),
-    ("request_hash", pa.string()),
-    ("input_tokens", pa.int64()),
-    ("cached_input_tokens", pa.int64()),
-    ("output_tokens", pa.int64()),
-    ("cost_usd", pa.float64()),
-    ("latency_s", pa.float64()),
-    ("created_at", pa.timestamp("us", tz="UTC")),
-    ("reference", pa.string()),
-    ("metadata", pa.string()),
-    ("intent", pa.string()),
-    ("licence_entries", pa.list_(pa.string())),
-    ("terms_versions", pa.list_(pa.string())),
-    ("licence_rule", pa.string()),
-    ("licence_decision", pa.string()),
-    ("terms_accepted", pa.bool_()),
-    ("accepted_terms", pa.list_(pa.string())),
-    ("template_id", pa.string()),
-    ("template_hash", pa.string()),
-])
+    # Columnar logprobs: one list entry per generated token. ``top_*`` hold the K best
+    # alternatives at that position (the chosen token may or may not be among them).
+    # Token ids are null for APIs that do not return them. float32 keeps ~7 digits, far more
+    # than the API's own rounding, at half the bytes.
+    LOGPROBS_TYPE = pa.struct([
+        ("tokens", pa.list_(pa.string())),
+        ("token_ids", pa.list_(pa.int32())),
+        ("logprobs", pa.list_(pa.float32())),
+        ("top_tokens", pa.list_(pa.list_(pa.string()))),
+        ("top_token_ids", pa.list_(pa.list_(pa.int32()))),
+        ("top_logprobs", pa.list_(pa.list_(pa.float32()))),
+    ])
+
+    PARAMS_TYPE = pa.struct([
+        ("temperature", pa.float64()),
+        ("top_p", pa.float64()),
+        ("max_tokens", pa.int64()),
+        ("seed", pa.int64()),
+        ("top_logprobs", pa.int64()),
+        ("reasoning_effort", pa.string()),
+        ("dtype", pa.string()),
+    ])
+
+    TRACE_SCHEMA = pa.schema([
+        ("id", pa.string()),
+        ("prompt_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("messages", pa.list_(MESSAGE_TYPE)),
+        ("response", pa.string()),
+        ("reasoning", pa.string()),
+        ("logprobs", LOGPROBS_TYPE),
+        ("finish_reason", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("provider", pa.string()),
+        ("model", pa.string()),
+        ("model_version", pa.string()),
+        ("base_url", pa.string()),
+        ("params", PARAMS_TYPE),
+        ("request_hash", pa.string()),
+        ("input_tokens", pa.int64()),
+        ("cached_input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("cost_usd", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("reference", pa.string()),
+        ("metadata", pa.string()),
+        ("intent", pa.string()),
+        ("licence_entries", pa.list_(pa.string())),
+        ("terms_versions", pa.list_(pa.string())),
+        ("licence_rule", pa.string()),
+        ("licence_decision", pa.string()),
+        ("terms_accepted", pa.bool_()),
+        ("accepted_terms", pa.list_(pa.string())),
+        ("template_id", pa.string()),
+        ("template_hash", pa.string()),
+    ])
+    return {"MESSAGE_TYPE": MESSAGE_TYPE, "LOGPROBS_TYPE": LOGPROBS_TYPE,
+            "PARAMS_TYPE": PARAMS_TYPE, "TRACE_SCHEMA": TRACE_SCHEMA}
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MESSAGE_TYPE", "LOGPROBS_TYPE", "PARAMS_TYPE", "TRACE_SCHEMA"):
+        globals().update(_arrow_types())
+        return globals()[name]
+    raise AttributeError(f"module 'synth.records' has no attribute {name!r}")
 
 
 @dataclass(slots=True, frozen=True)

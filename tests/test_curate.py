@@ -117,7 +117,7 @@ def test_runner_refuses_a_step_that_loses_rows(tmp_path):
     ("steps:\n  - drop_errors\n  - lenght: {min_words: 3}\n", 3, "field 'lenght': unknown step"),
     ("steps:\n  - length: {min_word: 3}\n", 2, "unknown parameter(s) min_word"),
     ("steps:\n  - repetition: {max_ratio: 7}\n", 2, "bad parameters"),
-    ("steps:\n  - exact_dedup: {field: title}\n", 2, "bad parameters"),
+    ("steps:\n  - exact_dedup: {field: 3}\n", 2, "bad parameters: field must be"),
     ("steps: [\n", None, "not valid YAML"),
     ("name: x\n", None, "'steps' list"),
 ])

@@ -92,7 +92,7 @@ def test_recipe_round_trip(tmp_path):
     ("{languages: [EN]}", "'EN' not a two-letter"),
     ("{languages: [zz]}", "does not know zz"),
     ("{languages: [en], min_confidence: 2}", "min_confidence"),
-    ("{languages: [en], field: title}", "field must be"),
+    ("{languages: [en], field: [prompt]}", "field must be"),
     ("{min_confidence: 0.5}", "languages"),
     ("{languages: [en], max_chars: 5}", "max_chars"),
 ])

@@ -43,13 +43,21 @@ def test_verify_code_step_with_humaneval():
     good = "```python\ndef truncate_number(number: float) -> float:\n    return number % 1.0\n```"
     bad = "```python\ndef truncate_number(number: float) -> float:\n    return number\n```"
     hostile = "```python\nimport os\nwhile True:\n    os.fork()\n```"
-    df = pl.DataFrame({"id": ["g", "b", "h", "n"], "response": [good, bad, hostile, "no code"],
-                       "reference": [ref, ref, ref, ref]})
+    # MBPP-style assert lines are tests too (they used to leave wrong code "unverifiable")
+    mbpp = "assert truncate_number(3.5) == 0.5\nassert truncate_number(1.25) == 0.25\n"
+    df = pl.DataFrame({"id": ["g", "b", "h", "n", "mg", "mb"],
+                       "response": [good, bad, hostile, "no code", good, bad],
+                       "reference": [ref, ref, ref, ref, mbpp, mbpp]})
     res = curate(df, recipe=_recipe("verify_code: {wall_s: 5}"))
-    assert sorted(res.kept["id"].to_list()) == ["g", "n"]
+    assert sorted(res.kept["id"].to_list()) == ["g", "mg", "n"]
     assert dict(zip(res.kept["id"].to_list(), res.kept["code_verdict"].to_list())) == {
-        "g": "correct", "n": "unverifiable"}
-    assert set(res.rejected["id"].to_list()) == {"b", "h"}
+        "g": "correct", "n": "unverifiable", "mg": "correct"}
+    assert set(res.rejected["id"].to_list()) == {"b", "h", "mb"}
+    info = res.summary["steps"][0]["info"]
+    assert info["verdicts"] == {"correct": 2, "wrong": 3, "unverifiable": 1,
+                                "unverifiable_share": 0.1667,
+                                "unverifiable_reasons": {"no code found in the response": 1}}
+    assert info["sandbox"]["summary"].startswith("sandbox (")
 
 
 def _recipe(step: str):

@@ -241,7 +241,10 @@ def test_union_find_fallback_matches_scipy(monkeypatch):
     rng = np.random.default_rng(3)
     a = rng.integers(0, 300, 200)
     b = rng.integers(0, 300, 200)
+    pytest.importorskip("scipy")
+    monkeypatch.setattr(mh, "_SCIPY_MIN_EDGES", 0)  # scipy even for a few pairs
     with_scipy = mh._components(300, a, b)
+    monkeypatch.setattr(mh, "_SCIPY_MIN_EDGES", 1 << 62)  # the union-find
     monkeypatch.setattr(mh, "_connected_components", None)
     fallback = mh._components(300, a, b)
     assert (with_scipy == fallback).all()

@@ -12,12 +12,13 @@ import pytest
 
 from synth.curate.sandbox import (
     SandboxLimits,
-    check_solution,
-    extract_code,
+    containment,
+    describe_containment,
     run_many,
     run_python,
     sandbox_capabilities,
 )
+from synth.curate.verify_code import check_solution, extract_code
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -263,6 +264,101 @@ def test_capabilities_reported(caps):
     json.dumps(caps)
     if os.geteuid() == 0:  # as root the kernel-level protections must be active
         assert caps["unprivileged_uid"] and caps["kernel_blocks_fork"]
+        assert caps["private_root"] and caps["seccomp"] and caps["hidden_proc"]
+
+
+# ----------------------------------------------------------------------------- containment
+
+def test_containment_is_measured_and_described():
+    c = containment()
+    f = c["in_force"]
+    assert set(f) >= {"separate_uid", "network_namespace", "private_root", "read_only_mounts",
+                      "hidden_proc", "ipc_namespace", "seccomp", "rlimits", "audit_hook",
+                      "separate_judge",
+                      "wall_timeout", "output_cap"}
+    assert set(f["rlimits"]) == {"cpu", "as", "fsize", "nofile", "core", "nproc"}
+    assert c["summary"] == describe_containment(c) and c["summary"].startswith("sandbox (")
+    assert c["weak"] == (not (f["network_namespace"] and f["private_root"]
+                              and f["read_only_mounts"]
+                              and (f["separate_uid"] or (f["seccomp"] and f["hidden_proc"]))))
+    if os.geteuid() == 0:
+        assert c["mode"] == "root" and c["missing"] == [] and not c["weak"]
+        assert all(f[k] for k in ("separate_uid", "network_namespace", "private_root",
+                                  "read_only_mounts", "hidden_proc", "ipc_namespace",
+                                  "seccomp"))
+        assert c["summary"].endswith(": all in force") and "own uid" in c["summary"]
+
+
+def test_describe_a_weak_sandbox():
+    c = containment()
+    weak = json.loads(json.dumps(c))
+    weak.update(mode="none", why="not root, and no user namespace: EPERM", weak=True)
+    for k in ("separate_uid", "network_namespace", "private_root", "read_only_mounts"):
+        weak["in_force"][k] = False
+    line = describe_containment(weak)
+    assert line.startswith("sandbox (none): in force: ")
+    assert "NOT in force: own uid, network namespace, private root (no host files), " \
+        "read-only mounts" in line
+    assert line.endswith("-- WEAK (not root, and no user namespace: EPERM)")
+
+
+def test_host_files_and_processes_are_out_of_sight(caps, tmp_path):
+    if not caps["private_root"]:
+        pytest.skip("no private root here")
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"canary_{uuid.uuid4().hex}")
+    tmp = f"/tmp/canary_{uuid.uuid4().hex}"
+    for p in (here, tmp):
+        with open(p, "w") as f:
+            f.write("secret")
+        os.chmod(p, 0o644)
+    try:
+        code = f"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+print(sorted(os.listdir("/")))
+print(os.listdir("/proc"), os.path.exists("/proc/self"))
+for p in ({here!r}, {tmp!r}, {os.getcwd()!r}, "/work", "/home", "/root/.ssh"):
+    print(p, libc.open(p.encode(), 0, 0) >= 0)
+print([fd for fd in range(3, 64) if libc.fcntl(fd, 1) >= 0])
+"""
+        r = run_python(code, limits=FAST)
+        assert r.ok, r.stderr
+        top, procs, *opened, fds = r.stdout.splitlines()
+        assert set(eval(top)) <= {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr",
+                                  "etc", "sys", "dev", "proc", "tmp", "root", "opt", "home"}
+        assert procs == "[] False"
+        assert all(line.endswith(" False") for line in opened), opened
+        assert fds == "[]"   # nothing of the parent's is inherited
+    finally:
+        for p in (here, tmp):
+            os.remove(p)
+
+
+def test_seccomp_refuses_processes_tracing_and_namespaces_but_not_threads(caps):
+    if not caps["seccomp"]:
+        pytest.skip("no seccomp filter on this architecture")
+    code = """
+import ctypes, os, threading
+libc = ctypes.CDLL(None, use_errno=True)
+out = {}
+out["fork"] = libc.fork()
+out["ptrace"] = libc.ptrace(0x4206, os.getppid(), 0, 0)
+out["kill_parent"] = libc.kill(os.getppid(), 0)
+out["kill_all"] = libc.kill(-1, 0)
+out["unshare"] = libc.unshare(0x10000000)
+out["mount"] = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
+out["kill_self"] = libc.kill(os.getpid(), 0)
+seen = []
+t = threading.Thread(target=seen.append, args=(1,))
+t.start(); t.join()
+out["thread"] = seen
+print(out)
+"""
+    r = run_python(code, limits=FAST)
+    assert r.ok, r.stderr
+    out = eval(r.stdout)
+    assert out == {"fork": -1, "ptrace": -1, "kill_parent": -1, "kill_all": -1,
+                   "unshare": -1, "mount": -1, "kill_self": 0, "thread": [1]}
 
 
 # ----------------------------------------------------------------------------- check_solution

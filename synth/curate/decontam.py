@@ -21,7 +21,14 @@ import orjson
 import polars as pl
 
 from synth.curate.minhash import _mix, _ngram_sums
-from synth.curate.steps import Step, Verdict, prompt_texts, register_step
+from synth.curate.steps import (
+    Step,
+    Verdict,
+    check_field,
+    field_columns,
+    field_texts,
+    register_step,
+)
 from synth.errors import ConfigError, InputError
 
 __all__ = ["NgramIndex", "Decontaminate", "load_benchmark", "gram_hashes"]
@@ -148,7 +155,8 @@ class NgramIndex:
 class Decontaminate(Step):
     """Drop rows whose prompt or response shares an ``n``-word run with a benchmark item.
 
-    ``benchmarks``: file paths and/or ``humaneval``. ``fields``: ``prompt``, ``response``.
+    ``benchmarks``: file paths and/or ``humaneval``. ``fields``: the texts checked, each
+    a ``field`` as in every other step (``prompt``, ``response``, ``both`` or a column).
     """
 
     name: ClassVar[str] = "decontaminate"
@@ -160,23 +168,25 @@ class Decontaminate(Step):
     def __post_init__(self):
         if self.n < 3:
             raise ValueError("n must be at least 3")
-        if not set(self.fields) <= {"prompt", "response"} or not self.fields:
-            raise ValueError("fields must be among prompt, response")
+        fields = (self.fields,) if isinstance(self.fields, str) else self.fields
+        if not isinstance(fields, (list, tuple)) or not fields:
+            raise ValueError("fields must be a non-empty list, e.g. [prompt, response]")
+        for f in fields:
+            check_field(f, name="fields")
         index = NgramIndex(self.n)
         for spec in self.benchmarks:
             name, items = load_benchmark(spec)
             index.add(name, items)
         object.__setattr__(self, "benchmarks", tuple(self.benchmarks))
-        object.__setattr__(self, "fields", tuple(self.fields))
+        object.__setattr__(self, "fields", tuple(fields))
         object.__setattr__(self, "_index", index)
 
+    def reads(self) -> list[tuple[str, ...]]:
+        return [cols for f in self.fields for cols in field_columns(f)]
+
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        texts: list[list[str]] = []
-        if "prompt" in self.fields:
-            texts.append(prompt_texts(df, include_assistant=True))
-        if "response" in self.fields:
-            texts.append([r or "" for r in df["response"].to_list()])
-        hits = [self._index.match_many(t) for t in texts]  # prompt first, then response
+        texts = [field_texts(df, f).to_list() for f in self.fields]
+        hits = [self._index.match_many(t) for t in texts]  # in the order of ``fields``
         reasons = []
         for i in range(df.height):
             hit = next((h[i] for h in hits if h[i] is not None), None)

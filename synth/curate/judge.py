@@ -34,18 +34,17 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from synth.cache import cache_root
 from synth.curate.runner import CURRENT_STEP
 from synth.curate.steps import Step, Verdict, prompt_texts, register_step
-from synth.errors import InputError
-from synth.licences import INTENTS
-from synth.records import Prompt
-from synth.templates import Template, load_template
+from synth.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # imported where used: `import synth.curate` stays light
+    from synth.records import Prompt
+    from synth.templates import Template
 
 __all__ = ["LLMJudge", "parse_verdict"]
 
@@ -117,6 +116,7 @@ class LLMJudge(Step):
 
     name: ClassVar[str] = "llm_judge"
     needs: ClassVar[tuple[str, ...]] = ("id", "response")
+    produces: ClassVar[tuple[str, ...]] = ("judge_score", "judge_reason", "judge_teacher")
     teacher: str
     template: str = "judge/quality"
     min_score: float | None = None
@@ -140,7 +140,10 @@ class LLMJudge(Step):
     _range: tuple[float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        from synth.teachers import parse_spec
+        from synth.generate.config import make_config
+        from synth.licences import INTENTS
+        from synth.teachers import check_requirements, parse_spec, provider_traits
+        from synth.templates import load_template
 
         terms = self.accept_terms
         if isinstance(terms, str):
@@ -149,20 +152,17 @@ class LLMJudge(Step):
         provider, _ = parse_spec(self.teacher)
         if self.intent is not None and self.intent not in INTENTS:
             raise ValueError(f"intent must be one of {', '.join(INTENTS)}")
-        if self.intent is None and provider != "local":
+        if self.intent is None and provider_traits(provider).needs_intent:
             raise ValueError(f"intent is required for API teachers ({self.teacher}): "
                              f"what is the data for? {', '.join(INTENTS)}")
-        for key, low in (("concurrency", 1), ("max_tokens", 1), ("max_retries", 0)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{key} must be an integer >= {low}")
-        if not isinstance(self.temperature, (int, float)) or not 0 <= self.temperature <= 2:
-            raise ValueError("temperature must be in [0, 2]")
-        for key in ("rpm", "tpm", "max_cost", "timeout"):
-            v = getattr(self, key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or v < 0):
-                raise ValueError(f"{key} must be a non-negative number")
+        # the generation options are checked by GenerateConfig, where each is defined
+        # (so a bad one fails here, at recipe load, with the same rule as the CLI's)
+        try:
+            make_config(None, {**self._generate_options(), "out": Path("."), "prompts": []},
+                        names="fields")
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        check_requirements(self.teacher)
         tmpl = load_template(self.template)
         lo, hi = _score_range(tmpl)
         m = self.min_score
@@ -185,10 +185,14 @@ class LLMJudge(Step):
         ctx = CURRENT_STEP.get()
         if ctx is not None and ctx.out is not None:
             return ctx.out / "judge" / self.slug
+        from synth.cache import cache_root
+
         return cache_root() / "judge" / self.slug
 
     def _prompts(self, df: pl.DataFrame) -> tuple[list[Prompt], list[int], list[str | None]]:
         """Requests for the rows that have a response; why the others are not judged."""
+        from synth.records import Prompt
+
         ids = [str(i) for i in df["id"].to_list()]
         if len(set(ids)) != len(ids):
             raise InputError("llm_judge needs unique row ids", field="id")
@@ -208,16 +212,21 @@ class LLMJudge(Step):
             where.append(i)
         return prompts, where, why
 
-    def _ask(self, prompts: list[Prompt], out: Path):
-        from synth.generate.run import generate
-
-        return generate(
-            teacher=self.teacher, out=out, prompts=prompts,
-            temperature=float(self.temperature), max_tokens=self.max_tokens,
+    def _generate_options(self) -> dict[str, Any]:
+        """The judge's parameters that are ``synth generate`` options."""
+        t = self.temperature
+        return dict(
+            teacher=self.teacher, temperature=float(t) if isinstance(t, int) and
+            not isinstance(t, bool) else t, max_tokens=self.max_tokens,
             concurrency=self.concurrency, rpm=self.rpm, tpm=self.tpm, max_cost=self.max_cost,
             base_url=self.base_url, api_key_env=self.api_key_env, timeout=self.timeout,
             max_retries=self.max_retries, intent=self.intent, accept_terms=self.accept_terms,
             price_file=self.price_file, licence_file=self.licence_file)
+
+    def _ask(self, prompts: list[Prompt], out: Path):
+        from synth.generate.run import generate
+
+        return generate(out=out, prompts=prompts, **self._generate_options())
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         n = df.height
@@ -227,6 +236,8 @@ class LLMJudge(Step):
         info: dict[str, Any] = {"teacher": self.teacher, "template": self._template.id,
                                 "template_hash": self._template.hash, "requests": 0}
         if prompts:
+            import pyarrow.parquet as pq
+
             out = self.run_dir()
             result = self._ask(prompts, out)  # licence errors surface from here as they are
             table = pq.read_table(result.traces,
@@ -271,4 +282,12 @@ class LLMJudge(Step):
         out_df = df.with_columns(pl.Series("judge_score", scores, pl.Float64),
                                  pl.Series("judge_reason", reasons, pl.String),
                                  pl.Series("judge_teacher", teachers, pl.String))
-        return Verdict(out_df, pl.Series("drop", drops, dtype=pl.String))
+        warnings = []
+        if n and scored == 0:
+            warnings.append(f"llm_judge: no row got a score from {self.teacher} (it wrote no "
+                            "valid verdict); every row was kept unjudged")
+        elif n and (n - scored) / n > 0.5:
+            warnings.append(f"llm_judge: {n - scored} of {n} rows ({(n - scored) / n:.0%}) "
+                            f"got no valid score from {self.teacher}; they were kept unjudged "
+                            "(drop_unscored: true drops them)")
+        return Verdict(out_df, pl.Series("drop", drops, dtype=pl.String), warnings)

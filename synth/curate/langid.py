@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from synth.curate.steps import Step, Verdict, prompt_texts, register_step
+from synth.curate.steps import Step, Verdict, check_field, field_texts, register_step
 from synth.errors import ConfigError
 
 __all__ = ["Language", "identifier", "strip_code", "classify_many"]
@@ -153,7 +153,7 @@ class Language(Step):
     """Rows whose text is confidently in a language outside ``languages`` (ISO 639-1
     codes, e.g. ``[en]``).
 
-    The text of ``field`` (``response``, or ``prompt``: the request's messages) is judged
+    The text of ``field`` (``response``, ``prompt``, ``both`` or a column) is judged
     with fenced code blocks (```` ``` ```` or ``~~~``) removed. Texts shorter than
     ``min_chars`` after that are not judged and are kept. A judged row is dropped only when
     its top language is not wanted *and* that language's probability is at least
@@ -164,7 +164,9 @@ class Language(Step):
     """
 
     name: ClassVar[str] = "language"
-    needs: ClassVar[tuple[str, ...]] = ("response",)
+    needs: ClassVar[tuple[str, ...]] = ()
+    produces: ClassVar[tuple[str, ...]] = ("lang", "lang_score")
+    requires: ClassVar = (("py3langid", "py3langid"),)
     languages: tuple[str, ...]
     field: str = "response"
     min_confidence: float = 0.5
@@ -180,8 +182,7 @@ class Language(Step):
         if bad:
             raise ValueError(f"languages: {', '.join(map(repr, bad))} not a two-letter "
                              "lowercase ISO 639-1 code, e.g. en")
-        if self.field not in ("response", "prompt"):
-            raise ValueError("field must be response or prompt")
+        check_field(self.field)
         c = self.min_confidence
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c <= 1:
             raise ValueError("min_confidence must be a number in [0, 1]")
@@ -200,9 +201,7 @@ class Language(Step):
         object.__setattr__(self, "languages", tuple(langs))
 
     def _texts(self, df: pl.DataFrame) -> list[str]:
-        if self.field == "prompt":
-            return prompt_texts(df)
-        return [t or "" for t in df["response"].to_list()]
+        return field_texts(df, self.field).to_list()
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         prose = [strip_code(t).strip() for t in self._texts(df)]

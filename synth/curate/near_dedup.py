@@ -11,7 +11,14 @@ import numpy as np
 import polars as pl
 
 from synth.curate.runner import CURRENT_STEP
-from synth.curate.steps import Step, Verdict, keeper_scores, register_step
+from synth.curate.steps import (
+    Step,
+    Verdict,
+    check_field,
+    field_texts,
+    keeper_scores,
+    register_step,
+)
 
 __all__ = ["NearDedup"]
 
@@ -23,6 +30,7 @@ class NearDedup(Step):
 
     name: ClassVar[str] = "near_dedup"
     needs: ClassVar[tuple[str, ...]] = ("id",)
+    produces: ClassVar[tuple[str, ...]] = ("cluster_id", "cluster_size")
     field: str = "response"
     threshold: float = 0.8
     num_perm: int = 128
@@ -33,23 +41,29 @@ class NearDedup(Step):
     def __post_init__(self):
         if not 0 < self.threshold <= 1 or self.num_perm < 8 or self.shingle < 1:
             raise ValueError("threshold in (0, 1], num_perm >= 8, shingle >= 1")
+        check_field(self.field)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         from synth.curate.minhash import _KERNEL, MinHashConfig, near_duplicates
 
         cfg = MinHashConfig(num_perm=self.num_perm, shingle=self.shingle,
                             threshold=self.threshold, seed=self.seed)
-        texts = [t or "" for t in df[self.field].to_list()]
+        texts = field_texts(df, self.field).to_list()
         scores, ranked_by = keeper_scores(df, self.score_column)
         res = near_duplicates(texts, cfg, scores=scores)
         cluster = np.asarray(res.cluster_id, dtype=np.int64)
         keep = np.asarray(res.keep, dtype=bool)
-        ids = df["id"].to_list()
-        rep_of = {int(c): i for i, c in enumerate(cluster) if keep[i]}
-        sizes = np.bincount(cluster, minlength=len(cluster))[cluster] if len(cluster) else \
-            np.empty(0, np.int64)
-        drops = [None if keep[i] else f"near-duplicate: of {ids[rep_of[int(cluster[i])]]}"
-                 for i in range(len(ids))]
+        n = len(cluster)
+        sizes = np.bincount(cluster, minlength=n)[cluster] if n else np.empty(0, np.int64)
+        # reasons for the dropped rows only (columnar: no per-row Python over all rows)
+        rep_of = np.zeros(n, np.int64)  # cluster id -> the row it keeps
+        rep_of[cluster[keep]] = np.flatnonzero(keep)
+        gone = np.flatnonzero(~keep)
+        reasons = [f"near-duplicate: of {i}" for i in df["id"].gather(rep_of[cluster[gone]])
+                   .to_list()]
+        drops = pl.repeat(None, n, dtype=pl.String, eager=True).alias("drop")
+        if len(gone):
+            drops = drops.scatter(gone, pl.Series(reasons, dtype=pl.String))
         ctx = CURRENT_STEP.get()
         if ctx is not None:  # what LSH looked at, for curation.json
             ctx.info["minhash"] = {
@@ -59,4 +73,4 @@ class NearDedup(Step):
                 "keeper_by": ranked_by or "first"}
         out = df.with_columns(pl.Series("cluster_id", cluster),
                               pl.Series("cluster_size", sizes.astype(np.int64)))
-        return Verdict(out, pl.Series("drop", drops, dtype=pl.String))
+        return Verdict(out, drops)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from synth.curate.steps import STEPS
+from synth.deps import require
 from synth.errors import InputError, UserError
 from synth.yamlfile import load_yaml
 
@@ -58,7 +59,8 @@ def build_step(name: str, params: dict[str, Any], *, path: str, line: int | None
         raise InputError(f"unknown parameter(s) {', '.join(unknown)} (takes: "
                          f"{', '.join(sorted(allowed)) or 'nothing'})", path=path, line=line,
                          field=name)
-    try:
+    try:  # a missing package fails here, at load, not after the earlier steps ran
+        require(cls.requires, what=f"the {name} step", extra=cls.extra)
         return cls(**params)
     except (TypeError, ValueError) as e:
         raise InputError(f"bad parameters: {e}", path=path, line=line, field=name) from None

@@ -28,16 +28,31 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _plot_columns(kept: pl.DataFrame, rejected: pl.DataFrame) -> pl.DataFrame:
+    """Kept and rejected rows stacked, only the columns a plot may use: the numeric ones
+    (in either frame) and the cluster columns. Copying every text column of every row
+    just to draw a few histograms would cost more than drawing them."""
+    def wanted(df: pl.DataFrame) -> list[str]:
+        return [c for c, dtype in df.schema.items()
+                if c in ("cluster_id", "cluster_size")
+                or (c not in SCORE_SKIP and not c.startswith("_") and dtype.is_numeric())]
+
+    cols = set(wanted(kept)) | set(wanted(rejected))
+    return pl.concat([kept.select([c for c in kept.columns if c in cols]),
+                      rejected.select([c for c in rejected.columns if c in cols])],
+                     how="diagonal_relaxed")
+
+
 def _plots(summary: dict[str, Any], kept: pl.DataFrame,
            rejected: pl.DataFrame) -> list[tuple[str, str, bytes]]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display, no GUI toolkit
-    import matplotlib.pyplot as plt
+    # the object API with the Agg renderer: no pyplot (its import, global figure registry
+    # and backend switch); the pictures are the same
+    from matplotlib.figure import Figure
 
     out = []
     steps = summary["steps"]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(steps) + 1.2))
+    fig = Figure(figsize=(7, 0.45 * len(steps) + 1.2))
+    ax = fig.subplots()
     names = ["input"] + [s["step"] for s in steps]
     left = [summary["input_rows"]] + [s["kept"] for s in steps]
     ax.barh(names[::-1], left[::-1], color="#4477aa")
@@ -46,32 +61,31 @@ def _plots(summary: dict[str, Any], kept: pl.DataFrame,
     ax.set_xlabel("rows left")
     ax.set_title("Curation funnel")
     out.append(("funnel", "Rows left after each step", _png(fig)))
-    plt.close(fig)
 
-    both = pl.concat([kept, rejected], how="diagonal_relaxed")
+    both = _plot_columns(kept, rejected)
     for col, dtype in both.schema.items():
         if col in SCORE_SKIP or not dtype.is_numeric() or col.startswith("_"):
             continue
         values = both[col].drop_nulls()
         if values.len() == 0:
             continue
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig = Figure(figsize=(6, 3))
+        ax = fig.subplots()
         ax.hist(values.to_numpy(), bins=40, color="#228833")
         ax.set_title(f"{col} (all rows)")
         ax.set_ylabel("rows")
         out.append((f"hist_{col}", f"Distribution of {col}", _png(fig)))
-        plt.close(fig)
 
     if "cluster_size" in both.columns:
         sizes = both.filter(pl.col("cluster_size") > 1).group_by("cluster_id").agg(
             pl.col("cluster_size").first())["cluster_size"]
         if sizes.len():
-            fig, ax = plt.subplots(figsize=(6, 3))
+            fig = Figure(figsize=(6, 3))
+            ax = fig.subplots()
             ax.hist(sizes.to_numpy(), bins=range(2, int(sizes.max()) + 2), color="#aa3377")
             ax.set_title("Near-duplicate cluster sizes")
             ax.set_xlabel("documents in cluster")
             out.append(("clusters", "Near-duplicate cluster sizes", _png(fig)))
-            plt.close(fig)
     return out
 
 
@@ -93,7 +107,7 @@ def _details(info: dict[str, Any] | None) -> str:
 def write_report(out: Path, summary: dict[str, Any], kept: pl.DataFrame,
                  rejected: pl.DataFrame) -> Path:
     """Write ``out/report.html`` and ``out/plots/*.png``; returns the HTML path."""
-    from synth.generate.run import write_atomic
+    from synth.io import write_atomic
 
     plots = _plots(summary, kept, rejected)
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -117,6 +131,11 @@ def write_report(out: Path, summary: dict[str, Any], kept: pl.DataFrame,
         f"<figure><img alt='{esc(title)}' src='data:image/png;base64,"
         f"{base64.b64encode(data).decode()}'><figcaption>{esc(title)}</figcaption></figure>"
         for _, title, data in plots)
+    warnings = ""
+    if summary.get("warnings"):
+        items = "".join(f"<li>{esc(w)}</li>" for w in summary["warnings"])
+        warnings = (f"<div role='alert' style='border:2px solid #c60;background:#fff4e5;"
+                    f"padding:0.5em 1em'><h2>Warnings</h2><ul>{items}</ul></div>")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>synth curation: {esc(summary['recipe'])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
@@ -126,7 +145,7 @@ text-align:left;font-size:14px}}figure{{display:inline-block;margin:0.5em}}</sty
 <p>{summary['input_rows']:,} rows in, <b>{summary['kept']:,} kept</b>,
 {summary['rejected']:,} rejected (every rejected row is in <code>rejects.parquet</code>
 with <code>dropped_by</code> and <code>drop_reason</code>). {summary['wall_s']:.2f} s.</p>
-<h2>Steps</h2><table><tr><th>step</th><th>in</th><th>dropped</th><th>kept</th>
+{warnings}<h2>Steps</h2><table><tr><th>step</th><th>in</th><th>dropped</th><th>kept</th>
 <th>reasons</th><th>seconds</th><th>details</th></tr>{rows}</table>
 <h2>Plots</h2>{images}
 <h2>Examples of rejected rows</h2><table><tr><th>step</th><th>id</th><th>reason</th>

@@ -14,6 +14,7 @@ under that step's entry. A context variable keeps the step protocol ``step(df)``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from contextvars import ContextVar
@@ -26,9 +27,10 @@ import polars as pl
 
 from synth.curate.recipe import Recipe, load_recipe
 from synth.curate.report import write_report
-from synth.errors import InputError, SynthError
+from synth.errors import ConfigError, InputError, SynthError
 
-__all__ = ["CurationResult", "curate", "read_rows", "StepContext", "CURRENT_STEP"]
+__all__ = ["CurationResult", "curate", "read_rows", "check_columns", "StepContext",
+           "CURRENT_STEP"]
 
 
 @dataclass
@@ -71,17 +73,52 @@ class CurationResult:
     summary: dict[str, Any]
 
 
+def check_not_input(input: str | Path, out: Path) -> None:
+    """Refuse to curate into the folder the rows come from: the curated card would replace
+    the run's own, and a rerun would read its own output."""
+    src = Path(input)
+    if Path(out).resolve() == (src if src.is_dir() else src.parent).resolve():
+        raise ConfigError(f"--out {out}: is where the input rows are; curated rows and "
+                          "their card would replace the run's own (choose another directory)")
+
+
+def check_columns(recipe: Recipe, schema: dict[str, Any]) -> None:
+    """Refuse, before any step runs, a recipe whose step reads a column the rows lack (and
+    that no earlier step adds), or a text ``field`` that is not text. The error names the
+    recipe file, the line and the step, and what the rows do have."""
+    have = dict(schema)
+    for step, where in zip(recipe.steps, recipe.origins):
+        # a step need not inherit from Step: one that only declares ``needs`` is checked
+        # for those columns
+        reads = step.reads() if hasattr(step, "reads") else \
+            [(c,) for c in getattr(step, "needs", ())]
+        for alternatives in reads:
+            if not any(c in have for c in alternatives):
+                what = " or ".join(repr(c) for c in alternatives)
+                hint = ""
+                if "messages" in alternatives:
+                    hint = " (`prompt` reads the request: a messages or a prompt column)"
+                raise InputError(
+                    f"reads column {what}, which the rows do not have and no earlier step "
+                    f"adds{hint}; the rows have: {', '.join(schema)}", path=where.path,
+                    line=where.line, field=step.name)
+        f = getattr(step, "field", None)
+        if isinstance(f, str) and f not in ("prompt", "both") and f in schema and \
+                have[f] is not None and have[f] != pl.String:
+            raise InputError(f"field {f!r} holds {have[f]}, not text (choose a text column)",
+                             path=where.path, line=where.line, field=step.name)
+        for c in (step.adds() if hasattr(step, "adds") else ()):
+            have.setdefault(c, None)  # added by the step: present for later steps
+
+
 def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
            on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
+    check_columns(recipe, dict(df.schema))
     t0 = time.perf_counter()
     kept = df
     rejected: list[pl.DataFrame] = []
     steps = []
-    for step, where in zip(recipe.steps, recipe.origins):
-        missing = [c for c in step.needs if c not in kept.columns]
-        if missing:
-            raise InputError(f"step {step.name!r} needs column(s) {', '.join(missing)}",
-                             path=where.path, line=where.line, field=step.name)
+    for step in recipe.steps:
         t = time.perf_counter()
         ctx = StepContext(out=out_dir)
         token = CURRENT_STEP.set(ctx)
@@ -104,17 +141,20 @@ def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
                       "seconds": round(time.perf_counter() - t, 4)})
         if ctx.info:
             steps[-1]["info"] = ctx.info
+        if getattr(verdict, "warnings", None):
+            steps[-1]["warnings"] = list(verdict.warnings)
         if on_step is not None:
             on_step(steps[-1])
     rej = pl.concat(rejected, how="diagonal_relaxed") if rejected else \
         df.clear().with_columns(pl.lit(None, pl.String).alias("drop_reason"),
                                 pl.lit(None, pl.String).alias("dropped_by"))
-    seen = kept["id"].to_list() + rej["id"].to_list()
-    if len(seen) != df.height or set(seen) != set(df["id"].to_list()):
+    seen = pl.concat([kept.select("id"), rej.select("id")], how="vertical_relaxed")["id"]
+    if seen.len() != df.height or not seen.unique().sort().equals(df["id"].unique().sort()):
         raise SynthError("curation lost or duplicated rows: kept + rejected != input")
     summary = {
         "recipe": recipe.name, "recipe_file": recipe.path, "input_rows": df.height,
         "kept": kept.height, "rejected": rej.height, "steps": steps,
+        "warnings": [w for st in steps for w in st.get("warnings", [])],
         "wall_s": round(time.perf_counter() - t0, 3),
     }
     return CurationResult(kept, rej, summary)
@@ -125,17 +165,51 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
            on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
     """Apply a recipe (a name like ``default``, a YAML path, or a :class:`Recipe`).
     ``on_step`` is called with each step's summary as soon as the step is done."""
-    from synth.generate.run import write_atomic
+    from synth.io import check_out_dir, exclusive_dir, make_out_dir
 
+    out = check_out_dir(out) if out is not None else None  # before anything is read
+    if out is not None and not isinstance(input, pl.DataFrame):
+        check_not_input(input, out)
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    out = Path(out) if out is not None else None
-    result = _apply(rec, df, out, on_step)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "curated.parquet", result.kept.to_arrow())
-        write_atomic(out / "rejects.parquet", result.rejected.to_arrow())
-        write_atomic(out / "curation.json",
-                     orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
-        write_report(out, result.summary, result.kept, result.rejected)
+    if out is None:
+        return _apply(rec, df, None, on_step)
+    check_columns(rec, dict(df.schema))  # a recipe that cannot run creates nothing
+    created = not out.exists()
+    make_out_dir(out)
+    try:
+        with exclusive_dir(out):  # two curations into one directory would mix their files
+            result = _apply(rec, df, out, on_step)
+            _write(out, result)
+    except BaseException:
+        if created:  # leave no empty folder behind (a judge's cached answers do stay)
+            (out / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return result
+
+
+def _write(out: Path, result: CurationResult) -> None:
+    """Every output is made in a staging folder inside ``out``, then moved into place: an
+    error or Ctrl-C while writing leaves the previous outputs (or none), never a mix of
+    this run's and the last one's. The report is drawn on a second thread while the
+    parquet files are encoded (both release the GIL for most of their work)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from synth.dataset.card import render_curated_card
+    from synth.io import commit_staged, staging_dir, write_atomic
+
+    card = render_curated_card(name=out.name, kept=result.kept, summary=result.summary,
+                               rejected_rows=result.rejected.height)
+    with staging_dir(out) as stage:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            report = pool.submit(write_report, stage, result.summary, result.kept,
+                                 result.rejected)
+            write_atomic(stage / "curated.parquet", result.kept.to_arrow())
+            write_atomic(stage / "rejects.parquet", result.rejected.to_arrow())
+            write_atomic(stage / "curation.json",
+                         orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
+            write_atomic(stage / "README.md", card)
+            report.result()
+        commit_staged(stage, out)

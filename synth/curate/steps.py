@@ -6,14 +6,23 @@ reasons and sends every dropped row to ``rejects.parquet``.
 A step is a small keyword-only config object with ``name`` and ``__call__(df) -> Verdict``.
 Batches are polars DataFrames so the same step can later run unchanged on a distributed
 engine that hands out Arrow batches.
+
+``field:`` means the same in every step that reads text (:func:`field_texts`):
+``response`` is the answer, ``prompt`` the request (every message of it, or a ``prompt``
+column), ``both`` the two joined, and any other name a text column of that name. A step
+declares the columns it reads (:meth:`Step.reads`) and adds (:meth:`Step.adds`), so the
+runner can refuse a recipe that reads a column the data lacks before any step runs, and
+the packages it needs (``requires``), so a missing one fails at recipe load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import polars as pl
+
+from synth.deps import Requirement
 
 __all__ = [
     "Verdict",
@@ -32,23 +41,47 @@ __all__ = [
     "keeper_scores",
     "SCORE_COLUMNS",
     "prompt_texts",
+    "field_texts",
+    "field_columns",
+    "check_field",
 ]
 
 
 @dataclass
 class Verdict:
     """What a step decided for a batch: ``drop`` holds a reason per row (null = keep);
-    ``df`` is the batch, possibly with new score columns, same rows in the same order."""
+    ``df`` is the batch, possibly with new score columns, same rows in the same order.
+    ``warnings``: what the user must hear even though the step ran (e.g. most rows could
+    not be verified); the runner prints them and keeps them in ``curation.json``."""
 
     df: pl.DataFrame
     drop: pl.Series
+    warnings: list[str] = field(default_factory=list)
 
 
 class Step:
-    """Base of the built-in steps: a name and a registry; no behaviour is inherited."""
+    """Base of the built-in steps: a name, what it reads, adds and needs installed."""
 
     name: ClassVar[str] = ""
-    needs: ClassVar[tuple[str, ...]] = ("id",)  # columns the step reads
+    needs: ClassVar[tuple[str, ...]] = ("id",)  # columns the step always reads
+    produces: ClassVar[tuple[str, ...]] = ()    # columns it adds
+    requires: ClassVar[tuple[Requirement, ...]] = ()  # (import name, pip name) it needs
+    extra: ClassVar[str | None] = "curate"      # the synth extra that installs them
+
+    def reads(self) -> list[tuple[str, ...]]:
+        """Columns read, each as alternatives (one of them suffices): ``needs`` plus what
+        the step's ``field`` / ``score_column`` parameters name."""
+        out = [(c,) for c in self.needs]
+        f = getattr(self, "field", None)
+        if isinstance(f, str):
+            out += field_columns(f)
+        sc = getattr(self, "score_column", None)
+        if isinstance(sc, str):
+            out.append((sc,))
+        return out
+
+    def adds(self) -> tuple[str, ...]:
+        return self.produces
 
     def __call__(self, df: pl.DataFrame) -> Verdict:  # pragma: no cover - interface
         raise NotImplementedError
@@ -151,6 +184,7 @@ class Repetition(Step):
 
     name: ClassVar[str] = "repetition"
     needs: ClassVar[tuple[str, ...]] = ("response",)
+    produces: ClassVar[tuple[str, ...]] = ("repetition_ratio",)
     ngram: int = 3
     max_ratio: float = 0.3
 
@@ -173,16 +207,22 @@ class Repetition(Step):
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class Length(Step):
-    """Word-count bounds on a text column."""
+    """Word-count bounds on the text of ``field``. Adds ``{field}_words``."""
 
     name: ClassVar[str] = "length"
-    needs: ClassVar[tuple[str, ...]] = ("response",)
+    needs: ClassVar[tuple[str, ...]] = ()
     field: str = "response"
     min_words: int = 1
     max_words: int | None = None
 
+    def __post_init__(self):
+        check_field(self.field)
+
+    def adds(self) -> tuple[str, ...]:
+        return (f"{self.field}_words",)
+
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        words = pl.col(self.field).fill_null("").str.count_matches(r"\S+")
+        words = field_texts(df, self.field).str.count_matches(r"\S+")
         out = df.with_columns(words.alias(f"{self.field}_words"))
         w = pl.col(f"{self.field}_words")
         reason = pl.when(w < self.min_words).then(pl.format("too short: {} words", w))
@@ -237,6 +277,41 @@ def keeper_scores(df: pl.DataFrame, score_column: str | None) -> tuple[list | No
     return None, None
 
 
+def check_field(value: object, *, name: str = "field") -> str:
+    """``value`` as a ``field:`` parameter, or a ValueError saying what it may be."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be response, prompt, both or a text column name, "
+                         f"not {value!r}")
+    return value
+
+
+def field_columns(field: str) -> list[tuple[str, ...]]:
+    """The columns ``field`` reads, each as alternatives (see :func:`field_texts`)."""
+    prompt = ("messages", "prompt")
+    if field == "prompt":
+        return [prompt]
+    if field == "both":
+        return [prompt, ("response",)]
+    return [(field,)]
+
+
+def field_texts(df: pl.DataFrame, field: str) -> pl.Series:
+    """The text a ``field:`` parameter names, one string per row (null → ""):
+    ``response``; ``prompt``: the request's messages (every turn, few-shot answers
+    included, one per line), else a ``prompt`` column; ``both``: prompt, newline, response;
+    else the column of that name."""
+    if field == "prompt":
+        return pl.Series(field, prompt_texts(df, include_assistant=True), dtype=pl.String)
+    if field == "both":
+        both = [f"{p}\n{r}" for p, r in zip(prompt_texts(df, include_assistant=True),
+                                             df["response"].fill_null("").to_list())]
+        return pl.Series(field, both, dtype=pl.String)
+    col = df[field]
+    if col.dtype != pl.String:
+        raise ValueError(f"field {field!r}: column holds {col.dtype}, not text")
+    return col.fill_null("")
+
+
 def prompt_texts(df: pl.DataFrame, *, include_assistant: bool = False) -> list[str]:
     """The request text of each row: its ``messages`` (few-shot assistant turns only when
     asked), else a plain ``prompt`` column, else empty strings."""
@@ -252,23 +327,20 @@ def prompt_texts(df: pl.DataFrame, *, include_assistant: bool = False) -> list[s
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class ExactDedup(Step):
-    """Exact duplicates after :func:`normalized` text; the first occurrence is kept.
-    ``field``: ``response``, ``prompt`` (the request's messages) or ``both``."""
+    """Exact duplicates after :func:`normalized` text of ``field``; the first occurrence
+    is kept (``both``: the same request with the same answer)."""
 
     name: ClassVar[str] = "exact_dedup"
     needs: ClassVar[tuple[str, ...]] = ("id",)
     field: str = "response"
 
     def __post_init__(self):
-        if self.field not in ("response", "prompt", "both"):
-            raise ValueError("field must be response, prompt or both")
+        check_field(self.field)
 
     def _key(self, df: pl.DataFrame) -> pl.Series:
-        parts = []
-        if self.field in ("prompt", "both"):
-            parts.append(pl.Series("p", prompt_texts(df), dtype=pl.String))
-        if self.field in ("response", "both"):
-            parts.append(df["response"])
+        # ``both`` keeps its two parts apart, so ("a b", "c") never equals ("a", "b c")
+        fields = ("prompt", "response") if self.field == "both" else (self.field,)
+        parts = [field_texts(df, f) for f in fields]
         frame = pl.DataFrame({f"c{i}": normalized(p) for i, p in enumerate(parts)})
         return frame.select(pl.concat_str(pl.all(), separator="\x00").alias("key"))["key"]
 

@@ -5,8 +5,9 @@ By default only ``wrong`` rows are dropped; ``drop_unverifiable`` drops the thir
 - ``verify_math``: final answer (``\\boxed{}``, ``####``, "the answer is", last number) vs
   ``reference`` through math-verify, in worker processes with a per-item timeout.
 - ``self_consistency``: the majority answer across the samples of one ``prompt_id``.
-- ``verify_code``: the response's code against the HumanEval-style tests in ``reference``,
-  each run in the sandbox (``synth.curate.sandbox``).
+- ``verify_code``: the response's code against the tests in ``reference`` (HumanEval
+  ``check``, MBPP ``test_list`` or ``assert`` lines), run by ``synth.curate.verify_code`` in the
+  sandbox (``synth.curate.sandbox``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,47 @@ from typing import ClassVar
 
 import polars as pl
 
+from synth.curate.runner import CURRENT_STEP
 from synth.curate.steps import Step, Verdict, register_step
 
 __all__ = ["VerifyMath", "SelfConsistency", "VerifyCode"]
+
+
+def outcome_report(step: str, outcomes: list[str], reasons: list[str],
+                   max_unverifiable: float) -> tuple[dict, list[str]]:
+    """Counts of each outcome (for ``curation.json``) and the warning owed to the user when
+    more than ``max_unverifiable`` of the rows could not be checked: a verify step that
+    verified nothing must say so, never pass its rows off as checked."""
+    from collections import Counter
+
+    counts = Counter(outcomes)
+    n = len(outcomes)
+    unv = counts.get("unverifiable", 0)
+    why = Counter(r.split(":", 1)[0] for o, r in zip(outcomes, reasons) if o == "unverifiable")
+    info = {"correct": counts.get("correct", 0), "wrong": counts.get("wrong", 0),
+            "unverifiable": unv, "unverifiable_share": round(unv / n, 4) if n else 0.0,
+            "unverifiable_reasons": dict(why.most_common())}
+    warnings = []
+    if n and (unv == n or unv / n > max_unverifiable):
+        top = ", ".join(f"{k} ({v})" for k, v in why.most_common(3))
+        what = "every row" if unv == n else f"{unv} of {n} rows ({unv / n:.0%})"
+        warnings.append(f"{step}: {what} could not be verified ({top}); they were kept "
+                        "unchecked (drop_unverifiable: true drops them)")
+    return info, warnings
+
+
+def _report(step: str, outcomes: list[str], reasons: list[str],
+            max_unverifiable: float) -> list[str]:
+    info, warnings = outcome_report(step, outcomes, reasons, max_unverifiable)
+    ctx = CURRENT_STEP.get()
+    if ctx is not None:
+        ctx.info["verdicts"] = info
+    return warnings
+
+
+def _check_share(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"max_unverifiable must be a share in [0, 1], not {value!r}")
 
 
 def _drops(outcomes: list[str], reasons: list[str], drop_unverifiable: bool) -> pl.Series:
@@ -37,19 +76,32 @@ def _drops(outcomes: list[str], reasons: list[str], drop_unverifiable: bool) -> 
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class VerifyMath(Step):
-    """Adds ``math_answer``, ``math_verdict``, ``math_reason``; drops wrong answers."""
+    """Adds ``math_answer``, ``math_verdict``, ``math_reason``; drops wrong answers. Warns
+    (step line, ``curation.json``, report) when more than ``max_unverifiable`` of the rows
+    could not be checked."""
 
     name: ClassVar[str] = "verify_math"
-    needs: ClassVar[tuple[str, ...]] = ("response",)
+    needs: ClassVar[tuple[str, ...]] = ("response", "reference")
+    produces: ClassVar[tuple[str, ...]] = ("math_answer", "math_verdict", "math_reason")
+    requires: ClassVar = (("math_verify", "math-verify"),)
     timeout_s: float = 5.0
     workers: int = 2
     drop_unverifiable: bool = False
+    max_unverifiable: float = 0.5
+
+    def __post_init__(self):
+        _check_share(self.max_unverifiable)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \
+                self.workers < 1:
+            raise ValueError("workers must be a whole number >= 1")
+        if not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
+            raise ValueError("timeout_s must be a number of seconds > 0")
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         from synth.curate.verify_math import extract_answer, verify_many
 
         responses = [r or "" for r in df["response"].to_list()]
-        refs = df["reference"].to_list() if "reference" in df.columns else [None] * df.height
+        refs = df["reference"].to_list()
         todo = [(i, (responses[i], ref)) for i, ref in enumerate(refs) if ref]
         results: list[tuple[str, str]] = [("unverifiable", "no reference")] * df.height
         if todo:
@@ -63,7 +115,8 @@ class VerifyMath(Step):
             pl.Series("math_answer", [extract_answer(r)[0] for r in responses], pl.String),
             pl.Series("math_verdict", outcomes, pl.String),
             pl.Series("math_reason", reasons, pl.String))
-        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable))
+        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable),
+                       _report(self.name, outcomes, reasons, self.max_unverifiable))
 
 
 @register_step
@@ -75,6 +128,7 @@ class SelfConsistency(Step):
 
     name: ClassVar[str] = "self_consistency"
     needs: ClassVar[tuple[str, ...]] = ("response", "prompt_id")
+    produces: ClassVar[tuple[str, ...]] = ("majority_answer", "agreement")
     min_agreement: float = 0.5
     drop_minority: bool = True
 
@@ -110,35 +164,87 @@ class SelfConsistency(Step):
 @register_step
 @dataclass(frozen=True, kw_only=True)
 class VerifyCode(Step):
-    """Runs each response against the HumanEval-style tests in ``reference`` (JSON with
-    ``test`` and ``entry_point``) in the sandbox. Adds ``code_verdict``, ``code_reason``."""
+    """Runs each response against the tests in ``reference`` in the sandbox
+    (``synth.curate.verify_code``): HumanEval-style JSON (``test`` with ``check(candidate)``
+    + ``entry_point``, optionally ``prompt``), MBPP-style (``test_list``) or a plain
+    Python script of ``assert`` lines. ``correct`` means the tests ran to the end in a
+    process the answer's code cannot reach. Adds ``code_verdict``, ``code_reason``.
+
+    Refuses (at recipe load) to run model code where the kernel's protections are not
+    in force, unless ``allow_weak_sandbox``; what is in force goes to ``curation.json``
+    (``info.sandbox``). References that are all malformed are an error naming a row."""
 
     name: ClassVar[str] = "verify_code"
-    needs: ClassVar[tuple[str, ...]] = ("response",)
+    needs: ClassVar[tuple[str, ...]] = ("response", "reference")
+    produces: ClassVar[tuple[str, ...]] = ("code_verdict", "code_reason")
     wall_s: float = 10.0
     memory_mb: int = 512
     workers: int = 2
     drop_unverifiable: bool = False
+    allow_weak_sandbox: bool = False
+    max_unverifiable: float = 0.5
+
+    def __post_init__(self):
+        from synth.curate.sandbox import containment, weak_sandbox_message
+        from synth.errors import ConfigError
+
+        if not self.wall_s > 0 or self.memory_mb < 64 or self.workers < 1:
+            raise ValueError("wall_s must be > 0, memory_mb >= 64 and workers >= 1")
+        _check_share(self.max_unverifiable)
+        box = containment()   # probed once per process
+        if box["weak"] and not self.allow_weak_sandbox:
+            raise ConfigError(weak_sandbox_message(box))
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        from synth.curate.sandbox import SandboxLimits, check_solution
+        from synth.curate.sandbox import SandboxLimits, containment
+        from synth.curate.verify_code import BadReference, check_solution, parse_reference
 
         limits = SandboxLimits(wall_s=self.wall_s, cpu_s=max(1, int(self.wall_s)),
                                memory_mb=self.memory_mb)
-        refs = df["reference"].to_list() if "reference" in df.columns else [None] * df.height
+        refs = df["reference"].to_list()
+        ids = df["id"].to_list() if "id" in df.columns else list(range(df.height))
         responses = [r or "" for r in df["response"].to_list()]
+        specs: list = []
+        bad: list[tuple[object, str]] = []
+        for rid, ref in zip(ids, refs):
+            try:
+                specs.append(parse_reference(ref))
+            except BadReference as e:
+                specs.append(e)
+                bad.append((rid, str(e)))
+        given = sum(s is not None for s in specs)
+        if given and len(bad) == given:
+            rid, why = bad[0]
+            raise _bad_references(rid, why, len(bad))
 
         def one(pair):
-            resp, ref = pair
-            if not ref:
+            resp, spec = pair
+            if spec is None:
                 return "unverifiable", "no reference"
-            v = check_solution(resp, ref, limits=limits)
+            if isinstance(spec, BadReference):
+                return "unverifiable", f"malformed reference: {spec}"
+            v = check_solution(resp, spec, limits=limits)
             return v.outcome, v.reason
 
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            results = list(pool.map(one, zip(responses, refs)))
+            results = list(pool.map(one, zip(responses, specs)))
         outcomes = [o for o, _ in results]
         reasons = [r for _, r in results]
+        warnings = _report(self.name, outcomes, reasons, self.max_unverifiable)
+        ctx = CURRENT_STEP.get()
+        if ctx is not None:
+            box = containment()
+            box["allow_weak_sandbox"] = self.allow_weak_sandbox
+            ctx.info["sandbox"] = box
+            if bad:
+                ctx.info["malformed_references"] = len(bad)
         out = df.with_columns(pl.Series("code_verdict", outcomes, pl.String),
                               pl.Series("code_reason", reasons, pl.String))
-        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable))
+        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable), warnings)
+
+
+def _bad_references(rid, why: str, n: int):
+    from synth.errors import InputError
+
+    return InputError(f"row {rid!r}: {why} (all {n} references are malformed, so no row "
+                      "could be verified)", path="verify_code", field="reference")

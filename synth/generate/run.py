@@ -11,9 +11,7 @@ run killed at any moment and started again produces the same file as one that ne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import sys
 import time
 from collections import Counter, deque
@@ -21,20 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from synth.cache import ResponseCache
 from synth.dataset.card import render_card, teacher_summaries
@@ -45,7 +35,9 @@ from synth.errors import (
     TeacherError,
     TermsNotAcceptedError,
 )
+from synth.generate.config import GenerateConfig, make_config
 from synth.inputs import read_prompts
+from synth.io import check_out_dir, exclusive_dir, make_out_dir, write_atomic
 from synth.licences import Decision, check, load_registry
 from synth.progress import RunProgress
 from synth.records import (
@@ -57,97 +49,22 @@ from synth.records import (
     request_hash,
 )
 from synth.teachers import (
+    ProviderTraits,
     Teacher,
     TeacherOptions,
     estimate_tokens,
     make_teacher,
     parse_spec,
+    provider_traits,
 )
 from synth.teachers.pricing import Price, load_prices
 from synth.teachers.reasoning import join_reasoning, split_think
 
-__all__ = ["GenerateConfig", "RunResult", "agenerate", "generate", "write_atomic"]
+__all__ = ["GenerateConfig", "RunResult", "agenerate", "generate"]
 
 log = logging.getLogger("synth")
 
 TRACES, CACHE, SUMMARY, CARD = "traces.parquet", "cache.sqlite", "run.json", "README.md"
-
-_OPTION = {  # config field → CLI option, so errors name what the user typed
-    "input": "INPUT", "teacher": "--teacher", "out": "--out", "samples": "--samples",
-    "temperature": "--temperature", "top_p": "--top-p", "max_tokens": "--max-tokens",
-    "seed": "--seed", "system": "--system", "concurrency": "--concurrency", "rpm": "--rpm",
-    "tpm": "--tpm", "max_cost": "--max-cost", "logprobs": "--logprobs",
-    "reasoning": "--reasoning", "reasoning_effort": "--reasoning-effort",
-    "base_url": "--base-url", "api_key_env": "--api-key-env", "timeout": "--timeout",
-    "max_retries": "--max-retries", "dtype": "--dtype", "price_file": "--price-file",
-    "intent": "--intent", "accept_terms": "--accept-terms", "licence_file": "--licence-file",
-}
-
-
-class GenerateConfig(BaseModel):
-    """Everything ``synth generate`` takes. Keyword-only, validated on construction."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    teacher: str
-    out: Path
-    input: Path | None = None
-    prompts: list[Prompt] | None = None  # instead of ``input``, from Python
-    samples: int = Field(1, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)  # None: 0 for 1 sample, else 1.0
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int = Field(512, ge=1)
-    seed: int | None = None
-    system: str | None = None
-    concurrency: int = Field(64, ge=1, le=4096)
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
-    max_cost: float | None = Field(None, ge=0)
-    logprobs: int | None = Field(None, ge=1, le=100)
-    reasoning: bool = False
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    timeout: float = Field(600.0, gt=0)
-    max_retries: int = Field(5, ge=0, le=50)
-    retry_initial_delay: float = Field(0.5, ge=0)
-    dtype: Literal["fp32", "bf16"] = "fp32"
-    price_file: Path | None = None
-    intent: Literal["research", "internal", "distributed", "competing"] | None = None
-    accept_terms: tuple[str, ...] = ()
-    licence_file: Path | None = None
-    progress: bool | None = None  # None: only on a TTY
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and urlsplit(v).scheme not in ("http", "https"):
-            raise ValueError(f"{v!r} must start with http:// or https://")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> "GenerateConfig":
-        if (self.input is None) == (self.prompts is None):
-            raise ValueError("give exactly one of input (a JSONL path) or prompts")
-        return self
-
-    @property
-    def effort(self) -> str | None:
-        return self.reasoning_effort or ("medium" if self.reasoning else None)
-
-
-def _config(config: GenerateConfig | None, kwargs: dict[str, Any]) -> GenerateConfig:
-    if config is not None:
-        return config.model_copy(update=kwargs) if kwargs else config
-    try:
-        return GenerateConfig(**kwargs)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        opt = _OPTION.get(field, field or "config")
-        msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{opt}: {msg}") from None
-
 
 @dataclass
 class RunResult:
@@ -159,38 +76,7 @@ class RunResult:
         return pq.read_table(self.traces)
 
 
-def write_atomic(path: Path, data: bytes | pa.Table) -> None:
-    """Write to a temp file beside ``path``, fsync, then rename: readers see all or nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if isinstance(data, pa.Table):
-            pq.write_table(data, tmp, compression="zstd")
-        else:
-            tmp.write_bytes(data)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path):
-    """One run per directory: two would each send what the other is about to."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; document, don't pretend
-        yield
-        return
-    with open(out / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"--out {out}: another synth run is using this directory") from None
-        yield
-
-
-def _licence_check(cfg: GenerateConfig, teacher: Teacher) -> Decision:
+def _licence_check(cfg: GenerateConfig, teacher: Teacher, traits: ProviderTraits) -> Decision:
     """Check the teacher's terms against the declared intent; raise before any request."""
     registry = load_registry(cfg.licence_file)
     for entry_id in cfg.accept_terms:
@@ -199,7 +85,7 @@ def _licence_check(cfg: GenerateConfig, teacher: Teacher) -> Decision:
                               "(see `synth licence list`)")
     intent = cfg.intent
     if intent is None:
-        if teacher.provider != "local":
+        if traits.needs_intent:
             raise ConfigError(
                 "--intent: required for API teachers: what is the data for? research "
                 "(non-commercial), internal (commercial, student not distributed), "
@@ -233,26 +119,29 @@ def _log_licence(decision: Decision, cfg: GenerateConfig) -> None:
         log.warning("licence: obligation: %s", o)
 
 
-def _resolve_params(cfg: GenerateConfig, provider: str) -> Params:
+def _resolve_params(cfg: GenerateConfig, traits: ProviderTraits) -> Params:
+    """The request parameters, checked against what the provider accepts (its traits)."""
     effort = cfg.effort
     temperature = cfg.temperature
-    if provider == "anthropic" and effort:
-        if temperature not in (None, 1.0):
-            raise ConfigError("--temperature: Anthropic extended thinking (--reasoning) only "
-                              "accepts temperature 1; drop --temperature")
-        temperature = 1.0
-    if provider == "anthropic" and cfg.logprobs:
-        raise ConfigError("--logprobs: the Anthropic API returns no logprobs")
-    if provider == "openai" and cfg.logprobs and cfg.logprobs > 20:
-        raise ConfigError("--logprobs: OpenAI-compatible APIs return at most 20 alternatives")
-    if provider == "local" and effort:
-        raise ConfigError("--reasoning: a local model has no reasoning switch; its <think> "
-                          "output is captured into the reasoning column anyway")
+    who = traits.label or "this provider"
+    if effort and traits.reasoning is None:
+        raise ConfigError(f"--reasoning: {who} has no reasoning switch; its <think> output "
+                          "is captured into the reasoning column anyway")
+    if effort and traits.reasoning_temperature is not None:
+        if temperature not in (None, traits.reasoning_temperature):
+            raise ConfigError(f"--temperature: reasoning on {who} only accepts temperature "
+                              f"{traits.reasoning_temperature:g}; drop --temperature")
+        temperature = traits.reasoning_temperature
+    if cfg.logprobs and traits.max_logprobs == 0:
+        raise ConfigError(f"--logprobs: {who} returns no logprobs")
+    if cfg.logprobs and traits.max_logprobs is not None and cfg.logprobs > traits.max_logprobs:
+        raise ConfigError(f"--logprobs: {who} returns at most {traits.max_logprobs} "
+                          "alternatives")
     if temperature is None:
         temperature = 0.0 if cfg.samples == 1 else 1.0
     return Params(temperature=temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, top_logprobs=cfg.logprobs, reasoning_effort=effort,
-                  dtype=cfg.dtype if provider == "local" else None)
+                  dtype=cfg.dtype if traits.has_dtype else None)
 
 
 class CostMeter:
@@ -385,13 +274,15 @@ def _requests(prompts: list[Prompt], teacher: Teacher, params: Params,
 
 async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> RunResult:
     """Run a generation job. Pass a :class:`GenerateConfig` or its fields as keywords."""
-    cfg = _config(config, kwargs)
+    cfg = make_config(config, kwargs)
     t_start = time.perf_counter()
     started_at = _now_iso()
 
     # ---- setup: everything that can fail on user input fails here, before any output
+    check_out_dir(cfg.out)  # before a model loads or a prompt is read
     provider, model = parse_spec(cfg.teacher)
-    params = _resolve_params(cfg, provider)
+    traits = provider_traits(provider)
+    params = _resolve_params(cfg, traits)
     prompts = cfg.prompts if cfg.prompts is not None else read_prompts(cfg.input,
                                                                          system=cfg.system)
     if not prompts:
@@ -402,7 +293,7 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
         retry_initial_delay=cfg.retry_initial_delay, dtype=cfg.dtype,
         max_batch_size=min(32, cfg.concurrency))
     teacher = make_teacher(cfg.teacher, options)
-    licence = _licence_check(cfg, teacher)  # before any byte reaches the provider
+    licence = _licence_check(cfg, teacher, traits)  # before any byte reaches the provider
     host = urlsplit(teacher.base_url).hostname if teacher.base_url else None
     price = load_prices(cfg.price_file).lookup(provider, model, host)
     if price is None and cfg.max_cost is not None:
@@ -416,8 +307,8 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
 
     try:
         await teacher.start()
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        with _exclusive(cfg.out):
+        make_out_dir(cfg.out)
+        with exclusive_dir(cfg.out):
             _log_licence(licence, cfg)
             if price is None:
                 log.warning("no price known for %s (host %s): cost_usd will be null; "

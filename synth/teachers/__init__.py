@@ -14,18 +14,22 @@ from importlib import metadata
 from typing import Callable
 
 from synth.errors import ConfigError, MissingAPIKeyError, TeacherSpecError
-from synth.teachers.base import Teacher, estimate_tokens
-from synth.teachers.http import HttpTeacher, RetryPolicy
-from synth.teachers.limits import Limiter
+from synth.teachers import anthropic as _anthropic_wire
+from synth.teachers import local as _local_mod
+from synth.teachers import openai as _openai_wire
+from synth.teachers.base import ProviderTraits, Teacher, estimate_tokens
 
 __all__ = [
     "Teacher",
     "TeacherOptions",
     "TeacherFactory",
+    "ProviderTraits",
     "register_provider",
     "providers",
+    "provider_traits",
     "parse_spec",
     "make_teacher",
+    "check_requirements",
     "estimate_tokens",
 ]
 
@@ -49,11 +53,27 @@ class TeacherOptions:
 
 TeacherFactory = Callable[[str, TeacherOptions], Teacher]
 _REGISTRY: dict[str, TeacherFactory] = {}
+_TRAITS: dict[str, ProviderTraits] = {}
 
 
-def register_provider(name: str, factory: TeacherFactory) -> None:
-    """Make ``name:MODEL`` specs build teachers with ``factory``."""
+def register_provider(name: str, factory: TeacherFactory,
+                      traits: ProviderTraits | None = None) -> None:
+    """Make ``name:MODEL`` specs build teachers with ``factory``. ``traits`` say what the
+    provider accepts (logprobs, reasoning, whether ``--intent`` is required); a factory
+    may also carry them as a ``traits`` attribute (entry-point plugins)."""
     _REGISTRY[name] = factory
+    _TRAITS[name] = traits or getattr(factory, "traits", None) or ProviderTraits(label=name)
+
+
+def provider_traits(provider: str) -> ProviderTraits:
+    """The :class:`ProviderTraits` of a registered provider (a spec's part before ``:``)."""
+    if provider not in _TRAITS:
+        _load_plugins()
+    try:
+        return _TRAITS[provider]
+    except KeyError:
+        raise TeacherSpecError(f"unknown provider {provider!r} "
+                               f"(known: {', '.join(sorted(_REGISTRY))})") from None
 
 
 def providers() -> list[str]:
@@ -64,7 +84,7 @@ def providers() -> list[str]:
 def _load_plugins() -> None:
     for ep in metadata.entry_points(group="synth.teachers"):
         if ep.name not in _REGISTRY:
-            _REGISTRY[ep.name] = ep.load()
+            register_provider(ep.name, ep.load())
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -82,9 +102,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return provider, model
 
 
+def check_requirements(spec: str) -> None:
+    """Fail now, with the install command, if the provider's packages are missing."""
+    from synth.deps import require
+
+    provider, _ = parse_spec(spec)
+    t = provider_traits(provider)
+    require(t.requires, what=f"--teacher {spec}", install=t.install)
+
+
 def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
     """Build (but do not start) the teacher a spec names."""
     provider, model = parse_spec(spec)
+    check_requirements(spec)
     return _REGISTRY[provider](model, options or TeacherOptions())
 
 
@@ -99,6 +129,10 @@ def _api_key(options: TeacherOptions, default_env: str, *, required: bool) -> st
 
 
 def _http_common(options: TeacherOptions) -> dict:
+    # aiohttp is imported here, when an API teacher is built, not by `synth --help`
+    from synth.teachers.http import RetryPolicy
+    from synth.teachers.limits import Limiter
+
     if options.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
     return dict(
@@ -110,6 +144,7 @@ def _http_common(options: TeacherOptions) -> dict:
 
 
 def _openai(model: str, options: TeacherOptions) -> Teacher:
+    from synth.teachers.http import HttpTeacher
     from synth.teachers.openai import DEFAULT_BASE_URL, OpenAIWire
 
     base = options.base_url or DEFAULT_BASE_URL
@@ -122,6 +157,7 @@ def _openai(model: str, options: TeacherOptions) -> Teacher:
 
 def _anthropic(model: str, options: TeacherOptions) -> Teacher:
     from synth.teachers.anthropic import DEFAULT_BASE_URL, AnthropicWire
+    from synth.teachers.http import HttpTeacher
 
     base = options.base_url or DEFAULT_BASE_URL
     key = _api_key(options, "ANTHROPIC_API_KEY", required="api.anthropic.com" in base)
@@ -140,6 +176,6 @@ def _local(model: str, options: TeacherOptions) -> Teacher:
     return LocalTeacher(model, dtype=options.dtype, max_batch_size=options.max_batch_size)
 
 
-register_provider("openai", _openai)
-register_provider("anthropic", _anthropic)
-register_provider("local", _local)
+register_provider("openai", _openai, _openai_wire.TRAITS)
+register_provider("anthropic", _anthropic, _anthropic_wire.TRAITS)
+register_provider("local", _local, _local_mod.TRAITS)

@@ -8,10 +8,16 @@ import orjson
 
 from synth.errors import RetryableError
 from synth.records import Completion, Request
+from synth.teachers.base import ProviderTraits
 
-__all__ = ["AnthropicWire", "DEFAULT_BASE_URL", "API_VERSION", "THINKING_BUDGET"]
+__all__ = ["AnthropicWire", "DEFAULT_BASE_URL", "TRAITS", "API_VERSION", "THINKING_BUDGET"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+#: The messages API returns no logprobs; extended thinking accepts temperature 1 only.
+TRAITS = ProviderTraits(default_base_url=DEFAULT_BASE_URL, max_logprobs=0,
+                        reasoning="thinking", reasoning_temperature=1.0,
+                        label="the Anthropic API")
 API_VERSION = "2023-06-01"
 
 #: Extended-thinking budget per ``--reasoning-effort``. ``max_tokens`` sent to the API is

@@ -9,11 +9,43 @@ teacher batches concurrent calls into one ``generate``.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from synth.records import Completion, Request
+if TYPE_CHECKING:
+    from synth.records import Completion, Request
 
-__all__ = ["Teacher", "estimate_tokens"]
+__all__ = ["Teacher", "ProviderTraits", "estimate_tokens"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderTraits:
+    """What differs between providers before any request is made, declared by each
+    provider's own module (``TRAITS``) and passed to :func:`~synth.teachers.register_provider`;
+    the runner, the judge and the CLI read these instead of branching on provider names.
+    A plugin that declares nothing is treated as an API provider with no known limits."""
+
+    #: Where requests go when ``--base-url`` is not given; None for in-process teachers.
+    default_base_url: str | None = None
+    #: Its terms depend on what the data is for, so ``--intent`` is required. False only for
+    #: in-process models, which are checked as ``research`` when no intent is declared.
+    needs_intent: bool = True
+    #: Most top-K alternatives per token the API returns: 0 = no logprobs at all,
+    #: None = no known limit.
+    max_logprobs: int | None = None
+    #: How ``--reasoning`` is asked for: ``effort`` (a reasoning_effort field), ``thinking``
+    #: (a thinking budget), or None (no switch; ``<think>`` output is still captured).
+    reasoning: Literal["effort", "thinking"] | None = None
+    #: The only sampling temperature the API accepts while reasoning (Anthropic: 1).
+    reasoning_temperature: float | None = None
+    #: ``--dtype`` changes the answers (in-process weights), so it is a request parameter.
+    has_dtype: bool = False
+    #: How the provider is called in error messages.
+    label: str = ""
+    #: Packages it needs beyond synth's own, as (import name, pip name), and the command
+    #: that installs them: checked before a run (or a recipe) starts, not at the first call.
+    requires: tuple[tuple[str, str], ...] = ()
+    install: str | None = None
 
 
 @runtime_checkable

@@ -63,6 +63,7 @@ from typing import Any
 from synth.cache import cache_root
 from synth.errors import ConfigError, FatalRequestError, ModelLoadError, TeacherError
 from synth.records import Completion, Params, Request
+from synth.teachers.base import ProviderTraits
 
 __all__ = [
     "EmbeddedModel",
@@ -73,7 +74,18 @@ __all__ = [
     "load_model",
     "file_sha256",
     "model_cache_dir",
+    "TRAITS",
 ]
+
+#: In-process weights: no endpoint, no terms of service beyond the model's licence (so an
+#: undeclared intent is checked as research), logprobs up to the vocabulary, no reasoning
+#: switch (``<think>`` output is captured anyway), and the dtype changes the answers.
+TRAITS = ProviderTraits(
+    default_base_url=None, needs_intent=False, max_logprobs=None, reasoning=None,
+    has_dtype=True, label="a local model",
+    requires=(("torch", "torch"), ("transformers", "transformers"), ("gguf", "gguf"),
+              ("accelerate", "accelerate"), ("safetensors", "safetensors")),
+    install="pip install torch==2.13.0 && pip install 'synth[local]'")
 
 log = logging.getLogger(__name__)
 

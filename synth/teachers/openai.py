@@ -9,10 +9,16 @@ import orjson
 
 from synth.errors import RetryableError
 from synth.records import Completion, Request
+from synth.teachers.base import ProviderTraits
 
-__all__ = ["OpenAIWire", "DEFAULT_BASE_URL", "decode_logprobs"]
+__all__ = ["OpenAIWire", "DEFAULT_BASE_URL", "TRAITS", "decode_logprobs"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+#: The chat API returns at most 20 alternatives per token (``top_logprobs``) and takes
+#: ``reasoning_effort`` for reasoning models.
+TRAITS = ProviderTraits(default_base_url=DEFAULT_BASE_URL, max_logprobs=20,
+                        reasoning="effort", label="an OpenAI-compatible API")
 
 
 def _malformed(why: str) -> RetryableError:
