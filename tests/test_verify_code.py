@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import polars as pl
@@ -614,6 +615,19 @@ print(json.dumps(out))
 def test_as_a_normal_user_the_user_namespace_mode_holds():
     """Really not root: a throwaway mount namespace makes the interpreter visible to
     uid 65534, which then runs synth; no switch pretends anything."""
+    # a copy of the package that uid 65534 can read wherever the checkout lies (CI clones
+    # into a mktemp folder only root may enter)
+    code = tempfile.mkdtemp(prefix="synth-for-nobody-")
+    try:
+        os.chmod(code, 0o755)
+        shutil.copytree(ROOT / "synth", os.path.join(code, "synth"),
+                        ignore=shutil.ignore_patterns("__pycache__", "prompts", "filters"))
+        _run_as_nobody(code)
+    finally:
+        shutil.rmtree(code, ignore_errors=True)
+
+
+def _run_as_nobody(code: str) -> None:
     prefix = os.path.realpath(sys.prefix)
     closed = next((d for d in ["/" + "/".join(prefix.strip("/").split("/")[:i])
                                for i in range(1, prefix.count("/") + 1)]
@@ -627,7 +641,7 @@ def test_as_a_normal_user_the_user_namespace_mode_holds():
     env = {"REF": json.dumps(REF), "RIGHT": RIGHT, "WRONG": WRONG, "KILL": kill,
            "SCRIPT": NONROOT_SCRIPT}
     cmd = (show + f"cd /tmp; exec setpriv --reuid 65534 --regid 65534 --clear-groups env -i "
-           f"HOME=/tmp PATH=/usr/bin:/bin PYTHONPATH={ROOT} REF=\"$REF\" RIGHT=\"$RIGHT\" "
+           f"HOME=/tmp PATH=/usr/bin:/bin PYTHONPATH={code} REF=\"$REF\" RIGHT=\"$RIGHT\" "
            f"WRONG=\"$WRONG\" KILL=\"$KILL\" {sys.executable} -B -c \"$SCRIPT\"")
     r = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", cmd],
                        env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
