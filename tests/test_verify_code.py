@@ -502,8 +502,6 @@ def test_parse_reference_kinds():
 
 @pytest.mark.parametrize("test,why", [
     ("def check(candidate):\n    pass\n", "the tests never called the solution"),
-    ("def check(candidate):\n    for x in candidate(3):\n        assert x > 0\n",
-     "no assert of the tests ran"),
     ("def check(candidate):\n    assert candidate(lambda: 1) == 1\n",
      "the tests pass a builtins.function to f"),
     ("import no_such_module_here\ndef check(candidate):\n    assert candidate(1)\n",
@@ -513,6 +511,17 @@ def test_tests_that_prove_nothing_are_unverifiable(test, why):
     v = check_solution("def f(x):\n    return []\n", {"test": test, "entry_point": "f"},
                        limits=FAST)
     assert v.outcome == "unverifiable" and v.reason.startswith(why), v.reason
+
+
+def test_an_answer_that_steers_the_tests_past_their_asserts_is_wrong():
+    test = "def check(candidate):\n    for x in candidate(3):\n        assert x > 0\n"
+    v = check_solution("def f(x):\n    return []\n", {"test": test, "entry_point": "f"},
+                       limits=FAST)
+    assert v.outcome == "wrong"
+    assert v.reason.startswith("none of the tests' 1 assert statements ran after 1 call")
+    good = check_solution("def f(x):\n    return [1, 2]\n",
+                          {"test": test, "entry_point": "f"}, limits=FAST)
+    assert good.outcome == "correct"
 
 
 # ----------------------------------------------------------------------------- the step

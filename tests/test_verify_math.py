@@ -211,3 +211,19 @@ def test_script_without_main_guard_runs_once_and_verifies(tmp_path):
     assert [o for o, _ in json.loads(p.stdout)] == ["wrong", "correct"]
     assert log.read_text() == "ran\n"
     assert "bootstrapping" not in p.stderr
+
+
+@pytest.mark.parametrize("response,reference,outcome,why", [
+    # boxing every candidate would pass if only the last box counted
+    ("It is \\boxed{71}, or maybe \\boxed{72}.", "72", "wrong",
+     "hedged: 2 different boxed answers (71, 72)"),
+    # math-verify accepts a disjunction when any side matches the reference
+    ("\\boxed{71 \\lor 72}", "72", "wrong", "hedged: the answer offers alternatives"),
+    ("\\boxed{71 \\vee 72}", "72", "wrong", "hedged: the answer offers alternatives"),
+    # not hedging: the same answer boxed twice, or a reference that is itself a disjunction
+    ("\\boxed{72}. So the total is \\boxed{ 72 }.", "72", "correct", "equivalent"),
+    ("\\boxed{71 \\lor 72}", "71 \\lor 72", "correct", "equivalent"),
+])
+def test_hedged_answers_are_wrong(response, reference, outcome, why):
+    (got,) = verify_many([(response, reference)], timeout_s=10, workers=1)
+    assert got[0] == outcome and got[1].startswith(why), got

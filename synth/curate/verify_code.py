@@ -712,7 +712,10 @@ try:
     if _CALLS == 0:
         raise _Stop("unverifiable", "the tests never called the solution")
     if n_asserts and not _HITS:
-        raise _Stop("unverifiable", "no assert of the tests ran")
+        # the answer was called, and what it returned steered the tests past every assert
+        # (e.g. [] to a loop of asserts): a way to be kept unchecked, so it is wrong
+        raise _Stop("fail", f"none of the tests' {n_asserts} assert statements ran after "
+                    f"{_CALLS} call(s) of the solution")
     _report({"verdict": "pass", "reason": "passed", **stats})
 except _Stop as s:
     s = _FATAL or s

@@ -90,7 +90,13 @@ def _matching_brace(text: str, open_idx: int) -> int | None:
 
 def _last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed x``."""
-    found: str | None = None
+    found = _all_boxed(text)
+    return found[-1] if found else None
+
+
+def _all_boxed(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed x``, in order."""
+    found: list[str] = []
     for m in _BOXED_RE.finditer(text):
         j = m.end()
         while j < len(text) and text[j] in " \t":
@@ -111,8 +117,30 @@ def _last_boxed(text: str) -> str | None:
             continue
         content = content.strip()
         if content:
-            found = content
+            found.append(content)
     return found
+
+
+#: Disjunctions math-verify accepts when any side matches: an answer that offers
+#: alternatives the reference does not is hedging, not solving.
+_DISJUNCTION_RE = re.compile(r"\\(?:lor|vee)\b")
+
+
+def _hedge(response: str, answer: str, reference: str) -> str | None:
+    """Why the answer hedges between alternatives, if it does: several different boxed
+    answers (the last one would otherwise win, so boxing every candidate would pass), or
+    ``\\lor`` / ``\\vee`` between candidates when the reference has none."""
+    if len(_all_boxed(reference)) < 2:
+        distinct: dict[str, str] = {}
+        for b in _all_boxed(response):
+            distinct.setdefault(_norm_key(b), b)
+        boxed = list(distinct.values())
+        if len(boxed) > 1:
+            shown = ", ".join(boxed[:3]) + (", ..." if len(boxed) > 3 else "")
+            return f"hedged: {len(boxed)} different boxed answers ({shown})"
+    if _DISJUNCTION_RE.search(answer) and not _DISJUNCTION_RE.search(reference):
+        return f"hedged: the answer offers alternatives ({answer!r})"
+    return None
 
 
 def _clean_tail(ans: str) -> str:
@@ -233,6 +261,9 @@ def _compare(response: str, reference: str) -> tuple[Outcome, str]:
     ref = _reference_text(str(reference))
     if not ref:
         return "unverifiable", "empty reference"
+    hedged = _hedge(response or "", ans, str(reference))
+    if hedged:
+        return "wrong", hedged
     import math_verify as mv
 
     _quiet_math_verify_logging()
