@@ -125,9 +125,6 @@ def curate(
 ) -> None:
     """Apply a curation recipe. Every dropped row goes to rejects.parquet with its reason."""
     from synth.curate import curate as run
-    from synth.curate import load_recipe, read_rows
-    from synth.curate.runner import check_columns, check_not_input
-    from synth.io import check_out_dir
 
     def step_line(st: dict) -> None:  # printed as each step finishes: progress on long runs
         why = ", ".join(f"{k}={v}" for k, v in st["reasons"].items())
@@ -150,15 +147,12 @@ def curate(
         for w in st.get("warnings", []):
             typer.secho(f"  {'':<16} WARNING: {w}", err=True, fg="yellow", bold=True)
 
-    try:
-        check_out_dir(out)  # before a recipe loads a model or any row is read
-        check_not_input(input, out)
-        rec = load_recipe(recipe)
-        rows = read_rows(input)
-        check_columns(rec, dict(rows.schema))
+    def start_line(rows, rec) -> None:  # once every check has passed
         typer.echo(f"curating {rows.height:,} rows with {rec.name} ({len(rec.steps)} steps):",
                    err=True)
-        result = run(rows, recipe=rec, out=out, on_step=step_line)
+
+    try:
+        result = run(input, recipe=recipe, out=out, on_start=start_line, on_step=step_line)
     except UserError as err:
         _fail(err)
     except KeyboardInterrupt:

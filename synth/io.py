@@ -18,8 +18,8 @@ from synth.errors import ConfigError, OutputError
 if TYPE_CHECKING:  # pyarrow is imported only when a table is written
     import pyarrow as pa
 
-__all__ = ["write_atomic", "check_out_dir", "make_out_dir", "exclusive_dir", "staging_dir",
-           "commit_staged"]
+__all__ = ["write_atomic", "check_out_dir", "check_not_input", "make_out_dir", "exclusive_dir",
+           "staging_dir", "commit_staged"]
 
 
 def write_atomic(path: str | Path, data: "bytes | str | pa.Table") -> None:
@@ -67,7 +67,18 @@ def check_out_dir(out: str | Path, *, option: str = "--out") -> Path:
     return out
 
 
-def make_out_dir(out: Path, *, option: str = "--out") -> Path:
+def check_not_input(out: Path, inputs: "list[str | Path]", *, why: str) -> None:
+    """Refuse an ``out`` that is one of the ``inputs`` or the folder an input file lies in:
+    writing there would overwrite what is being read. ``why`` says what would be lost."""
+    target = Path(out).resolve()
+    for given in inputs:
+        p = Path(given).resolve()
+        if target == (p if p.is_dir() else p.parent):
+            raise ConfigError(f"--out {out}: is where input {given} lives; {why} (choose "
+                              "another directory)")
+
+
+def make_out_dir(out: Path) -> Path:
     """Create ``out`` (after :func:`check_out_dir`), as an :class:`OutputError` on failure."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +110,6 @@ def exclusive_dir(out: Path, *, option: str = "--out") -> Iterator[None]:
             raise ConfigError(f"{option} {out}: another synth run is using this "
                               "directory") from None
         yield
-
 
 
 @contextlib.contextmanager

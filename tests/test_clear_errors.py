@@ -248,6 +248,7 @@ def test_curate_refuses_to_write_over_its_input_run(tmp_path):
     (run_dir / "README.md").write_text("the generation card")
     for src in (run_dir, run_dir / "traces.parquet"):
         p = run("curate", src, "-o", run_dir)
-        assert p.returncode == 2 and "is where the input rows are" in one_line(p)
+        assert p.returncode == 2 and "is where input" in one_line(p)
+        assert "would replace the run's own" in one_line(p)
     assert (run_dir / "README.md").read_text() == "the generation card"
     assert sorted(x.name for x in run_dir.iterdir()) == ["README.md", "traces.parquet"]

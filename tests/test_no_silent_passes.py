@@ -204,3 +204,12 @@ def test_cli_prints_the_warning_on_the_step_line(tmp_path):
     assert "verdicts: 0 correct, 0 wrong, 2 unverifiable" in p.stderr
     assert "WARNING: verify_math: every row could not be verified" in p.stderr
     assert "1 warning(s)" in p.stderr
+
+
+def test_decontaminate_fields_that_are_not_text_are_refused(tmp_path):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"id": "b1", "text": "one two three four"}) + "\n")
+    df = pl.DataFrame({"id": ["a"], "response": ["hi"], "score": [3]})
+    with pytest.raises(InputError, match="field 'score' holds Int64, not text"):
+        curate(df, recipe=recipe(
+            tmp_path, f"decontaminate: {{benchmarks: [{bench}], fields: [response, score]}}"))

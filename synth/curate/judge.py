@@ -214,10 +214,8 @@ class LLMJudge(Step):
 
     def _generate_options(self) -> dict[str, Any]:
         """The judge's parameters that are ``synth generate`` options."""
-        t = self.temperature
         return dict(
-            teacher=self.teacher, temperature=float(t) if isinstance(t, int) and
-            not isinstance(t, bool) else t, max_tokens=self.max_tokens,
+            teacher=self.teacher, temperature=self.temperature, max_tokens=self.max_tokens,
             concurrency=self.concurrency, rpm=self.rpm, tpm=self.tpm, max_cost=self.max_cost,
             base_url=self.base_url, api_key_env=self.api_key_env, timeout=self.timeout,
             max_retries=self.max_retries, intent=self.intent, accept_terms=self.accept_terms,

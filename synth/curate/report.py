@@ -15,6 +15,8 @@ from typing import Any
 
 import polars as pl
 
+from synth.dataset.card import step_details
+
 __all__ = ["write_report", "SCORE_SKIP"]
 
 #: Numeric columns of trace rows that are not scores.
@@ -89,21 +91,6 @@ def _plots(summary: dict[str, Any], kept: pl.DataFrame,
     return out
 
 
-def _details(info: dict[str, Any] | None) -> str:
-    """A step's extra figures (``info`` in curation.json) as one line, e.g. the judge's
-    requests and cost or what MinHash-LSH checked; long values (paths, hashes) left out."""
-    parts = []
-    for section, fields in (info or {}).items():
-        if not isinstance(fields, dict):
-            parts.append(f"{section}: {fields}")
-            continue
-        items = [f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}"
-                 for k, v in fields.items()
-                 if not isinstance(v, (dict, list)) and len(str(v)) <= 40]
-        parts.append(f"{section}: {', '.join(items)}")
-    return "; ".join(parts)
-
-
 def write_report(out: Path, summary: dict[str, Any], kept: pl.DataFrame,
                  rejected: pl.DataFrame) -> Path:
     """Write ``out/report.html`` and ``out/plots/*.png``; returns the HTML path."""
@@ -117,7 +104,7 @@ def write_report(out: Path, summary: dict[str, Any], kept: pl.DataFrame,
     rows = "".join(
         f"<tr><td>{esc(s['step'])}</td><td>{s['in']:,}</td><td>{s['dropped']:,}</td>"
         f"<td>{s['kept']:,}</td><td>{esc(', '.join(f'{k}: {v:,}' for k, v in s['reasons'].items()))}"
-        f"</td><td>{s['seconds']:.3f}</td><td>{esc(_details(s.get('info')))}</td></tr>"
+        f"</td><td>{s['seconds']:.3f}</td><td>{esc(step_details(s.get('info')))}</td></tr>"
         for s in summary["steps"])
     examples = ""
     if rejected.height:

@@ -27,7 +27,7 @@ import polars as pl
 
 from synth.curate.recipe import Recipe, load_recipe
 from synth.curate.report import write_report
-from synth.errors import ConfigError, InputError, SynthError
+from synth.errors import InputError, SynthError
 
 __all__ = ["CurationResult", "curate", "read_rows", "check_columns", "StepContext",
            "CURRENT_STEP"]
@@ -73,15 +73,6 @@ class CurationResult:
     summary: dict[str, Any]
 
 
-def check_not_input(input: str | Path, out: Path) -> None:
-    """Refuse to curate into the folder the rows come from: the curated card would replace
-    the run's own, and a rerun would read its own output."""
-    src = Path(input)
-    if Path(out).resolve() == (src if src.is_dir() else src.parent).resolve():
-        raise ConfigError(f"--out {out}: is where the input rows are; curated rows and "
-                          "their card would replace the run's own (choose another directory)")
-
-
 def check_columns(recipe: Recipe, schema: dict[str, Any]) -> None:
     """Refuse, before any step runs, a recipe whose step reads a column the rows lack (and
     that no earlier step adds), or a text ``field`` that is not text. The error names the
@@ -102,18 +93,17 @@ def check_columns(recipe: Recipe, schema: dict[str, Any]) -> None:
                     f"reads column {what}, which the rows do not have and no earlier step "
                     f"adds{hint}; the rows have: {', '.join(schema)}", path=where.path,
                     line=where.line, field=step.name)
-        f = getattr(step, "field", None)
-        if isinstance(f, str) and f not in ("prompt", "both") and f in schema and \
-                have[f] is not None and have[f] != pl.String:
-            raise InputError(f"field {f!r} holds {have[f]}, not text (choose a text column)",
-                             path=where.path, line=where.line, field=step.name)
+        for f in (step.text_fields() if hasattr(step, "text_fields") else ()):
+            if f not in ("prompt", "both") and f in schema and schema[f] != pl.String:
+                raise InputError(f"field {f!r} holds {schema[f]}, not text (choose a text "
+                                 "column)", path=where.path, line=where.line, field=step.name)
         for c in (step.adds() if hasattr(step, "adds") else ()):
             have.setdefault(c, None)  # added by the step: present for later steps
 
 
 def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
            on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
-    check_columns(recipe, dict(df.schema))
+    """Run the steps (the caller has checked the recipe against the rows)."""
     t0 = time.perf_counter()
     kept = df
     rejected: list[pl.DataFrame] = []
@@ -162,19 +152,27 @@ def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
 
 def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
            out: str | Path | None = None,
+           on_start: Callable[[pl.DataFrame, Recipe], None] | None = None,
            on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
     """Apply a recipe (a name like ``default``, a YAML path, or a :class:`Recipe`).
-    ``on_step`` is called with each step's summary as soon as the step is done."""
-    from synth.io import check_out_dir, exclusive_dir, make_out_dir
+
+    Everything that can be wrong with the request is checked first, in this order: ``out``
+    (a usable directory, not the input's own), the rows, the recipe, the recipe against the
+    rows (:func:`check_columns`). ``on_start`` is then called with the rows and the recipe,
+    before any step runs, and ``on_step`` with each step's summary as soon as it is done."""
+    from synth.io import check_not_input, check_out_dir, exclusive_dir, make_out_dir
 
     out = check_out_dir(out) if out is not None else None  # before anything is read
     if out is not None and not isinstance(input, pl.DataFrame):
-        check_not_input(input, out)
+        check_not_input(out, [input], why="the curated rows and their card would replace "
+                        "the run's own, and a rerun would read its own output")
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    check_columns(rec, dict(df.schema))  # a recipe that cannot run creates nothing
+    if on_start is not None:
+        on_start(df, rec)
     if out is None:
         return _apply(rec, df, None, on_step)
-    check_columns(rec, dict(df.schema))  # a recipe that cannot run creates nothing
     created = not out.exists()
     make_out_dir(out)
     try:

@@ -68,13 +68,16 @@ class Step:
     requires: ClassVar[tuple[Requirement, ...]] = ()  # (import name, pip name) it needs
     extra: ClassVar[str | None] = "curate"      # the synth extra that installs them
 
-    def reads(self) -> list[tuple[str, ...]]:
-        """Columns read, each as alternatives (one of them suffices): ``needs`` plus what
-        the step's ``field`` / ``score_column`` parameters name."""
-        out = [(c,) for c in self.needs]
+    def text_fields(self) -> tuple[str, ...]:
+        """The ``field:`` values the step reads text from (its ``field`` parameter)."""
         f = getattr(self, "field", None)
-        if isinstance(f, str):
-            out += field_columns(f)
+        return (f,) if isinstance(f, str) else ()
+
+    def reads(self) -> list[tuple[str, ...]]:
+        """Columns read, each as alternatives (one of them suffices): ``needs``, the
+        columns of its :meth:`text_fields`, and the ``score_column`` it ranks by."""
+        out = [(c,) for c in self.needs]
+        out += [cols for f in self.text_fields() for cols in field_columns(f)]
         sc = getattr(self, "score_column", None)
         if isinstance(sc, str):
             out.append((sc,))

@@ -24,11 +24,12 @@ from synth.curate.steps import Step, Verdict, register_step
 __all__ = ["VerifyMath", "SelfConsistency", "VerifyCode"]
 
 
-def outcome_report(step: str, outcomes: list[str], reasons: list[str],
-                   max_unverifiable: float) -> tuple[dict, list[str]]:
-    """Counts of each outcome (for ``curation.json``) and the warning owed to the user when
-    more than ``max_unverifiable`` of the rows could not be checked: a verify step that
-    verified nothing must say so, never pass its rows off as checked."""
+def _report(step: str, outcomes: list[str], reasons: list[str],
+            max_unverifiable: float) -> list[str]:
+    """Counts of each outcome (into the step's ``curation.json`` entry, ``verdicts``) and
+    the warning owed to the user when more than ``max_unverifiable`` of the rows could not
+    be checked: a verify step that verified nothing must say so, never pass its rows off as
+    checked."""
     from collections import Counter
 
     counts = Counter(outcomes)
@@ -44,12 +45,6 @@ def outcome_report(step: str, outcomes: list[str], reasons: list[str],
         what = "every row" if unv == n else f"{unv} of {n} rows ({unv / n:.0%})"
         warnings.append(f"{step}: {what} could not be verified ({top}); they were kept "
                         "unchecked (drop_unverifiable: true drops them)")
-    return info, warnings
-
-
-def _report(step: str, outcomes: list[str], reasons: list[str],
-            max_unverifiable: float) -> list[str]:
-    info, warnings = outcome_report(step, outcomes, reasons, max_unverifiable)
     ctx = CURRENT_STEP.get()
     if ctx is not None:
         ctx.info["verdicts"] = info

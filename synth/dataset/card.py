@@ -269,17 +269,20 @@ def render_card(*, name: str, licence: Decision, teachers: list[dict[str, Any]],
     return "\n".join(out + _FOOTER)
 
 
-def _details(info: dict[str, Any] | None) -> str:
-    """A step's ``info`` (curation.json) as one short cell: scalars only, long values out."""
+def step_details(info: dict[str, Any] | None) -> str:
+    """A step's extra figures (``info`` in curation.json) as one line, e.g. the judge's
+    requests and cost or what MinHash-LSH checked; long values (paths, hashes) left out.
+    The card's step table and the HTML report both show it."""
     parts = []
     for section, fields in (info or {}).items():
         if not isinstance(fields, dict):
             parts.append(f"{section}: {fields}")
             continue
-        items = [f"{k} {v}" for k, v in fields.items()
+        items = [f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}"
+                 for k, v in fields.items()
                  if not isinstance(v, (dict, list)) and len(str(v)) <= 40]
         parts.append(f"{section}: {', '.join(items)}")
-    return "; ".join(parts).replace("|", "/") or "-"
+    return "; ".join(parts)
 
 
 def curation_lines(summary: dict[str, Any], *, rejected_rows: int,
@@ -298,7 +301,7 @@ def curation_lines(summary: dict[str, Any], *, rejected_rows: int,
         why = ", ".join(f"{k}={v:,}" for k, v in st.get("reasons", {}).items()) or "-"
         out.append(f"| `{st['step']}` | {st['in']:,} | {st['kept']:,} | {st['dropped']:,} | "
                    f"{why.replace('|', '/')} | {st.get('seconds', 0):.3f} | "
-                   f"{_details(st.get('info'))} |")
+                   f"{step_details(st.get('info')).replace('|', '/') or '-'} |")
     return out
 
 

@@ -199,19 +199,6 @@ def _offset_clusters(tables: list[pa.Table]) -> list[pa.Table]:
     return out
 
 
-def _check_out(out: Path, inputs: list[Path]) -> Path:
-    from synth.io import check_out_dir
-
-    out = check_out_dir(out)
-    target = out.resolve()
-    for p in inputs:
-        p = p.resolve()
-        if target == p or (p.is_file() and target == p.parent):
-            raise ConfigError(f"--out {out}: is where input {p} lives; merging into it would "
-                              "overwrite its rows (choose a new directory)")
-    return out
-
-
 def _licence(rows: list[dict[str, Any]], *, intent: str, accept: tuple[str, ...],
              registry: Registry) -> Decision:
     parts = teacher_decisions(rows, intent=intent, registry=registry, accept=accept)
@@ -283,20 +270,18 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
     directory or parquet, unreadable, not trace rows, columns whose types disagree), then
     the licence (deny: exit 6; unknown terms not accepted: exit 7; see the module docstring
     for when acceptances recorded on the rows count)."""
-    from synth.io import make_out_dir, write_atomic
+    from synth.io import check_not_input, check_out_dir, make_out_dir, write_atomic
 
     if intent not in INTENTS:
         raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
     if not runs:
         raise ConfigError("merge: nothing to merge (name at least one run directory)")
     paths = [Path(r) for r in runs]
-    out = _check_out(Path(out), paths)
+    out = check_out_dir(out)
+    check_not_input(out, paths, why="merging into it would overwrite its rows")
     accept = tuple(accept)
     registry = load_registry(licence_file)
-    for entry_id in accept:
-        if entry_id != "unknown" and registry.get(entry_id) is None:
-            raise ConfigError(f"--accept-terms {entry_id}: no such registry entry "
-                              "(see `synth licence list`)")
+    registry.check_accepted(accept)
 
     inputs = [_read(p) for p in paths]
     schema = _unify(inputs)

@@ -32,7 +32,8 @@ def _opt(default: Any = ..., help: str = "", *, cli: str | bool = True, short: s
          **bounds: Any) -> Any:
     """A field with its help text and how the CLI exposes it: ``cli=True`` derives the flag
     from the field name (``max_tokens`` → ``--max-tokens``), a string names it, ``False``
-    keeps the field Python-only."""
+    keeps the field Python-only. Numbers are ``strict``: ``True``, ``"5"`` or ``2.0`` for a
+    count is a mistake to report, not a value to coerce."""
     return Field(default, description=help, json_schema_extra={"cli": cli, "short": short},
                  **bounds)
 
@@ -51,20 +52,20 @@ class GenerateConfig(BaseModel):
                         "no key).", short="-t")
     out: Path = _opt(..., "Run directory: traces.parquet, cache.sqlite, run.json. Rerun the "
                      "same command to resume.", short="-o")
-    samples: int = _opt(1, "Samples per prompt.", ge=1)
+    samples: int = _opt(1, "Samples per prompt.", ge=1, strict=True)
     temperature: float | None = _opt(None, "Default: 0 (greedy) for one sample, 1.0 for "
-                                     "several.", ge=0, le=2)
-    top_p: float | None = _opt(None, "Nucleus sampling.", gt=0, le=1)
-    max_tokens: int = _opt(512, "Answer tokens per request.", ge=1)
-    seed: int | None = _opt(None, "Sampling seed, where the provider takes one.")
+                                     "several.", ge=0, le=2, strict=True)
+    top_p: float | None = _opt(None, "Nucleus sampling.", gt=0, le=1, strict=True)
+    max_tokens: int = _opt(512, "Answer tokens per request.", ge=1, strict=True)
+    seed: int | None = _opt(None, "Sampling seed, where the provider takes one.", strict=True)
     system: str | None = _opt(None, "System prompt for lines without one.")
-    concurrency: int = _opt(64, "Requests in flight at once.", ge=1, le=4096)
-    rpm: float | None = _opt(None, "Requests per minute limit.", gt=0)
-    tpm: float | None = _opt(None, "Tokens per minute limit.", gt=0)
+    concurrency: int = _opt(64, "Requests in flight at once.", ge=1, le=4096, strict=True)
+    rpm: float | None = _opt(None, "Requests per minute limit.", gt=0, strict=True)
+    tpm: float | None = _opt(None, "Tokens per minute limit.", gt=0, strict=True)
     max_cost: float | None = _opt(None, "Stop sending before the run directory's total cost "
                                   "(cached answers included) would exceed this many USD.",
-                                  ge=0)
-    logprobs: int | None = _opt(None, "Store the top-K alternatives per token.", ge=1, le=100)
+                                  ge=0, strict=True)
+    logprobs: int | None = _opt(None, "Store the top-K alternatives per token.", ge=1, le=100, strict=True)
     reasoning: bool = _opt(False, "Ask for the teacher's reasoning (Anthropic extended "
                            "thinking; OpenAI reasoning_effort).")
     reasoning_effort: Literal["low", "medium", "high"] | None = _opt(
@@ -73,10 +74,10 @@ class GenerateConfig(BaseModel):
                                 "llama.cpp, Ollama, Together.")
     api_key_env: str | None = _opt(None, "Read the key from this variable instead of "
                                    "OPENAI_API_KEY / ANTHROPIC_API_KEY.")
-    timeout: float = _opt(600.0, "Seconds per attempt.", gt=0)
+    timeout: float = _opt(600.0, "Seconds per attempt.", gt=0, strict=True)
     max_retries: int = _opt(5, "Retries per request (429, 5xx, timeouts, dropped "
-                            "connections).", ge=0, le=50)
-    retry_initial_delay: float = _opt(0.5, "First backoff, seconds.", cli=False, ge=0)
+                            "connections).", ge=0, le=50, strict=True)
+    retry_initial_delay: float = _opt(0.5, "First backoff, seconds.", cli=False, ge=0, strict=True)
     dtype: Literal["fp32", "bf16"] = _opt("fp32", "Local teacher precision: fp32 | bf16. "
                                           "bf16 is ~2x faster on CPU but changes the answers "
                                           "(part of the hash).")
@@ -115,27 +116,27 @@ class GenerateConfig(BaseModel):
         return self.reasoning_effort or ("medium" if self.reasoning else None)
 
 
+def _declaration(name: str) -> str | None:
+    """How the CLI declares field ``name``: ``--max-tokens`` (derived), as the field says
+    (``INPUT``, ``--progress/--no-progress``), or None for a Python-only field."""
+    info = GenerateConfig.model_fields.get(name)
+    cli = (info.json_schema_extra or {}).get("cli", True) if info is not None else True
+    if cli is False:
+        return None
+    return cli if isinstance(cli, str) else "--" + name.replace("_", "-")
+
+
 def flag(field: str) -> str:
     """The CLI option that sets ``field`` (``max_tokens`` → ``--max-tokens``)."""
-    info = GenerateConfig.model_fields.get(field)
-    cli = (info.json_schema_extra or {}).get("cli", True) if info is not None else True
-    if isinstance(cli, str):
-        return cli.split("/")[0]
-    return "--" + field.replace("_", "-")
+    return (_declaration(field) or "--" + field.replace("_", "-")).split("/")[0]
 
 
 def cli_fields() -> list[tuple[str, Any, str, str | None]]:
     """``(field, FieldInfo, flag declaration, short flag)`` of every CLI-visible field, in
     definition order; the flag is ``INPUT`` for the positional argument."""
-    out = []
-    for name, info in GenerateConfig.model_fields.items():
-        extra = info.json_schema_extra or {}
-        cli = extra.get("cli", True)
-        if cli is False:
-            continue
-        decl = cli if isinstance(cli, str) else "--" + name.replace("_", "-")
-        out.append((name, info, decl, extra.get("short")))
-    return out
+    return [(name, info, decl, (info.json_schema_extra or {}).get("short"))
+            for name, info in GenerateConfig.model_fields.items()
+            if (decl := _declaration(name)) is not None]
 
 
 def _message(err: dict[str, Any], names: str) -> str:

@@ -79,10 +79,7 @@ class RunResult:
 def _licence_check(cfg: GenerateConfig, teacher: Teacher, traits: ProviderTraits) -> Decision:
     """Check the teacher's terms against the declared intent; raise before any request."""
     registry = load_registry(cfg.licence_file)
-    for entry_id in cfg.accept_terms:
-        if entry_id != "unknown" and registry.get(entry_id) is None:
-            raise ConfigError(f"--accept-terms {entry_id}: no such registry entry "
-                              "(see `synth licence list`)")
+    registry.check_accepted(cfg.accept_terms)
     intent = cfg.intent
     if intent is None:
         if traits.needs_intent:

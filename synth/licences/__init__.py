@@ -134,6 +134,16 @@ class Registry:
                 return e
         return None
 
+    def check_accepted(self, accept: Iterable[str]) -> None:
+        """Each ``--accept-terms`` value must be an entry id of this registry, or
+        ``unknown``: a typo must not look like an acceptance."""
+        for entry_id in accept:
+            if entry_id != "unknown" and self.get(entry_id) is None:
+                from synth.errors import ConfigError
+
+                raise ConfigError(f"--accept-terms {entry_id}: no such registry entry "
+                                  "(see `synth licence list`)")
+
     def host_entry(self, host: str) -> Entry | None:
         host = host.lower()
         found = None

@@ -166,14 +166,10 @@ def _anthropic(model: str, options: TeacherOptions) -> Teacher:
 
 
 def _local(model: str, options: TeacherOptions) -> Teacher:
-    try:  # imports torch: only when a local teacher is asked for
-        from synth.teachers.local import LocalTeacher
-    except ModuleNotFoundError as e:
-        raise ConfigError(
-            f"--teacher local:{model}: needs {e.name!r}; install with "
-            "`pip install torch==2.13.0 && pip install 'synth[local]'`") from None
-
-    return LocalTeacher(model, dtype=options.dtype, max_batch_size=options.max_batch_size)
+    # torch and transformers are checked by make_teacher (local.TRAITS.requires) and
+    # imported by the teacher when it loads its weights
+    return _local_mod.LocalTeacher(model, dtype=options.dtype,
+                                   max_batch_size=options.max_batch_size)
 
 
 register_provider("openai", _openai, _openai_wire.TRAITS)
