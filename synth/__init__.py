@@ -23,6 +23,7 @@ from synth.errors import (
 # Bound here, before anything imports a submodule of synth.generate (which would set the
 # attribute ``synth.generate`` to the package): the two functions are light wrappers.
 from synth.generate import agenerate, generate  # noqa: E402
+from synth.train import evaluate, train  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,9 @@ _LAZY = {  # public name → the module that defines it
     "TeacherOptions": "synth.teachers",
     "make_teacher": "synth.teachers",
     "register_provider": "synth.teachers",
+    "TrainConfig": "synth.train.config",
+    "EvalConfig": "synth.train.config",
+    "TrainResult": "synth.train.recipe",
 }
 
 __all__ = [
@@ -49,6 +53,12 @@ __all__ = [
     "GenerateConfig",
     "RunResult",
     "read_prompts",
+    # training
+    "train",
+    "evaluate",
+    "TrainConfig",
+    "EvalConfig",
+    "TrainResult",
     # records
     "Prompt",
     "Params",
@@ -88,3 +98,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from synth.inputs import read_prompts
     from synth.records import TRACE_SCHEMA, Completion, Params, Prompt, Request
     from synth.teachers import Teacher, TeacherOptions, make_teacher, register_provider
+    from synth.train.config import EvalConfig, TrainConfig
+    from synth.train.recipe import TrainResult

@@ -57,10 +57,17 @@ def _cli_type(annotation: Any) -> tuple[Any, str | None]:
 def _generate_signature() -> inspect.Signature:
     """``synth generate``'s options, built from :class:`~synth.generate.config.GenerateConfig`
     (the one place each option, its default, bounds and help are defined)."""
+    from synth.generate.config import GenerateConfig
+
+    return _signature(GenerateConfig)
+
+
+def _signature(cls: Any) -> inspect.Signature:
+    """A command's options from its config model's fields."""
     from synth.generate.config import cli_fields
 
     params = []
-    for name, info, decl, short in cli_fields():
+    for name, info, decl, short in cli_fields(cls):
         ann, metavar = _cli_type(info.annotation)
         default = ... if info.is_required() else info.default
         if decl == "INPUT":
@@ -112,6 +119,75 @@ def _generate_entry(ctx: typer.Context) -> None:
     sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     sub.command(name="generate")(generate)
     typer.main.get_command(sub).main(args=ctx.args, prog_name="synth generate")
+
+
+def _run_sub(ctx: typer.Context, name: str, fn: Any, cls: Any) -> None:
+    """Run ``fn`` as command ``name`` with options built from config model ``cls``: built
+    only when the command runs, so ``synth --help`` never imports pydantic."""
+    fn.__signature__ = _signature(cls)
+    sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    sub.command(name=name)(fn)
+    typer.main.get_command(sub).main(args=ctx.args, prog_name=f"synth {name}")
+
+
+def train_command(**options: Any) -> None:
+    """Train a student on trace rows: SFT, KL distillation (online teacher logits or stored
+    top-K logprobs), or both. Writes an HF model directory, train_log.jsonl, loss.png,
+    checkpoints/ and a model card to OUT."""
+    from synth.train import train as run
+
+    out = options["out"]
+    try:
+        result = run(**options)
+    except UserError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        typer.echo(f"synth: interrupted; the steps done so far are checkpointed in "
+                   f"{out}/checkpoints: add --resume to the same command to continue",
+                   err=True)
+        raise typer.Exit(130) from None
+    s = result.summary
+    final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())
+    ev = s.get("eval") or {}
+    held = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in ev.items()
+                     if k.startswith("eval_") and isinstance(v, float))
+    typer.echo(f"{s['steps']} steps on {s['data']['train_examples']:,} examples "
+               f"({s['tokens']:,} tokens, {s['tokens_per_s']:,.0f} tokens/s, "
+               f"{s['train_s']:.1f}s); final {final}"
+               f"{'; held-out ' + held if held else ''} → {out}", err=True)
+
+
+def eval_command(**options: Any) -> None:
+    """Compare a student with its teacher on held-out rows: loss, perplexity, per-token KL,
+    top-1 agreement, task accuracy through the curation verifiers, speed and size. Writes
+    eval.json and prints a table."""
+    from synth.train import evaluate as run
+
+    try:
+        result = run(**options)
+    except UserError as err:
+        _fail(err)
+    from synth.train.evaluate import print_table
+
+    print_table(result)
+
+
+@app.command(name="train", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _train_entry(ctx: typer.Context) -> None:
+    """Train a student on trace rows (SFT, KL distillation, or both)."""
+    from synth.train.config import TrainConfig
+
+    _run_sub(ctx, "train", train_command, TrainConfig)
+
+
+@app.command(name="eval", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _eval_entry(ctx: typer.Context) -> None:
+    """Compare a trained student with its teacher on held-out rows."""
+    from synth.train.config import EvalConfig
+
+    _run_sub(ctx, "eval", eval_command, EvalConfig)
 
 
 @app.command()

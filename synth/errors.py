@@ -12,6 +12,8 @@
     │   ├── ModelLoadError          a local model cannot be found/loaded/verified (exit 5)
     │   ├── OutputError             an output file or cache cannot be written: names the
     │   │                           file (disk full, permissions)        (exit 8)
+    │   ├── InsufficientMemoryError training would not fit in the memory available; says
+    │   │                           what to change (checked before training) (exit 9)
     │   └── LicenceError            the teacher's terms stop the run before any request
     │       ├── LicenceDeniedError  the terms forbid this use (``deny``)  (exit 6)
     │       └── TermsNotAcceptedError nothing is known about these terms and the user
@@ -39,6 +41,7 @@ __all__ = [
     "TeacherUnreachableError",
     "ModelLoadError",
     "OutputError",
+    "InsufficientMemoryError",
     "LicenceError",
     "LicenceDeniedError",
     "TermsNotAcceptedError",
@@ -113,6 +116,13 @@ class OutputError(UserError):
     def __init__(self, message: str, *, path: str | None = None):
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class InsufficientMemoryError(UserError):
+    """The estimated memory a training run needs exceeds what is available (or
+    ``--memory-limit-gb``). Raised before the first step, with what to change."""
+
+    exit_code = 9
 
 
 class LicenceError(UserError):

@@ -13,7 +13,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["RunProgress"]
+__all__ = ["RunProgress", "TrainProgress"]
 
 
 class _RateColumn(ProgressColumn):
@@ -66,6 +66,49 @@ class RunProgress:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, tokens=self.tokens, cost=self.cost,
                                   errors=self.errors)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class _TrainColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        f = task.fields
+        loss, kl, tps = f.get("loss"), f.get("kl"), f.get("tokens_per_s")
+        parts = [f"loss {loss:.4f}" if loss is not None else "loss --"]
+        if kl is not None:
+            parts.append(f"kl {kl:.4f}")
+        parts.append(f"{tps:,.0f} tok/s" if tps else "-- tok/s")
+        return Text("  ".join(parts), style="green")
+
+
+class TrainProgress:
+    """Steps done, tokens/s, loss (and KL), time left; silent when not on a TTY."""
+
+    def __init__(self, *, enabled: bool | None = None, description: str = "train"):
+        self._console = Console(stderr=True)
+        self.enabled = self._console.is_terminal if enabled is None else enabled
+        self._description = description
+        self._progress = None
+        self._task = None
+
+    def start(self, total: int, done: int) -> None:
+        if not self.enabled:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            _TrainColumn(), TimeRemainingColumn(), console=self._console,
+            refresh_per_second=4, transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(self._description, total=total, completed=done)
+
+    def advance(self, *, loss: float, kl: float | None = None,
+                tokens_per_s: float | None = None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, loss=loss, kl=kl,
+                                  tokens_per_s=tokens_per_s)
 
     def stop(self) -> None:
         if self._progress is not None:

@@ -10,9 +10,26 @@ def test_public_names():
         "Prompt", "Params", "Request", "Completion", "TRACE_SCHEMA", "Teacher",
         "TeacherOptions", "make_teacher", "register_provider", "SynthError", "UserError",
         "ConfigError", "InputError", "TeacherError",
+        "train", "evaluate", "TrainConfig", "EvalConfig", "TrainResult",
     ])
     for name in synth.__all__:
         assert hasattr(synth, name), name
+
+
+def test_training_names_and_a_light_import():
+    import importlib
+    import subprocess
+    import sys
+
+    train = importlib.import_module("synth.train")  # the package; synth.train is the function
+
+    assert sorted(train.__all__) == sorted(["train", "evaluate", "TrainConfig", "EvalConfig",
+                                            "TrainResult"])
+    assert synth.train is train.train and callable(synth.train)
+    # `import synth` (and `synth --help`) never imports torch
+    code = "import sys, synth; synth.train; synth.evaluate; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True).stdout.strip() == "False"
 
 
 def test_curation_and_template_names():
@@ -37,7 +54,8 @@ def test_curation_and_template_names():
 def test_exception_tree():
     e = errors
     assert issubclass(e.UserError, e.SynthError) and issubclass(e.TeacherError, e.SynthError)
-    for cls in (e.ConfigError, e.InputError, e.TeacherUnreachableError, e.ModelLoadError):
+    for cls in (e.ConfigError, e.InputError, e.TeacherUnreachableError, e.ModelLoadError,
+                e.InsufficientMemoryError):
         assert issubclass(cls, e.UserError)
     for cls in (e.TeacherSpecError, e.MissingAPIKeyError):
         assert issubclass(cls, e.ConfigError)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -42,6 +42,7 @@ class GenerateConfig(BaseModel):
     """Everything ``synth generate`` takes. Keyword-only, validated on construction."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    command: ClassVar[str] = "generate"
 
     input: Path | None = _opt(None, 'Prompts, one JSON object a line: {"id", "prompt"} or '
                               '{"id", "messages"}; optional "system", "reference", '
@@ -116,54 +117,57 @@ class GenerateConfig(BaseModel):
         return self.reasoning_effort or ("medium" if self.reasoning else None)
 
 
-def _declaration(name: str) -> str | None:
+def _declaration(name: str, cls: type[BaseModel] = GenerateConfig) -> str | None:
     """How the CLI declares field ``name``: ``--max-tokens`` (derived), as the field says
     (``INPUT``, ``--progress/--no-progress``), or None for a Python-only field."""
-    info = GenerateConfig.model_fields.get(name)
+    info = cls.model_fields.get(name)
     cli = (info.json_schema_extra or {}).get("cli", True) if info is not None else True
     if cli is False:
         return None
     return cli if isinstance(cli, str) else "--" + name.replace("_", "-")
 
 
-def flag(field: str) -> str:
+def flag(field: str, cls: type[BaseModel] = GenerateConfig) -> str:
     """The CLI option that sets ``field`` (``max_tokens`` → ``--max-tokens``)."""
-    return (_declaration(field) or "--" + field.replace("_", "-")).split("/")[0]
+    return (_declaration(field, cls) or "--" + field.replace("_", "-")).split("/")[0]
 
 
-def cli_fields() -> list[tuple[str, Any, str, str | None]]:
-    """``(field, FieldInfo, flag declaration, short flag)`` of every CLI-visible field, in
-    definition order; the flag is ``INPUT`` for the positional argument."""
+def cli_fields(cls: type[BaseModel] = GenerateConfig) -> list[tuple[str, Any, str, str | None]]:
+    """``(field, FieldInfo, flag declaration, short flag)`` of every CLI-visible field of a
+    config model (``GenerateConfig``, ``TrainConfig``...), in definition order; the flag is
+    an upper-case name (``INPUT``) for a positional argument."""
     return [(name, info, decl, (info.json_schema_extra or {}).get("short"))
-            for name, info in GenerateConfig.model_fields.items()
-            if (decl := _declaration(name)) is not None]
+            for name, info in cls.model_fields.items()
+            if (decl := _declaration(name, cls)) is not None]
 
 
-def _message(err: dict[str, Any], names: str) -> str:
+def _message(err: dict[str, Any], names: str, cls: type[BaseModel] = GenerateConfig) -> str:
     field = str(err["loc"][0]) if err["loc"] else ""
     if err["type"] == "extra_forbidden":
-        near = difflib.get_close_matches(field, GenerateConfig.model_fields, n=1)
+        near = difflib.get_close_matches(field, cls.model_fields, n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
-        return f"{field}: not an option of generate{hint}"
+        return f"{field}: not an option of {getattr(cls, 'command', 'synth')}{hint}"
     msg = err["msg"].removeprefix("Value error, ")
     if field and "input" in err and err["type"] not in ("missing",) and \
             not isinstance(err["input"], (dict, list)):
         msg += f", got {err['input']!r}"
-    where = (flag(field) if names == "flags" else field) if field else "config"
+    where = (flag(field, cls) if names == "flags" else field) if field else "config"
     return f"{where}: {msg}"
 
 
-def make_config(config: GenerateConfig | None, kwargs: dict[str, Any], *,
-                names: Literal["flags", "fields"] = "flags") -> GenerateConfig:
+def make_config(config: BaseModel | None, kwargs: dict[str, Any], *,
+                names: Literal["flags", "fields"] = "flags",
+                cls: type[BaseModel] | None = None) -> Any:
     """A validated config from keywords, or ``config`` with validated overrides: the same
     checks whether the values came from the CLI, from keywords or as overrides. A bad value
     is a :class:`ConfigError` naming its option (``--max-tokens``; ``max_tokens`` with
     ``names="fields"``, for a recipe's parameters)."""
+    cls = cls or (type(config) if config is not None else GenerateConfig)
     if config is not None:
         if not kwargs:
             return config
-        kwargs = {**{k: getattr(config, k) for k in GenerateConfig.model_fields}, **kwargs}
+        kwargs = {**{k: getattr(config, k) for k in cls.model_fields}, **kwargs}
     try:
-        return GenerateConfig(**kwargs)
+        return cls(**kwargs)
     except ValidationError as e:
-        raise ConfigError(_message(e.errors()[0], names)) from None
+        raise ConfigError(_message(e.errors()[0], names, cls)) from None

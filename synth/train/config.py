@@ -1,0 +1,168 @@
+"""Every option of ``synth train``, defined once (the CLI is built from these fields, as
+``synth generate``'s is from :class:`~synth.generate.config.GenerateConfig`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from synth.generate.config import _opt
+
+__all__ = ["TrainConfig", "EvalConfig"]
+
+
+class TrainConfig(BaseModel):
+    """Everything ``synth train`` takes. Keyword-only, validated on construction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    command: ClassVar[str] = "train"
+
+    data: Path = _opt(..., "Rows to train on: a `synth curate` output directory, a `synth "
+                      "generate` run directory, or a .parquet/.jsonl of trace rows.", short="-d")
+    student: str = _opt(..., "A HF model directory, a .gguf file, an embedded name "
+                        "(local:smollm2-135m-instruct), or from-teacher:layers=N (also "
+                        "layers=0-7,22-29): a student cut from --teacher.", short="-s")
+    out: Path = _opt(..., "Output directory: the trained model (HF format), train_log.jsonl, "
+                     "loss.png, checkpoints/, README.md (model card).", short="-o")
+    loss: Literal["sft", "kl", "sft+kl"] = _opt(
+        "sft", "sft: cross-entropy on the teacher's text; kl: match the teacher's token "
+        "distributions; sft+kl: alpha*CE + (1-alpha)*KL.")
+    teacher: str | None = _opt(None, "In-process teacher (HF dir, .gguf, local:NAME): online "
+                               "logits for KL, and the model a from-teacher student is cut "
+                               "from. Without it, KL uses the rows' stored top-K logprobs.",
+                               short="-t")
+    kd: Literal["auto", "online", "offline"] = _opt(
+        "auto", "Where KL targets come from: online (the --teacher's logits on each batch), "
+        "offline (the rows' stored top-K logprobs); auto: online when --teacher is given.")
+    kl: Literal["forward", "reverse", "jsd"] = _opt(
+        "forward", "Divergence: forward KL(teacher||student), reverse KL(student||teacher), "
+        "or generalised JSD with --beta.")
+    beta: float = _opt(0.5, "JSD mixture weight: 0 = forward KL, 1 = reverse KL.", ge=0, le=1,
+                       strict=True)
+    alpha: float | None = _opt(None, "Weight of CE in sft+kl (default 0.5); sft means 1, kl "
+                               "means 0.", ge=0, le=1, strict=True)
+    temperature: float = _opt(1.0, "Loss temperature tau (the KL term is scaled by tau^2); not "
+                              "the teacher's sampling temperature.", gt=0, strict=True)
+    top_k_mass: Literal["tail", "renormalise"] = _opt(
+        "tail", "Offline KL: the teacher's mass outside its stored top K as one extra bucket "
+        "(tail), or renormalise over the top K and ignore the rest.")
+    reasoning: Literal["keep", "drop"] = _opt(
+        "keep", "keep: train on <think>\\nREASONING\\n</think>\\n\\nANSWER; drop: the answer "
+        "alone.")
+    lora_r: int | None = _opt(None, "Train LoRA adapters of this rank (peft) instead of every "
+                              "weight; the saved model has them merged.", ge=1, strict=True)
+    lora_alpha: float | None = _opt(None, "LoRA scale numerator (default 2 * rank).", gt=0,
+                                    strict=True)
+    epochs: float = _opt(1.0, "Passes over the data (fractions allowed).", gt=0, strict=True)
+    max_steps: int | None = _opt(None, "Stop after this many optimiser steps (overrides "
+                                 "--epochs).", ge=1, strict=True)
+    lr: float | None = _opt(None, "Peak learning rate (default 5e-5; 2e-4 with LoRA).", gt=0,
+                            strict=True)
+    scheduler: Literal["cosine", "linear", "constant"] = _opt(
+        "cosine", "Learning-rate decay after warm-up.")
+    warmup: float = _opt(0.03, "Warm-up as a share of the steps.", ge=0, lt=1, strict=True)
+    weight_decay: float = _opt(0.0, "AdamW weight decay.", ge=0, strict=True)
+    max_grad_norm: float | None = _opt(1.0, "Clip the gradient norm (none: no clipping).",
+                                       gt=0, strict=True)
+    batch_size: int = _opt(8, "Examples per micro-batch (packed rows with --packing).", ge=1,
+                           strict=True)
+    grad_accum: int = _opt(1, "Micro-batches per optimiser step: the update equals one batch "
+                           "of batch-size * grad-accum.", ge=1, strict=True)
+    max_len: int = _opt(1024, "Longest example in tokens; longer rows are skipped and "
+                        "counted, never truncated.", ge=8, strict=True)
+    packing: bool = _opt(False, "Pack examples into rows of --max-len (no attention or loss "
+                         "across examples).")
+    eval_split: float = _opt(0.0, "Hold out this share of the prompts; their loss (and KL) "
+                             "is logged at each checkpoint and at the end.", ge=0, lt=1,
+                             strict=True)
+    seed: int = _opt(0, "Seed for shuffling and initialisation.", strict=True)
+    shuffle: bool = _opt(True, "Shuffle the examples each epoch (off: file order, e.g. a "
+                         "curriculum).", cli="--shuffle/--no-shuffle")
+    save_every: int | None = _opt(None, "Checkpoint every N steps (default: ~10 per run).",
+                                  ge=1, strict=True)
+    keep_checkpoints: int = _opt(2, "Checkpoints kept on disk (oldest deleted).", ge=1,
+                                 strict=True)
+    resume: bool = _opt(False, "Continue from the latest checkpoint in --out, on the same "
+                        "curve.")
+    precision: Literal["auto", "fp32", "bf16"] = _opt(
+        "auto", "auto: bf16 autocast on CUDA, fp32 on CPU (master weights stay fp32).")
+    device: Literal["auto", "cpu", "cuda"] = _opt("auto", "Where to train.")
+    memory_limit_gb: float | None = _opt(None, "Refuse to start when the estimated need "
+                                         "exceeds this (default: the memory available).",
+                                         gt=0, strict=True)
+    chunk_size: int = _opt(1024, "At most this many positions per chunk of the output-head "
+                           "loss (fewer for big vocabularies: ~2**23 logits a chunk).", ge=1,
+                           strict=True, cli=False)
+    log_every: int = _opt(1, "Write a train_log.jsonl line every N steps.", ge=1, strict=True)
+    progress: bool | None = _opt(None, "Default: on when stderr is a terminal.",
+                                 cli="--progress/--no-progress")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.alpha is not None and self.loss != "sft+kl":
+            raise ValueError(f"--alpha only applies to --loss sft+kl (--loss {self.loss} "
+                             f"means alpha {1 if self.loss == 'sft' else 0})")
+        if self.student.strip().startswith("from-teacher:") and not self.teacher:
+            raise ValueError("--student from-teacher:... needs --teacher (the model to cut)")
+        if self.kd == "online" and not self.teacher:
+            raise ValueError("--kd online needs --teacher")
+        if self.uses_kl and self.kd_source == "offline" and self.top_k_mass == "tail" and \
+                self.temperature != 1:
+            raise ValueError("--temperature must be 1 with offline KL and --top-k-mass tail "
+                             "(the teacher's mass outside its top K cannot be re-tempered); "
+                             "use --top-k-mass renormalise")
+        return self
+
+    @property
+    def uses_kl(self) -> bool:
+        return self.loss != "sft"
+
+    @property
+    def ce_weight(self) -> float:
+        """alpha: the CE share of the loss."""
+        if self.loss == "sft":
+            return 1.0
+        if self.loss == "kl":
+            return 0.0
+        return 0.5 if self.alpha is None else self.alpha
+
+    @property
+    def kd_source(self) -> str | None:
+        if not self.uses_kl:
+            return None
+        if self.kd != "auto":
+            return self.kd
+        return "online" if self.teacher else "offline"
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else (2e-4 if self.lora_r else 5e-5)
+
+
+class EvalConfig(BaseModel):
+    """Everything ``synth eval`` takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    command: ClassVar[str] = "eval"
+
+    student: str = _opt(..., "The trained student: a directory `synth train` wrote (or any "
+                        "model spec).", short="-s")
+    teacher: str = _opt(..., "The teacher to compare with (HF dir, .gguf, local:NAME).",
+                        short="-t")
+    data: Path = _opt(..., "Held-out rows (same formats as train --data).", short="-d")
+    out: Path | None = _opt(None, "Write eval.json here (default: the student's directory "
+                            "when it is one, else the current directory).", short="-o")
+    max_len: int = _opt(1024, "Longest example in tokens.", ge=8, strict=True)
+    batch_size: int = _opt(8, "Examples per forward pass.", ge=1, strict=True)
+    reasoning: Literal["keep", "drop"] = _opt("keep", "As for train.")
+    task: Literal["auto", "math", "code", "exact", "none"] = _opt(
+        "auto", "How to check generated answers against the rows' reference: math "
+        "(math-verify), code (tests in the sandbox), exact (normalised match), none; auto: "
+        "code when the reference holds tests, else math when it parses as math, else exact.")
+    max_new_tokens: int = _opt(256, "Generation length for task accuracy.", ge=1, strict=True)
+    limit: int | None = _opt(None, "Evaluate only the first N rows.", ge=1, strict=True)
+    device: Literal["auto", "cpu", "cuda"] = _opt("auto", "Where to run.")
+    progress: bool | None = _opt(None, "Default: on when stderr is a terminal.",
+                                 cli="--progress/--no-progress")
