@@ -83,19 +83,24 @@ def _signature(cls: Any) -> inspect.Signature:
     return inspect.Signature(params)
 
 
+def _call(run: Any, *, interrupted: str, **options: Any) -> Any:
+    """``run(**options)``: a user error prints one line and exits with its code; Ctrl-C
+    prints ``interrupted`` (what was kept, how to resume) and exits 130."""
+    try:
+        return run(**options)
+    except UserError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        typer.echo(f"synth: interrupted; {interrupted}", err=True)
+        raise typer.Exit(130) from None
+
+
 def generate(**options: Any) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
     from synth.generate import generate as run
 
-    out = options["out"]
-    try:
-        result = run(**options)
-    except UserError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        typer.echo(f"synth: interrupted; answers so far are in {out}/cache.sqlite: run the "
-                   "same command to resume", err=True)
-        raise typer.Exit(130) from None
+    result = _call(run, interrupted=f"answers so far are in {options['out']}/cache.sqlite: "
+                   "run the same command to resume", **options)
     s = result.summary
     cost = "n/a" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
     fails = ", ".join(f"{k}={v}" for k, v in s["failures"].items())
@@ -112,18 +117,16 @@ def generate(**options: Any) -> None:
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _generate_entry(ctx: typer.Context) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
-    # The real command's options are built from GenerateConfig (pydantic, ~90 ms to import),
-    # so they are built only when `generate` runs: `synth --help` and the other commands
-    # start without paying for them. Its own parser then handles --help and bad options.
-    generate.__signature__ = _generate_signature()
-    sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    sub.command(name="generate")(generate)
-    typer.main.get_command(sub).main(args=ctx.args, prog_name="synth generate")
+    from synth.generate.config import GenerateConfig
+
+    _run_sub(ctx, "generate", generate, GenerateConfig)
 
 
 def _run_sub(ctx: typer.Context, name: str, fn: Any, cls: Any) -> None:
-    """Run ``fn`` as command ``name`` with options built from config model ``cls``: built
-    only when the command runs, so ``synth --help`` never imports pydantic."""
+    """Run ``fn`` as command ``name`` with options built from config model ``cls``
+    (pydantic, ~90 ms to import): built only when the command runs, so ``synth --help`` and
+    the other commands start without paying for them. Its own parser then handles --help
+    and bad options."""
     fn.__signature__ = _signature(cls)
     sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     sub.command(name=name)(fn)
@@ -137,15 +140,9 @@ def train_command(**options: Any) -> None:
     from synth.train import train as run
 
     out = options["out"]
-    try:
-        result = run(**options)
-    except UserError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        typer.echo(f"synth: interrupted; the steps done so far are checkpointed in "
+    result = _call(run, interrupted=f"the steps done so far are checkpointed in "
                    f"{out}/checkpoints: add --resume to the same command to continue",
-                   err=True)
-        raise typer.Exit(130) from None
+                   **options)
     s = result.summary
     final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())
     ev = s.get("eval") or {}
@@ -163,10 +160,7 @@ def eval_command(**options: Any) -> None:
     eval.json and prints a table."""
     from synth.train import evaluate as run
 
-    try:
-        result = run(**options)
-    except UserError as err:
-        _fail(err)
+    result = _call(run, interrupted="nothing was written", **options)
     from synth.train.evaluate import print_table
 
     print_table(result)

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import polars as pl
 
 __all__ = ["render_card", "render_curated_card", "teacher_summaries", "teacher_decisions",
-           "provenance_groups", "score_columns", "score_section", "acceptance_covers"]
+           "provenance_groups", "score_columns", "score_section", "acceptance_covers",
+           "inherited_licence"]
 
 #: Columns of trace rows a card's teacher table and licence section read.
 _PROVENANCE = ("provider", "model", "base_url", "status", "input_tokens", "output_tokens",
@@ -117,6 +118,19 @@ def teacher_decisions(rows: Iterable[dict[str, Any]], *, intent: str, registry: 
                              f"covering '{intent}')")
         out.append((key, d))
     return out
+
+
+def inherited_licence(groups: list[dict[str, Any]], registry: Registry
+                      ) -> tuple[Decision, list[str]]:
+    """The licence a dataset (or a student trained on it) inherits from its rows'
+    provenance groups (:func:`provenance_groups`, non-empty): each teacher checked again
+    for the narrowest intent the rows were generated for, the worst decision winning.
+    Returns the decision and the rows' intents, narrowest first. Rows without an intent
+    (local teachers) were checked as research at generate time, and count as that."""
+    intents = sorted({g["intent"] if g["intent"] in INTENTS else "research" for g in groups},
+                     key=INTENTS.index)
+    decisions = teacher_decisions(groups, intent=intents[0], registry=registry)
+    return inherit([d for _, d in decisions], intents[0]), intents
 
 
 def _licence_lines(licence: Decision, *, accepted_by: str) -> list[str]:
@@ -369,12 +383,7 @@ def render_curated_card(*, name: str, kept: "pl.DataFrame", summary: dict[str, A
     licence: Decision | None = None
     intents: list[str] = []
     if rows:
-        # rows without an intent (local teachers) were checked as research, like generate
-        intents = sorted({r["intent"] if r["intent"] in INTENTS else "research"
-                          for r in rows}, key=INTENTS.index)
-        intent = intents[0]  # the narrowest use every row was generated for
-        licence = inherit([d for _, d in teacher_decisions(rows, intent=intent,
-                                                             registry=registry)], intent)
+        licence, intents = inherited_licence(rows, registry)
     spdx = None if licence is None or unknown else licence.spdx
     out = _header(name=name, spdx=spdx, rows=kept.height, data_file="curated.parquet")
     out += [f"# {name}", "",

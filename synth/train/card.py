@@ -19,28 +19,22 @@ __all__ = ["render_model_card", "data_licence"]
 
 
 def data_licence(rows: list[dict[str, Any]]):
-    """``(Decision | None, rows without provenance)`` for the rows a student learnt from."""
+    """``(Decision | None, rows without provenance)`` for the rows a student learnt from,
+    decided as the dataset card decides (:func:`synth.dataset.card.inherited_licence`)."""
     import polars as pl
 
-    from synth.dataset.card import provenance_groups, teacher_decisions
-    from synth.licences import INTENTS, inherit, load_registry
+    from synth.dataset.card import _PROVENANCE, inherited_licence, provenance_groups
+    from synth.licences import load_registry
 
-    cols = ("provider", "model", "base_url", "status", "input_tokens", "output_tokens",
-            "cost_usd", "model_version", "intent", "licence_entries", "terms_versions",
-            "licence_rule", "licence_decision", "terms_accepted", "accepted_terms")
     if not rows or not {"provider", "model"} <= set(rows[0]):
         return None, len(rows)
-    df = pl.DataFrame([{c: r.get(c) for c in cols} for r in rows], infer_schema_length=None)
+    df = pl.DataFrame([{c: r.get(c) for c in _PROVENANCE} for r in rows],
+                      infer_schema_length=None)
     groups = provenance_groups(df)
     unknown = len(rows) - sum(g["n"] for g in groups)
     if not groups:
         return None, unknown
-    intents = sorted({g["intent"] if g["intent"] in INTENTS else "research" for g in groups},
-                     key=INTENTS.index)
-    registry = load_registry()
-    decision = inherit([d for _, d in teacher_decisions(groups, intent=intents[0],
-                                                        registry=registry)], intents[0])
-    return decision, unknown
+    return inherited_licence(groups, load_registry())[0], unknown
 
 
 def _fmt(x: Any) -> str:

@@ -36,19 +36,15 @@ from synth.train.config import EvalConfig
 __all__ = ["evaluate", "print_table", "check_answers"]
 
 
-def _device(name: str) -> str:
-    import torch
+def _same_vocab(student: Any, teacher: Any) -> str | None:
+    """None when KL and top-1 agreement can be computed (the trainer's own vocabulary
+    check passes), else why not."""
+    from synth.train.student import check_shared_vocab
 
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here")
-    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) \
-        else "cpu"
-
-
-def _same_vocab(a: Any, b: Any) -> str | None:
-    """None when both tokenizers are one vocabulary, else why not."""
-    if a.get_vocab() != b.get_vocab():
-        return "the student's and the teacher's tokenizers differ"
+    try:
+        check_shared_vocab(student, teacher)
+    except ConfigError as e:
+        return str(e)
     return None
 
 
@@ -195,19 +191,20 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
     out = cfg.out or (student_dir if student_dir.is_dir() else Path("."))
     check_out_dir(out)
     from synth.train import data as D
+    from synth.train.recipe import pick_device
     from synth.train.student import load_pretrained, param_count, shared_vocab_size
 
     rows = D.load_rows(cfg.data)
     if cfg.limit:
         rows.rows = rows.rows[:cfg.limit]
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     student = load_pretrained(cfg.student)
     teacher = load_pretrained(cfg.teacher)
     D.ensure_chat_template(student.tokenizer)
     D.ensure_chat_template(teacher.tokenizer)
     examples, dropped = D.build_examples(rows, student.tokenizer, reasoning=cfg.reasoning,
                                          max_len=cfg.max_len)
-    why_not = _same_vocab(student.tokenizer, teacher.tokenizer)
+    why_not = _same_vocab(student, teacher)
     student.model.to(device).eval()
     teacher.model.to(device).eval()
     pad = student.tokenizer.pad_token_id

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -342,7 +341,3 @@ def chunked_head_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.
     total = _ChunkedHeadLoss.apply(hidden, weight, bias, chunk_loss, max(1, int(chunk)), n,
                                    vocab)
     return total, stats
-
-
-#: Signature of what a recipe hands :func:`chunked_head_loss` per batch (for type checkers).
-ChunkFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, int, int], torch.Tensor]

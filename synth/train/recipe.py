@@ -57,13 +57,14 @@ class TrainResult:
 
 # =========================================================================== setup helpers
 
-def _device(cfg: TrainConfig) -> str:
+def pick_device(name: str) -> str:
+    """``--device auto|cpu|cuda`` → the device to use (``auto``: CUDA when present)."""
     import torch
 
-    if cfg.device == "cuda" and not torch.cuda.is_available():
+    if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here")
-    return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and
-                                               torch.cuda.is_available()) else "cpu"
+    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) \
+        else "cpu"
 
 
 def _autocast(device: str, cfg: TrainConfig):
@@ -192,10 +193,7 @@ def _lr_lambda(cfg: TrainConfig, total: int):
 
 
 def _wrap_lora(model: Any, cfg: TrainConfig) -> Any:
-    from synth.deps import require
-
-    require((("peft", "peft"),), what="--lora-r", extra="train")
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # required by train() before any model loads
 
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
                       lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -416,7 +414,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
 
     # -- setup: data -----------------------------------------------------------------------
     rows = D.load_rows(cfg.data, need_logprobs=offline)
-    device = _device(cfg)
+    device = pick_device(cfg.device)
     autocast, precision = _autocast(device, cfg)
 
     # -- setup: models ---------------------------------------------------------------------
@@ -453,16 +451,17 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     if lora:
         model = _wrap_lora(model, cfg)
     model.train()
-    if teacher is not None and cfg.kd_source == "online":
-        teacher.model.eval().requires_grad_(False)
+    # the teacher whose logits the loss reads (None for SFT and offline KL, even when a
+    # --teacher was given only to cut the student from)
+    t_model = teacher.model.eval().requires_grad_(False) if cfg.kd_source == "online" \
+        else None
     micro_tokens = cfg.batch_size * (cfg.max_len if cfg.packing else
                                      max(len(e) for e in train_ex))
-    _check_memory(cfg, estimate_memory(model, teacher.model if cfg.kd_source == "online"
-                                       else None, lora=lora, tokens=micro_tokens,
+    _check_memory(cfg, estimate_memory(model, t_model, lora=lora, tokens=micro_tokens,
                                        chunk=cfg.chunk_size), device)
     model.to(device)
-    if teacher is not None and cfg.kd_source == "online":
-        teacher.model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None)
+    if t_model is not None:
+        t_model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None)
 
     # -- setup: plan, optimiser, schedule ----------------------------------------------------
     plans: dict[int, list] = {}
@@ -512,19 +511,19 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     t_train = time.perf_counter()
     window_tokens, window_t = 0, time.perf_counter()
     last: dict[str, Any] = {}
-    history: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
 
-    def state_of(s: int) -> dict[str, Any]:
-        return {"step": s, "total": total, "fingerprint": fingerprint, "settings": settings}
+    def checkpoint(s: int) -> None:
+        _save_checkpoint(out, s, model=model, lora=lora, optimizer=optimizer,
+                         scheduler=scheduler, keep=cfg.keep_checkpoints,
+                         state={"step": s, "total": total, "fingerprint": fingerprint,
+                                "settings": settings})
 
     def run_eval(s: int) -> None:
         if held:
             e = {"step": s, "split": "eval", **evaluate_loss(
-                model, held, spec, teacher=teacher.model if teacher is not None and
-                cfg.kd_source == "online" else None, vocab=vocab,
-                batch_size=cfg.batch_size, pad_id=pad_id, device=device, autocast=autocast,
-                chunk=cfg.chunk_size)}
+                model, held, spec, teacher=t_model, vocab=vocab, batch_size=cfg.batch_size,
+                pad_id=pad_id, device=device, autocast=autocast, chunk=cfg.chunk_size)}
             evals.append(e)
             log_f.write(json.dumps(e) + "\n")
             log_f.flush()
@@ -536,8 +535,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
             batches = [D.collate(train_ex, rows_, pad_id=pad_id, packed=cfg.packing)
                        for rows_ in micro]
             agg, n_targets, step_tokens = accumulate(
-                model, batches, spec, teacher=teacher.model if teacher is not None and
-                cfg.kd_source == "online" else None, vocab=vocab, chunk=cfg.chunk_size,
+                model, batches, spec, teacher=t_model, vocab=vocab, chunk=cfg.chunk_size,
                 device=device, autocast=autocast)
             grad_norm = None
             if cfg.max_grad_norm:
@@ -562,7 +560,6 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
                         target_tokens=n_targets,
                         tokens_per_s=window_tokens / max(1e-9, now - window_t),
                         elapsed_s=round(now - t_train, 3))
-            history.append(last)
             if step % cfg.log_every == 0 or step == total:
                 log_f.write(json.dumps(last) + "\n")
                 log_f.flush()
@@ -570,15 +567,11 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
             bar.advance(loss=last["loss"], kl=last.get("kl"), tokens_per_s=last["tokens_per_s"])
             if step % save_every == 0 and step < total:
                 run_eval(step)
-                _save_checkpoint(out, step, model=model, lora=lora, optimizer=optimizer,
-                                 scheduler=scheduler, state=state_of(step),
-                                 keep=cfg.keep_checkpoints)
+                checkpoint(step)
     except KeyboardInterrupt:
         bar.stop()
         if step:  # the finished steps are not lost: --resume continues from here
-            _save_checkpoint(out, step, model=model, lora=lora, optimizer=optimizer,
-                             scheduler=scheduler, state=state_of(step),
-                             keep=cfg.keep_checkpoints)
+            checkpoint(step)
         log_f.close()
         raise
     bar.stop()
