@@ -220,9 +220,14 @@ def test_script_without_main_guard_runs_once_and_verifies(tmp_path):
     # math-verify accepts a disjunction when any side matches the reference
     ("\\boxed{71 \\lor 72}", "72", "wrong", "hedged: the answer offers alternatives"),
     ("\\boxed{71 \\vee 72}", "72", "wrong", "hedged: the answer offers alternatives"),
+    # ... and in words, after "the answer is" (math-verify would read the first number)
+    ("The answer is 71 or 72.", "71", "wrong", "hedged: the answer offers alternatives"),
+    ("The answer is 71 OR 72", "72", "wrong", "hedged: the answer offers alternatives"),
     # not hedging: the same answer boxed twice, or a reference that is itself a disjunction
     ("\\boxed{72}. So the total is \\boxed{ 72 }.", "72", "correct", "equivalent"),
     ("\\boxed{71 \\lor 72}", "71 \\lor 72", "correct", "equivalent"),
+    ("The answer is 71 or 72.", "71 or 72", "correct", ""),
+    ("The answer is 71.", "71", "correct", "equivalent"),
 ])
 def test_hedged_answers_are_wrong(response, reference, outcome, why):
     (got,) = verify_many([(response, reference)], timeout_s=10, workers=1)

@@ -122,14 +122,16 @@ def _all_boxed(text: str) -> list[str]:
 
 
 #: Disjunctions math-verify accepts when any side matches: an answer that offers
-#: alternatives the reference does not is hedging, not solving.
-_DISJUNCTION_RE = re.compile(r"\\(?:lor|vee)\b")
+#: alternatives the reference does not is hedging, not solving. Spelt in LaTeX (``\lor``,
+#: ``\vee``) or in words: "The answer is 4 or 5" parses as 4 (the first number) and would
+#: pass against 4.
+_DISJUNCTION_RE = re.compile(r"\\(?:lor|vee)\b|\bor\b", re.IGNORECASE)
 
 
 def _hedge(response: str, answer: str, reference: str) -> str | None:
     """Why the answer hedges between alternatives, if it does: several different boxed
     answers (the last one would otherwise win, so boxing every candidate would pass), or
-    ``\\lor`` / ``\\vee`` between candidates when the reference has none."""
+    ``\\lor`` / ``\\vee`` / "or" between candidates when the reference has none."""
     if len(_all_boxed(reference)) < 2:
         distinct: dict[str, str] = {}
         for b in _all_boxed(response):
@@ -203,9 +205,11 @@ def extract_answer(text: str) -> tuple[str | None, str | None]:
     answer_is = list(_ANSWER_IS_RE.finditer(plain))
     for m in reversed(answer_is):
         ans = _clean_tail(m.group(1))
-        # "The answer is 18 dollars." -> "18": a leading number followed by words.
+        # "The answer is 18 dollars." -> "18": a leading number followed by words; but not
+        # "18 or 19", which offers alternatives (see _hedge)
         lead = _NUMBER_RE.match(ans)
-        if lead and re.match(r"\s+[A-Za-z]{2,}", ans[lead.end() :]):
+        if lead and re.match(r"\s+[A-Za-z]{2,}", ans[lead.end() :]) and \
+                not re.match(r"\s+or\b", ans[lead.end() :], re.IGNORECASE):
             ans = re.sub(r"\s+", "", lead.group(0))
         if ans:
             return _normalise_number_text(ans), "the_answer_is"
