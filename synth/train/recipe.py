@@ -215,7 +215,8 @@ def head_chunk(vocab: int, limit: int) -> int:
     """Positions per output-head chunk: about 2**23 logits (32 MB in fp32) per buffer, and
     a chunk holds ~6 such buffers (student and teacher logits, both log-softmaxes, the
     teacher's probabilities, the gradient), so ~200 MB whatever the vocabulary; at most
-    ``limit``."""
+    ``limit``. Divergences without a closed-form gradient use a quarter of this
+    (:func:`synth.train.losses.chunked_head_loss`)."""
     return max(16, min(limit, (1 << 23) // max(1, vocab)))
 
 
