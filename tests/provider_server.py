@@ -22,6 +22,9 @@ Successful answers are deterministic functions of the request (only ``id`` and
   ``TEXT`` (everything up to the first ``]]``, newlines included, so ``TEXT`` cannot hold
   ``]]``).  JSON is written as it is, e.g. ``[[reply:{"score": 4, "reason": "ok"}]]``.
   ``max_tokens``, stops and the reasoning variants below apply to it as to the echo.
+* ``server.responder = fn``: ``fn(last_user_text, request_body)`` returning a string
+  replaces both (``None`` falls back to them); recipes' tests script multi-round
+  conversations this way. Cleared by ``reset()``.
 * prompt tokens = words of every message (and of an Anthropic ``system``) + 3 per
   message; completion tokens = words of the output (see ``count_words``).
 * served ``model`` = requested model + ``"-2026-01-01"`` (unless it already ends in
@@ -384,6 +387,9 @@ class ProviderServer:
         self.port = port
         self.url = ""
         self.requests: list[dict] = []
+        # A test's own answers: ``responder(last_user_text, request_body) -> str | None``
+        # (None falls back to the marker / echo rules). Cleared by reset().
+        self.responder: Any = None
         self.count_429 = 0
         self._n = 0
         self._lock = threading.Lock()
@@ -420,6 +426,7 @@ class ProviderServer:
             self._marker_counts.clear()
             self._limiter.reset()
             self.count_429 = 0
+            self.responder = None
 
     def start(self) -> "ProviderServer":
         if self._thread is not None:
@@ -799,13 +806,23 @@ class ProviderServer:
 
     # ---------------------------------------------------------------- success bodies
 
+    def _reply(self, text: str, body: dict) -> str:
+        """The answer before cuts: ``responder(text, body)`` when a test set one and it
+        returned a string, else a ``[[reply:...]]`` marker's text, else the echo."""
+        fn = self.responder
+        if fn is not None:
+            out = fn(text, body)
+            if out is not None:
+                return out
+        return _answer_text(text)
+
     def _openai_success(self, body: dict) -> dict:
         model = body["model"]
         messages = body["messages"]
         text = _last_user_text(messages)
         max_tokens = _openai_max_tokens(body)
         lower = model.lower()
-        content = _answer_text(text)
+        content = self._reply(text, body)
         if "think" in lower:
             content = f"<think>Thinking about: {text}</think>\n\n" + content
         content, stopped = _apply_stops(content, body.get("stop"))
@@ -859,7 +876,7 @@ class ProviderServer:
         model = body["model"]
         messages = body["messages"]
         text = _last_user_text(messages)
-        content_text, stop_seq = _apply_stops(_answer_text(text), body.get("stop_sequences"))
+        content_text, stop_seq = _apply_stops(self._reply(text, body), body.get("stop_sequences"))
         content_text, cut = _truncate(content_text, body["max_tokens"])
         stop_reason = "max_tokens" if cut else ("stop_sequence" if stop_seq is not None else "end_turn")
         blocks: list[dict] = []

@@ -11,6 +11,7 @@ def test_public_names():
         "TeacherOptions", "make_teacher", "register_provider", "SynthError", "UserError",
         "ConfigError", "InputError", "TeacherError",
         "train", "evaluate", "TrainConfig", "EvalConfig", "TrainResult",
+        "run", "estimate", "export",
     ])
     for name in synth.__all__:
         assert hasattr(synth, name), name

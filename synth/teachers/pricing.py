@@ -3,6 +3,11 @@
 The table ships as data (``synth/data/prices.yaml``) and can be extended or overridden with
 ``--price-file``. An unknown model costs ``None`` (with a warning from the runner), never 0:
 a silent zero would make ``--max-cost`` meaningless.
+
+An entry may carry ``batch``: the fraction of its standard price that the provider's batch
+API charges (OpenAI Batch API and Anthropic Message Batches: 0.5, answers within 24 h).
+``synth estimate`` reports a batch cost where one is known; the runner itself always sends
+standard requests and is billed at the standard price.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ __all__ = ["Price", "PriceTable", "load_prices"]
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per 1M tokens."""
+    """USD per 1M tokens; ``batch``: the batch API's price as a fraction of this one
+    (None: the provider has no batch API, or none is known)."""
 
     input: float
     output: float
     cached_input: float | None = None
+    batch: float | None = None
 
     def cost(self, input_tokens: int | None, output_tokens: int | None,
              cached_input_tokens: int | None = None) -> float | None:
@@ -35,6 +42,14 @@ class Price:
         # (the API reports them, but few jobs write caches on purpose).
         return ((input_tokens - cached) * self.input + cached * cached_rate
                 + output_tokens * self.output) / 1e6
+
+    def batch_cost(self, input_tokens: int | None, output_tokens: int | None,
+                   cached_input_tokens: int | None = None) -> float | None:
+        """The same tokens through the provider's batch API; None when it has none."""
+        cost = self.cost(input_tokens, output_tokens, cached_input_tokens)
+        if cost is None or self.batch is None:
+            return None
+        return cost * self.batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +107,13 @@ def _parse(path: Path | str) -> PriceTable:
                 raise InputError(f"must be a number >= 0 (USD per 1M tokens), got {v!r}",
                                  path=where, line=at.get(key, line), field=key)
             nums[key] = float(v)
+        if item.get("batch") is not None:
+            v = item["batch"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+                raise InputError("must be a number in (0, 1]: the batch price as a fraction "
+                                 f"of the standard one, got {v!r}", path=where,
+                                 line=at.get("batch", line), field="batch")
+            nums["batch"] = float(v)
         entries.append(_Entry(str(item["provider"]), str(item["match"]),
                               item.get("host"), Price(**nums)))
     return PriceTable(entries)

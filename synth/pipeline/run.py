@@ -1,0 +1,544 @@
+"""``synth run PIPELINE.yaml``: every stage of a distillation in one run directory.
+
+generate stages (each a recipe) → the dataset (their rows merged, one licence) → curate →
+split (held-out prompts) → train → eval → ``report.html``.
+
+Each stage is skipped when its outputs are complete and its inputs and settings are
+unchanged: ``manifest.json`` records, per stage, a fingerprint (sha256 of the stage's
+settings, the content of every file it reads — input files, templates, the previous
+stage's outputs — and the synth version) and the sha256 of every output it wrote. A stage
+whose fingerprint or outputs differ runs again; so does every stage after it, since its
+inputs changed. A generate stage that runs again re-asks only what its request cache lacks
+(a changed template costs only the prompts it changes); a killed train stage continues
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+from synth.errors import ConfigError
+from synth.pipeline.config import Pipeline, load_pipeline
+from synth.teachers.local import file_sha256
+
+__all__ = ["run_pipeline", "PipelineResult", "MANIFEST", "stage_dir"]
+
+log = logging.getLogger("synth")
+
+MANIFEST = "manifest.json"
+_MANIFEST_VERSION = 1
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    manifest: dict[str, Any]
+    report: Path | None
+    ran: list[str]
+    skipped: list[str]
+
+
+def stage_dir(out: Path, key: str) -> Path:
+    """Where a stage writes: ``generate/<name>``, ``curate``, ``student``, ``eval``."""
+    if key.startswith("generate."):
+        return out / "generate" / key.split(".", 1)[1]
+    return out / {"dataset": ".", "curate": "curate", "split": "split", "train": "student",
+                  "eval": "eval"}[key]
+
+
+def _canon(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                        default=str)
+
+
+def _digest(*parts: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(_canon(p))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _files_in(value: Any, base_dir: Path) -> dict[str, str]:
+    """sha256 of every existing file a parameter names (input files, templates)."""
+    out: dict[str, str] = {}
+    if isinstance(value, dict):
+        for v in value.values():
+            out.update(_files_in(v, base_dir))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            out.update(_files_in(v, base_dir))
+    elif isinstance(value, (str, Path)) and len(str(value)) < 4096 and "\n" not in str(value):
+        p = Path(value).expanduser()
+        p = p if p.is_absolute() else base_dir / p
+        try:
+            if p.is_file():
+                out[str(value)] = file_sha256(p)
+        except OSError:
+            pass
+    return out
+
+
+def _shipped_templates() -> str:
+    """One hash over every shipped template: a recipe names its templates in code, so any
+    edit of one must count as a change of every generate stage's settings."""
+    from importlib import resources
+
+    root = resources.files("synth") / "prompts"
+    parts = []
+    for fam in sorted(root.iterdir(), key=lambda x: x.name):
+        if fam.is_dir():
+            for f in sorted(fam.iterdir(), key=lambda x: x.name):
+                if f.name.endswith(".j2"):
+                    parts.append((f"{fam.name}/{f.name}", f.read_bytes().hex()))
+    return _digest(parts)
+
+
+def _outputs(d: Path, names: list[str]) -> dict[str, str]:
+    return {n: file_sha256(d / n) for n in names if (d / n).is_file()}
+
+
+def _complete(out: Path, entry: dict[str, Any] | None, fingerprint: str) -> bool:
+    """The recorded stage finished with these inputs and its outputs are still as written."""
+    if not entry or entry.get("status") != "done" or entry.get("fingerprint") != fingerprint:
+        return False
+    outputs = entry.get("outputs") or {}
+    if not outputs:
+        return False
+    for rel, sha in outputs.items():
+        p = out / rel
+        if not p.is_file() or file_sha256(p) != sha:
+            return False
+    return True
+
+
+class _Run:
+    def __init__(self, p: Pipeline, out: Path, on_event: Callable[..., None] | None,
+                 progress: bool | None):
+        from synth import __version__
+
+        self.p, self.out, self.progress = p, out, progress
+        self.on_event = on_event or (lambda *a, **k: None)
+        self.version = __version__
+        path = out / MANIFEST
+        self.manifest: dict[str, Any] = {"version": _MANIFEST_VERSION, "pipeline": p.name,
+                                         "stages": {}}
+        if path.is_file():
+            try:
+                old = orjson.loads(path.read_bytes())
+            except orjson.JSONDecodeError:
+                old = None  # a damaged manifest: every stage is checked from scratch
+            if isinstance(old, dict):
+                if old.get("pipeline") not in (None, p.name):
+                    raise ConfigError(f"--out {out}: holds the run of pipeline "
+                                      f"{old.get('pipeline')!r}, not {p.name!r} (choose "
+                                      "another directory)")
+                if isinstance(old.get("stages"), dict):
+                    self.manifest["stages"] = old["stages"]
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    # ---- manifest
+    def save(self) -> None:
+        from synth.io import write_atomic
+
+        self.manifest["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_atomic(self.out / MANIFEST, orjson.dumps(self.manifest,
+                                                        option=orjson.OPT_INDENT_2))
+
+    def stage(self, key: str, fingerprint: str, force: bool,
+              body: Callable[[], tuple[list[str], dict[str, Any]]]) -> bool:
+        """Run ``body`` unless the stage is complete and unchanged; returns whether it ran.
+        ``body`` returns the output paths (relative to the run directory) and a summary."""
+        entry = self.manifest["stages"].get(key)
+        if not force and _complete(self.out, entry, fingerprint):
+            entry["status_last_run"] = "skipped"
+            self.skipped.append(key)
+            self.on_event("skip", key, entry.get("summary") or {})
+            return False
+        resumed = bool(entry and entry.get("status") == "running"
+                       and entry.get("fingerprint") == fingerprint)
+        self.manifest["stages"][key] = {"status": "running", "fingerprint": fingerprint,
+                                        "started_at": time.time(), "resumed": resumed}
+        self.save()
+        self.on_event("start", key, {"resumed": resumed})
+        t = time.perf_counter()
+        outputs, summary = body()
+        seconds = round(time.perf_counter() - t, 3)
+        self.manifest["stages"][key] = {
+            "status": "done", "status_last_run": "ran", "fingerprint": fingerprint,
+            "seconds": seconds, "finished_at": time.time(), "resumed": resumed,
+            "outputs": {rel: file_sha256(self.out / rel) for rel in outputs},
+            "summary": summary}
+        self.save()
+        self.ran.append(key)
+        self.on_event("done", key, {**summary, "seconds": seconds})
+        return True
+
+    def was_interrupted(self, key: str, fingerprint: str) -> bool:
+        e = self.manifest["stages"].get(key)
+        return bool(e and e.get("status") == "running" and e.get("fingerprint") == fingerprint)
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+def _generate(run: _Run, g, force: bool) -> None:
+    from synth.recipes.base import get_recipe
+
+    p, out = run.p, run.out
+    key = f"generate.{g.name}"
+    top = {"teacher": p.teacher, "intent": p.intent, "accept_terms": p.accept_terms}
+    fp = _digest("generate", run.version, g.raw, top, g.options,
+                 [(r.teacher, r.weight, r.quota, r.options) for r in g.routes],
+                 _files_in(g.raw, p.base_dir), _files_in(g.options, p.base_dir),
+                 _shipped_templates())
+    d = stage_dir(out, key)
+
+    def body():
+        from synth.recipes.base import Teaching
+
+        d.mkdir(parents=True, exist_ok=True)
+        teaching = Teaching(g.routes, {**g.options, "progress": run.progress}, d,
+                            mode=g.route)
+        t = time.perf_counter()
+        result = get_recipe(g.recipe)().run(g.params, teaching, base_dir=p.base_dir)
+        summary = _write_stage(d, g, result, teaching, time.perf_counter() - t)
+        rel = f"generate/{g.name}"
+        return [f"{rel}/traces.parquet", f"{rel}/rejects.parquet", f"{rel}/stage.json"], {
+            "rows": summary["rows"], "rejected": summary["rejected"],
+            "cost_usd": summary["cost_usd"], "requests": summary["requests"],
+            "sent": summary["sent"]}
+
+    run.stage(key, fp, force, body)
+
+
+def _teacher_stats(teaching, rows: list[dict], rejects: list[dict]) -> dict[str, Any]:
+    from synth.teachers import parse_spec
+
+    stats: dict[str, dict[str, Any]] = {}
+    for c in teaching.calls:
+        s = c["summary"]
+        t = stats.setdefault(c["teacher"], {"requests": 0, "sent": 0, "from_cache": 0,
+                                            "rows": 0, "accepted": 0, "rejected": 0,
+                                            "errors": 0, "cost_usd": None,
+                                            "input_tokens": 0, "output_tokens": 0})
+        t["requests"] += s["rows"]
+        t["sent"] += s["sent"]
+        t["from_cache"] += s["from_cache"]
+        t["errors"] += s["status"]["error"]
+        t["input_tokens"] += s["tokens"]["input"]
+        t["output_tokens"] += s["tokens"]["output"]
+        if s.get("cost_usd") is not None:
+            t["cost_usd"] = round((t["cost_usd"] or 0.0) + s["cost_usd"], 6)
+    specs = {}
+    for spec in stats:
+        try:
+            specs[parse_spec(spec)] = spec
+        except Exception:  # a spec generate accepted: parse_spec accepts it too
+            continue
+    for kind, group in (("accepted", rows), ("rejected", rejects)):
+        for r in group:
+            spec = specs.get((r.get("provider"), r.get("model")))
+            if spec is not None:
+                stats[spec][kind] += 1
+    for t in stats.values():
+        t["rows"] = t["accepted"] + t["rejected"]
+    return stats
+
+
+def _write_stage(d: Path, g, result, teaching, wall: float) -> dict[str, Any]:
+    """The stage's rows (ids prefixed with the stage name, a ``stage`` column), its rejects
+    (with dropped_by / drop_reason) and stage.json, each written atomically."""
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from synth.io import write_atomic
+    from synth.records import TRACE_SCHEMA
+
+    def table(rows: list[dict], extra: list[tuple[str, Any]]) -> pa.Table:
+        schema = pa.schema(list(TRACE_SCHEMA) + [pa.field(n, t) for n, t in extra])
+        fixed = [{**r, "id": f"{g.name}/{r['id']}", "stage": g.name} for r in rows]
+        return pa.Table.from_pylist(fixed, schema=schema)
+
+    kept = [r for r in result.rows if r.get("status") == "ok"]
+    failed = [{**r, "dropped_by": "teacher", "drop_reason": f"error: {r.get('error')}"}
+              for r in result.rows if r.get("status") != "ok"]
+    rejects = list(result.rejects) + failed
+    write_atomic(d / "traces.parquet", table(kept, [("stage", pa.string())]))
+    write_atomic(d / "rejects.parquet", table(rejects, [
+        ("stage", pa.string()), ("dropped_by", pa.string()), ("drop_reason", pa.string())]))
+    teachers = _teacher_stats(teaching, kept, rejects)
+    costs = [t["cost_usd"] for t in teachers.values()]
+    summary = {
+        "stage": g.name, "recipe": g.recipe, "rows": len(kept), "rejected": len(rejects),
+        "rejects": dict(Counter(str(r.get("drop_reason") or "").split(":", 1)[0]
+                                for r in rejects).most_common()),
+        "rejects_by": dict(Counter(str(r.get("dropped_by")) for r in rejects)),
+        "teachers": teachers,
+        "requests": sum(t["requests"] for t in teachers.values()),
+        "sent": sum(t["sent"] for t in teachers.values()),
+        "cost_usd": None if all(c is None for c in costs) else
+        round(sum(c or 0.0 for c in costs), 6),
+        "unrouted": teaching.unrouted,
+        "calls": [{"call": c["call"], "teacher": c["teacher"],
+                   "dir": str(Path(c["dir"]).relative_to(d)),
+                   "rows": c["summary"]["rows"], "sent": c["summary"]["sent"],
+                   "from_cache": c["summary"]["from_cache"],
+                   "cost_usd": c["summary"]["cost_usd"]} for c in teaching.calls],
+        "info": result.info, "wall_s": round(wall, 3),
+    }
+    write_atomic(d / "stage.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2,
+                                                default=str))
+    return summary
+
+
+def _dataset(run: _Run, force: bool) -> None:
+    """The generate stages' rows as one dataset with one licence (the most restrictive of
+    its teachers'): RUN/traces.parquet and the dataset card RUN/README.md."""
+    from synth.dataset.merge import merge_runs
+
+    p, out = run.p, run.out
+    inputs = [out / "generate" / g.name for g in p.generate]
+    fp = _digest("dataset", run.version, p.intent, p.accept_terms,
+                 [file_sha256(i / "traces.parquet") for i in inputs],
+                 _files_in(str(p.licence_file or ""), p.base_dir))
+
+    def body():
+        merge_runs(inputs, out=out, intent=p.intent or "research", accept=p.accept_terms,
+                   licence_file=p.licence_file)
+        import pyarrow.parquet as pq
+
+        n = pq.ParquetFile(out / "traces.parquet").metadata.num_rows
+        return ["traces.parquet", "README.md"], {"rows": n}
+
+    run.stage("dataset", fp, force, body)
+
+
+def _curate(run: _Run, force: bool) -> None:
+    from synth.curate import curate
+
+    p, out = run.p, run.out
+    rec = p.curate["recipe"]
+    rec_file = Path(rec)
+    if not rec_file.is_file():
+        from importlib import resources
+
+        rec_file = Path(str(resources.files("synth") / "filters" / f"{rec}.yaml"))
+    fp = _digest("curate", run.version, rec, file_sha256(rec_file),
+                 file_sha256(out / "traces.parquet"))
+
+    def body():
+        res = curate(out / "traces.parquet", recipe=rec, out=out / "curate")
+        s = res.summary
+        return ["curate/curated.parquet", "curate/rejects.parquet",
+                "curate/curation.json"], {"kept": s["kept"], "rejected": s["rejected"]}
+
+    run.stage("curate", fp, force, body)
+
+
+def _data_file(out: Path) -> Path:
+    c = out / "curate" / "curated.parquet"
+    return c if c.is_file() else out / "traces.parquet"
+
+
+def _split(run: _Run, force: bool) -> None:
+    """Held-out prompts for eval, never trained on: a stable hash of each prompt id decides
+    (every sample of a prompt lands on the same side)."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from synth.io import make_out_dir, write_atomic
+
+    p, out = run.p, run.out
+    src = _data_file(out)
+    fp = _digest("split", run.version, p.holdout, str(src.relative_to(out)),
+                 file_sha256(src))
+
+    def body():
+        t = pq.read_table(src)
+        ids = t["prompt_id"].to_pylist()
+
+        def held(pid: str) -> bool:
+            h = int(hashlib.sha256(f"holdout:{pid}".encode()).hexdigest()[:8], 16)
+            return h / 0xFFFFFFFF < p.holdout
+
+        mask = pa.array([held(str(x)) for x in ids])
+        train_t, held_t = t.filter(pc.invert(mask)), t.filter(mask)
+        if train_t.num_rows == 0 or held_t.num_rows == 0:
+            raise ConfigError(f"eval.holdout {p.holdout}: {t.num_rows} rows of "
+                              f"{len(set(ids))} prompts leave "
+                              f"{'nothing to train on' if train_t.num_rows == 0 else 'no held-out prompt'}"
+                              "; change holdout or generate more prompts")
+        d = make_out_dir(out / "split")
+        write_atomic(d / "train.parquet", train_t)
+        write_atomic(d / "heldout.parquet", held_t)
+        return ["split/train.parquet", "split/heldout.parquet"], {
+            "train_rows": train_t.num_rows, "heldout_rows": held_t.num_rows}
+
+    run.stage("split", fp, force, body)
+
+
+def _train(run: _Run, force: bool) -> None:
+    from synth.train import train
+
+    p, out = run.p, run.out
+    data = out / "split" / "train.parquet" if p.eval is not None else _data_file(out)
+    fp = _digest("train", run.version, p.train, file_sha256(data),
+                 _files_in(p.train, p.base_dir))
+    d = stage_dir(out, "train")
+
+    def body():
+        resume = run_resume and d.is_dir() and any((d / "checkpoints").glob("step-*"))
+        if d.exists() and not resume:
+            _clear(d)  # a stale student (other data or settings): this run replaces it
+        res = train(data=data, out=d, resume=resume, progress=run.progress, **p.train)
+        s = res.summary
+        files = sorted(str(f.relative_to(out)) for f in d.iterdir()
+                       if f.is_file() and f.name in ("train.json", "README.md",
+                                                      "config.json", "train_log.jsonl")
+                       or f.suffix == ".safetensors")
+        return files, {"steps": s["steps"], "final": s["final"], "tokens": s["tokens"]}
+
+    run_resume = run.was_interrupted("train", fp)
+    run.stage("train", fp, force, body)
+
+
+def _clear(d: Path) -> None:
+    trash = d.with_name(f".{d.name}.old")
+    shutil.rmtree(trash, ignore_errors=True)
+    d.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _eval(run: _Run, force: bool) -> None:
+    from synth.train import evaluate
+
+    p, out = run.p, run.out
+    student = stage_dir(out, "train")
+    data = out / "split" / "heldout.parquet"
+    weights = sorted(student.glob("*.safetensors"))
+    fp = _digest("eval", run.version, p.eval, file_sha256(data),
+                 [file_sha256(w) for w in weights])
+
+    def body():
+        res = evaluate(student=str(student), data=data, out=out / "eval",
+                       progress=run.progress, **p.eval)
+        return ["eval/eval.json"], {k: res.get(k) for k in ("rows",) if k in res}
+
+    run.stage("eval", fp, force, body)
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+def _selected(p: Pipeline, from_stage: str | None, only: str | None) -> tuple[set[str], set[str]]:
+    """(stages to run, stages to force) for --from / --only. A generate stage is named
+    ``generate.NAME`` or ``NAME``; ``generate`` means all of them."""
+    keys = p.stage_keys()
+    full = [k for k in keys if k.startswith("generate.")] + \
+        (["dataset"] if p.generate else []) + \
+        [k for k in keys if not k.startswith("generate.")]
+    if p.eval is not None:
+        full.insert(full.index("train"), "split")
+
+    def resolve(name: str, option: str) -> list[str]:
+        if name == "generate":
+            hits = [k for k in full if k.startswith("generate.")]
+        else:
+            hits = [k for k in full if k in (name, f"generate.{name}")]
+        if not hits:
+            names = ["generate"] + [k.split(".", 1)[1] for k in full
+                                    if k.startswith("generate.")] + \
+                [k for k in ("curate", "train", "eval") if k in full]
+            raise ConfigError(f"{option} {name}: not a stage of this pipeline (stages: "
+                              f"{', '.join(names)})")
+        return hits
+
+    if from_stage and only:
+        raise ConfigError("--from and --only: give one of them")
+    if only:
+        hits = resolve(only, "--only")
+        extra = {"dataset"} if any(h.startswith("generate.") for h in hits) else set()
+        if "train" in hits and p.eval is not None:
+            extra.add("split")
+        return set(hits) | extra, set(hits) | extra
+    if from_stage:
+        first = full.index(resolve(from_stage, "--from")[0])
+        return set(full), set(full[first:])
+    return set(full), set()
+
+
+def run_pipeline(path: str | Path, *, out: str | Path | None = None,
+                 from_stage: str | None = None, only: str | None = None,
+                 progress: bool | None = None,
+                 on_event: Callable[[str, str, dict], None] | None = None) -> PipelineResult:
+    """Run (or resume) a pipeline. ``out`` defaults to ``runs/<name>``. ``on_event(kind,
+    stage, info)`` is called as each stage starts, finishes or is skipped."""
+    from synth.io import check_out_dir, exclusive_dir, make_out_dir, write_atomic
+
+    p = load_pipeline(path)
+    out = check_out_dir(Path(out) if out is not None else Path("runs") / p.name)
+    run_set, force = _selected(p, from_stage, only)
+    make_out_dir(out)
+    with exclusive_dir(out):
+        run = _Run(p, out, on_event, progress)
+        write_atomic(out / "pipeline.yaml", p.text)
+
+        def want(key: str) -> bool:
+            return key in run_set
+
+        for g in p.generate:
+            key = f"generate.{g.name}"
+            if want(key):
+                _generate(run, g, key in force)
+        _need(run, [f"generate.{g.name}" for g in p.generate], run_set)
+        if p.generate and want("dataset"):
+            _dataset(run, "dataset" in force)
+        if p.curate is not None and want("curate"):
+            _need(run, ["dataset"], run_set)
+            _curate(run, "curate" in force)
+        if p.train is not None and want("train"):
+            if p.eval is not None:
+                _split(run, "split" in force)
+            _train(run, "train" in force)
+        if p.eval is not None and want("eval"):
+            _need(run, ["train", "split"], run_set)
+            _eval(run, "eval" in force)
+        report = _report(run)
+    return PipelineResult(out=out, manifest=run.manifest, report=report, ran=run.ran,
+                          skipped=run.skipped)
+
+
+def _need(run: _Run, keys: list[str], run_set: set[str]) -> None:
+    """With --only, the stages before the chosen one must have finished in an earlier run."""
+    for k in keys:
+        if k in run_set:
+            continue
+        e = run.manifest["stages"].get(k)
+        if not e or e.get("status") != "done":
+            raise ConfigError(f"--only: stage {k} has not run in {run.out} yet (run the "
+                              "pipeline without --only first)")
+
+
+def _report(run: _Run) -> Path | None:
+    try:
+        from synth.pipeline.report import write_pipeline_report
+    except ImportError:  # pragma: no cover - the report module ships with synth
+        return None
+    if run.p.vendi:
+        return write_pipeline_report(run.out)
+    return write_pipeline_report(run.out, encoder=None)
