@@ -25,6 +25,10 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
 FAST = SandboxLimits(wall_s=5.0, cpu_s=5, memory_mb=256, output_bytes=20_000)
+# The lookup attack walks every object gc knows, once per assert: seconds of CPU on a
+# loaded 2-core runner (a clean-clone CI run hit FAST's 5 s wall). These tests are about
+# what it finds, not how fast, so it gets room.
+ROOMY = SandboxLimits(wall_s=60.0, cpu_s=60, memory_mb=256, output_bytes=20_000)
 MARK = "candidate(40, 2) == 42"   # a string only the tests hold
 REF = {
     "prompt": 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n',
@@ -315,12 +319,12 @@ def test_the_lookup_attack_works_in_process():
     # control: where the tests live in the same interpreter, the attack finds the
     # expected outputs (in gc, frames, sources) and passes -- so the next test could fail
     program = LOOKUP + "\n" + REF["test"] + "\ncheck(add)\nprint('ALL PASSED')\n"
-    r = run_python(program, limits=FAST)
+    r = run_python(program, limits=ROOMY)
     assert r.ok and "ALL PASSED" in r.stdout, r.stderr[-500:]
 
 
 def test_the_lookup_attack_finds_nothing_across_the_boundary():
-    v = verdict(LOOKUP)
+    v = verdict(LOOKUP, limits=ROOMY)
     assert v.outcome == "wrong", v.reason
     assert "FOUND []" in v.detail.stderr
     assert MARK not in v.detail.stdout + v.detail.stderr
