@@ -25,7 +25,7 @@ from pydantic import (
 from synth.errors import ConfigError
 from synth.records import Prompt
 
-__all__ = ["GenerateConfig", "make_config", "flag", "cli_fields"]
+__all__ = ["GenerateConfig", "make_config", "flag", "cli_fields", "error_text"]
 
 
 def _opt(default: Any = ..., help: str = "", *, cli: str | bool = True, short: str | None = None,
@@ -141,16 +141,23 @@ def cli_fields(cls: type[BaseModel] = GenerateConfig) -> list[tuple[str, Any, st
             if (decl := _declaration(name, cls)) is not None]
 
 
+def error_text(err: dict[str, Any]) -> str:
+    """One pydantic error as the text synth shows: the message, and the value given when
+    it is a scalar (``must be >= 1, got 0``)."""
+    msg = err["msg"].removeprefix("Value error, ")
+    if "input" in err and err["type"] != "missing" and \
+            not isinstance(err["input"], (dict, list)):
+        msg += f", got {err['input']!r}"
+    return msg
+
+
 def _message(err: dict[str, Any], names: str, cls: type[BaseModel] = GenerateConfig) -> str:
     field = str(err["loc"][0]) if err["loc"] else ""
     if err["type"] == "extra_forbidden":
         near = difflib.get_close_matches(field, cls.model_fields, n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
         return f"{field}: not an option of {getattr(cls, 'command', 'synth')}{hint}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if field and "input" in err and err["type"] not in ("missing",) and \
-            not isinstance(err["input"], (dict, list)):
-        msg += f", got {err['input']!r}"
+    msg = error_text(err) if field else err["msg"].removeprefix("Value error, ")
     where = (flag(field, cls) if names == "flags" else field) if field else "config"
     return f"{where}: {msg}"
 

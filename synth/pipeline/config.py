@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from synth.errors import ConfigError, InputError, UserError
+from synth.generate.config import error_text
 from synth.yamlfile import load_yaml
 
 __all__ = ["Pipeline", "GenerateStage", "load_pipeline", "STAGE_KINDS"]
@@ -155,15 +156,9 @@ class _Checker:
             return cls(**data)
         except ValidationError as e:
             err = e.errors()[0]
-            loc = tuple(err["loc"])
-            key = loc[:1]
-            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                raise self.unknown(path, str(loc[0]), set(cls.model_fields)) from None
-            if "input" in err and err["type"] != "missing" and \
-                    not isinstance(err["input"], (dict, list)):
-                msg += f", got {err['input']!r}"
-            raise self.error(path + key, msg) from None
+                raise self.unknown(path, str(err["loc"][0]), set(cls.model_fields)) from None
+            raise self.error(path + tuple(err["loc"])[:1], error_text(err)) from None
 
 
 def _teacher_routes(stage: dict, top_teacher: str | None, ck: _Checker, path: tuple,
@@ -262,9 +257,7 @@ def _generate_stage(stage: Any, i: int, top: dict, ck: _Checker, names: set[str]
         except ValidationError as e:
             err = e.errors()[0]
             key = str(err["loc"][0]) if err["loc"] else ""
-            msg = err["msg"].removeprefix("Value error, ")
-            if "input" in err and not isinstance(err["input"], (dict, list)):
-                msg += f", got {err['input']!r}"
+            msg = error_text(err)
             where = path + ((key,) if key in stage else ())
             raise ck.error(where, f"{key}: {msg}" if key not in stage else msg) from None
     return GenerateStage(name=name, recipe=stage["recipe"], params=p, routes=routes,
@@ -430,8 +423,4 @@ def _check_model(ck: _Checker, cls: type[BaseModel], data: dict, path: tuple) ->
     except ValidationError as e:
         err = e.errors()[0]
         key = str(err["loc"][0]) if err["loc"] else ""
-        msg = err["msg"].removeprefix("Value error, ")
-        if "input" in err and err["type"] != "missing" and \
-                not isinstance(err["input"], (dict, list)):
-            msg += f", got {err['input']!r}"
-        raise ck.error(path + ((key,) if key else ()), msg) from None
+        raise ck.error(path + ((key,) if key else ()), error_text(err)) from None

@@ -165,8 +165,7 @@ class _Run:
             self.skipped.append(key)
             self.on_event("skip", key, entry.get("summary") or {})
             return False
-        resumed = bool(entry and entry.get("status") == "running"
-                       and entry.get("fingerprint") == fingerprint)
+        resumed = self.was_interrupted(key, fingerprint)
         self.manifest["stages"][key] = {"status": "running", "fingerprint": fingerprint,
                                         "started_at": time.time(), "resumed": resumed}
         self.save()
