@@ -223,11 +223,16 @@ def test_script_without_main_guard_runs_once_and_verifies(tmp_path):
     # ... and in words, after "the answer is" (math-verify would read the first number)
     ("The answer is 71 or 72.", "71", "wrong", "hedged: the answer offers alternatives"),
     ("The answer is 71 OR 72", "72", "wrong", "hedged: the answer offers alternatives"),
+    # a box taken back in words: the last box would otherwise win
+    ("So it is \\boxed{72}.\n\nWait, that's wrong: the answer is 73.", "72", "wrong",
+     "hedged: after the boxed answer 72 the text gives another (73)"),
     # not hedging: the same answer boxed twice, or a reference that is itself a disjunction
     ("\\boxed{72}. So the total is \\boxed{ 72 }.", "72", "correct", "equivalent"),
     ("\\boxed{71 \\lor 72}", "71 \\lor 72", "correct", "equivalent"),
     ("The answer is 71 or 72.", "71 or 72", "correct", ""),
     ("The answer is 71.", "71", "correct", "equivalent"),
+    ("\\boxed{72}. So the answer is 72 clips.", "72", "correct", "equivalent"),
+    ("\\boxed{1,000}. The answer is 1000.", "1000", "correct", "equivalent"),
 ])
 def test_hedged_answers_are_wrong(response, reference, outcome, why):
     (got,) = verify_many([(response, reference)], timeout_s=10, workers=1)

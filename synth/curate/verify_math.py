@@ -142,6 +142,15 @@ def _hedge(response: str, answer: str, reference: str) -> str | None:
             return f"hedged: {len(boxed)} different boxed answers ({shown})"
     if _DISJUNCTION_RE.search(answer) and not _DISJUNCTION_RE.search(reference):
         return f"hedged: the answer offers alternatives ({answer!r})"
+    boxes = _all_boxed(response)
+    if boxes:  # "\boxed{72}. Wait, that's wrong: the answer is 73." takes the box back
+        tail = response[response.rfind(boxes[-1]) + len(boxes[-1]):].replace("**", "")
+        for m in _ANSWER_IS_RE.finditer(tail):
+            lead = _NUMBER_RE.match(_clean_tail(m.group(1)))
+            if lead and _norm_key(_normalise_number_text(lead.group(0))) != \
+                    _norm_key(_normalise_number_text(boxes[-1])):
+                return (f"hedged: after the boxed answer {boxes[-1]} the text gives "
+                        f"another ({lead.group(0)})")
     return None
 
 
