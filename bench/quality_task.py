@@ -1,8 +1,9 @@
 """A narrow, checkable task for the distillation quality bench: the first letter of a word.
 
-``bench/distil_quality.py`` distils the embedded SmolLM2-135M-Instruct teacher into a half-depth
-student and compares held-out accuracy of SFT and KL students trained on a few hundred teacher
-answers, all within minutes on two CPU cores. That needs a task whose teacher answers are short,
+Its words and checker are the ``noun_letter`` and ``madeup_letter`` families of
+``bench/focused_tasks.py``, on which ``bench/distil_quality.py`` and
+``bench/defaults_sweep.py`` distil the embedded SmolLM2-135M-Instruct teacher into a
+half-depth student from a few hundred teacher answers, within minutes on two CPU cores. That needs a task whose teacher answers are short,
 correct most of the time, in one consistent format, and whose rule a small student can learn
 from ~300-600 examples. Each item asks::
 
@@ -40,7 +41,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -154,39 +154,9 @@ def make_items(n: int, *, seed: int, split: str) -> list[dict]:
 # Checking answers
 # --------------------------------------------------------------------------------------------
 
-#: One ASCII letter standing alone: no letter or digit on either side, not the tail of a
-#: contraction ("it's"), not the head of one ("I'm"), not part of an abbreviation ("e.g.").
-_LONE_LETTER = re.compile(
-    r"(?<![A-Za-z0-9])(?<![A-Za-z]['\u2019.])([A-Za-z])"
-    r"(?![A-Za-z0-9])(?!['\u2019][A-Za-z])(?!\.[A-Za-z])")
-#: Characters that mark a letter as quoted or emphasised when they sit on both sides of it.
-_WRAP = set("\"'`*_()[]<>\u2018\u2019\u201c\u201d")
-#: A following word that makes a lone letter read as ordinary text ("a carrot", "I think").
-_NEXT_WORD = re.compile(r"\s+([a-z]+)")
-
-
-def answer_letters(answer: str) -> set[str]:
-    """The distinct letters (upper case) that ``answer`` names as its answer.
-
-    A letter counts when it stands alone (see :data:`_LONE_LETTER`) and either is wrapped in
-    quotes, backticks, asterisks or brackets (``"C"``, ``'c'``, ``**C**``, ``(C)``), or is not
-    read as a word: a lower-case letter, ``A`` or ``I`` followed by a lower-case word other
-    than "is" ("a carrot", "I think") is text, not an answer. Letters inside words, including
-    the quoted word being asked about, never count.
-    """
-    found: set[str] = set()
-    for m in _LONE_LETTER.finditer(answer):
-        letter, start, end = m.group(1), m.start(1), m.end(1)
-        before = answer[start - 1] if start else ""
-        after = answer[end] if end < len(answer) else ""
-        if before in _WRAP and after in _WRAP:
-            found.add(letter.upper())
-            continue
-        nxt = _NEXT_WORD.match(answer, end)
-        if nxt and nxt.group(1) != "is" and (letter.islower() or letter in "AI"):
-            continue
-        found.add(letter.upper())
-    return found
+# The letter logic is synth's own choice verifier (synth.curate.verify_choice), the one
+# `synth eval` applies to a one-letter reference: the bench and the product grade alike.
+from synth.curate.verify_choice import answer_letters  # noqa: E402
 
 
 def check(answer: str, reference: str) -> bool:

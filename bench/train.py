@@ -84,7 +84,7 @@ def model_dirs() -> tuple[Path, Path]:
     teacher = model_cache_dir(EMBEDDED_MODELS["smollm2-135m-instruct"].sha256)
     student = RESULTS / "smollm2-cut15"
     if not (student / "config.json").is_file():
-        from synth.train.student import cut_student, load_pretrained
+        from synth.training.student import cut_student, load_pretrained
 
         s = cut_student(load_pretrained(str(teacher)), "15")
         s.model.save_pretrained(student)

@@ -20,10 +20,10 @@ from synth.errors import (
     UserError,
 )
 
-# Bound here, before anything imports a submodule of synth.generate (which would set the
-# attribute ``synth.generate`` to the package): the two functions are light wrappers.
-from synth.generate import agenerate, generate  # noqa: E402
-from synth.train import evaluate, train  # noqa: E402
+# The functions live in packages named for the stage (synth.generation, synth.training), so no
+# function is bound over a subpackage and `import synth.training.config as c` works.
+from synth.generation import agenerate, generate  # noqa: E402
+from synth.training import evaluate, train  # noqa: E402
 
 
 def run(pipeline: Any, /, **kwargs: Any) -> Any:
@@ -52,8 +52,8 @@ def export(source: Any, /, **kwargs: Any) -> Any:
 __version__ = "0.1.0"
 
 _LAZY = {  # public name → the module that defines it
-    "GenerateConfig": "synth.generate.config",
-    "RunResult": "synth.generate.run",
+    "GenerateConfig": "synth.generation.config",
+    "RunResult": "synth.generation.run",
     "read_prompts": "synth.inputs",
     "Prompt": "synth.records",
     "Params": "synth.records",
@@ -64,9 +64,9 @@ _LAZY = {  # public name → the module that defines it
     "TeacherOptions": "synth.teachers",
     "make_teacher": "synth.teachers",
     "register_provider": "synth.teachers",
-    "TrainConfig": "synth.train.config",
-    "EvalConfig": "synth.train.config",
-    "TrainResult": "synth.train.recipe",
+    "TrainConfig": "synth.training.config",
+    "EvalConfig": "synth.training.config",
+    "TrainResult": "synth.training.recipe",
 }
 
 __all__ = [
@@ -121,10 +121,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
-    from synth.generate.config import GenerateConfig
-    from synth.generate.run import RunResult
+    from synth.generation.config import GenerateConfig
+    from synth.generation.run import RunResult
     from synth.inputs import read_prompts
     from synth.records import TRACE_SCHEMA, Completion, Params, Prompt, Request
     from synth.teachers import Teacher, TeacherOptions, make_teacher, register_provider
-    from synth.train.config import EvalConfig, TrainConfig
-    from synth.train.recipe import TrainResult
+    from synth.training.config import EvalConfig, TrainConfig
+    from synth.training.recipe import TrainResult

@@ -55,16 +55,16 @@ def _cli_type(annotation: Any) -> tuple[Any, str | None]:
 
 
 def _generate_signature() -> inspect.Signature:
-    """``synth generate``'s options, built from :class:`~synth.generate.config.GenerateConfig`
+    """``synth generate``'s options, built from :class:`~synth.generation.config.GenerateConfig`
     (the one place each option, its default, bounds and help are defined)."""
-    from synth.generate.config import GenerateConfig
+    from synth.generation.config import GenerateConfig
 
     return _signature(GenerateConfig)
 
 
 def _signature(cls: Any) -> inspect.Signature:
     """A command's options from its config model's fields."""
-    from synth.generate.config import cli_fields
+    from synth.generation.config import cli_fields
 
     params = []
     for name, info, decl, short in cli_fields(cls):
@@ -97,7 +97,7 @@ def _call(run: Any, *, interrupted: str, **options: Any) -> Any:
 
 def generate(**options: Any) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
-    from synth.generate import generate as run
+    from synth.generation import generate as run
 
     result = _call(run, interrupted=f"answers so far are in {options['out']}/cache.sqlite: "
                    "run the same command to resume", **options)
@@ -117,7 +117,7 @@ def generate(**options: Any) -> None:
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _generate_entry(ctx: typer.Context) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
-    from synth.generate.config import GenerateConfig
+    from synth.generation.config import GenerateConfig
 
     _run_sub(ctx, "generate", generate, GenerateConfig)
 
@@ -137,7 +137,7 @@ def train_command(**options: Any) -> None:
     """Train a student on trace rows: SFT, KL distillation (online teacher logits or stored
     top-K logprobs), or both. Writes an HF model directory, train_log.jsonl, loss.png,
     checkpoints/ and a model card to OUT."""
-    from synth.train import train as run
+    from synth.training import train as run
 
     out = options["out"]
     result = _call(run, interrupted=f"the steps done so far are checkpointed in "
@@ -157,11 +157,11 @@ def train_command(**options: Any) -> None:
 def eval_command(**options: Any) -> None:
     """Compare a student with its teacher on held-out rows: loss, perplexity, per-token KL,
     top-1 agreement, task accuracy through the curation verifiers, speed and size. Writes
-    eval.json and prints a table."""
-    from synth.train import evaluate as run
+    eval.json (and answers.jsonl: every scored answer and its verdict) and prints a table."""
+    from synth.training import evaluate as run
 
     result = _call(run, interrupted="nothing was written", **options)
-    from synth.train.evaluate import print_table
+    from synth.training.evaluation import print_table
 
     print_table(result)
 
@@ -170,7 +170,7 @@ def eval_command(**options: Any) -> None:
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _train_entry(ctx: typer.Context) -> None:
     """Train a student on trace rows (SFT, KL distillation, or both)."""
-    from synth.train.config import TrainConfig
+    from synth.training.config import TrainConfig
 
     _run_sub(ctx, "train", train_command, TrainConfig)
 
@@ -179,7 +179,7 @@ def _train_entry(ctx: typer.Context) -> None:
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _eval_entry(ctx: typer.Context) -> None:
     """Compare a trained student with its teacher on held-out rows."""
-    from synth.train.config import EvalConfig
+    from synth.training.config import EvalConfig
 
     _run_sub(ctx, "eval", eval_command, EvalConfig)
 

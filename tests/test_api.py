@@ -22,7 +22,7 @@ def test_training_names_and_a_light_import():
     import subprocess
     import sys
 
-    train = importlib.import_module("synth.train")  # the package; synth.train is the function
+    train = importlib.import_module("synth.training")  # the package of synth.train
 
     assert sorted(train.__all__) == sorted(["train", "evaluate", "TrainConfig", "EvalConfig",
                                             "TrainResult"])
@@ -74,3 +74,22 @@ def test_trace_schema_has_the_issue_columns():
             "finish_reason", "status", "error", "provider", "model", "model_version", "params",
             "request_hash", "input_tokens", "output_tokens", "cost_usd", "latency_s",
             "created_at", "metadata", "reference"} <= cols
+
+
+def test_every_submodule_imports_as_a_name():
+    """``import synth.X.Y as z`` works for every module: no function of synth's API is bound
+    over a subpackage (``synth.train`` the function and ``synth.training`` the package)."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    names = [m.name for m in pkgutil.walk_packages(synth.__path__, "synth.")
+             if not m.name.endswith("__main__") and not m.name.split(".")[-1].startswith("_")]
+    assert "synth.training.config" in names and "synth.generation.config" in names
+    code = "\n".join(f"import {n} as m{i}" for i, n in enumerate(names)) + (
+        # and once every submodule is imported, the API's names are still its functions
+        "\nimport types, synth, synth.training as t, synth.generation as g"
+        "\nfns = [synth.train, synth.evaluate, synth.generate, t.train, t.evaluate, g.generate]"
+        "\nprint('ok' if all(isinstance(f, types.FunctionType) for f in fns) else fns)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "ok", r.stderr[-2000:]

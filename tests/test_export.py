@@ -75,9 +75,12 @@ def read_jsonl(p):
 
 
 def side(pid, split, seed):
-    """The documented rule, written out independently of the module."""
-    u = int.from_bytes(hashlib.sha256(f"{seed}:{pid}".encode()).digest()[:8], "big") / 2**64
-    return "train" if u < split else "test"
+    """The documented rule (synth.rows: held out when sha256("synth-split:{seed}:{key}") as a
+    number in [0, 1) is below the held-out share, here 1 - split), written out
+    independently of the module."""
+    u = int.from_bytes(hashlib.sha256(f"synth-split:{seed}:{pid}".encode()).digest()[:8],
+                       "big") / 2**64
+    return "test" if u < 1 - split else "train"
 
 
 # ------------------------------------------------------------------------ hf
@@ -458,7 +461,8 @@ def test_out_may_not_be_the_source_folder(tmp_path):
     (lambda d: write_run(d / "c", many(2), name="rejects.parquet") / "rejects.parquet",
      "rows curation rejected"),
     (lambda d: write_run(d / "c", many(2), name="rejects.parquet"), "only rejects.parquet"),
-    (lambda d: (d / "empty").mkdir() or d / "empty", "no curate/curated.parquet"),
+    (lambda d: (d / "empty").mkdir() or d / "empty",
+     "neither traces.parquet nor curated.parquet in this directory"),
     (lambda d: (d / "x.csv").write_text("a") and d / "x.csv", "not a .parquet or .jsonl"),
     (lambda d: (d / "x.parquet").write_text("junk") and d / "x.parquet", "cannot read rows"),
 ])
@@ -549,7 +553,7 @@ def test_split_that_leaves_a_side_empty_is_refused(tmp_path):
     run = write_run(tmp_path / "run", many(1))  # one prompt: one side must be empty
     seeds = {side("p0", 0.5, s): s for s in range(40)}
     assert set(seeds) == {"train", "test"}
-    with pytest.raises(ConfigError, match=r"all 1 prompts \(2 rows\) fell in train, none in "
+    with pytest.raises(ConfigError, match=r"all 1 source prompts \(2 rows\) fell in train, none in "
                                           "test"):
         export_run(run, format="hf", out=tmp_path / "o", split=0.5, seed=seeds["train"])
     with pytest.raises(ConfigError, match="fell in test, none in train"):

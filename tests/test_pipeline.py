@@ -290,8 +290,11 @@ def quickstart_for(tmp_path, teacher: str, *, tiny: bool) -> "os.PathLike":
     spec["accept_terms"] = ["unknown"]  # a local directory has no registry entry
     if tiny:
         spec["report"] = {"vendi": False}  # MiniLM's load would be most of the test
-        spec["options"] = {"max_tokens": 12, "concurrency": 8}
-        spec["generate"][1]["max_tokens"] = 12
+        spec["options"] = {"max_tokens": 12, "concurrency": 8, "logprobs": 5}
+        for g in spec["generate"]:
+            g["max_tokens"] = 12
+        first = tmp_path / "data" / "first-letter.jsonl"  # 40 of the 480 words
+        first.write_text("".join(first.read_text().splitlines(keepends=True)[:40]))
         # a random model never stops by itself: every answer would be 'truncated'
         write(tmp_path / "tiny.yaml", "name: tiny\nsteps:\n  - drop_errors\n  - empty\n")
         spec["curate"] = {"recipe": "tiny.yaml"}
@@ -311,22 +314,25 @@ def test_quickstart_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     p = quickstart_for(tmp_path, f"local:{tiny}", tiny=True)
     out = tmp_path / "run"
     res = run(p, out)
-    assert res.ran == ["generate.answers", "generate.evolved", "dataset", "curate",
-                       "split", "train", "eval"]
+    assert res.ran == ["generate.letters", "generate.evolved", "dataset", "split", "curate",
+                       "train", "eval"]
     for rel in ("student/config.json", "student/README.md", "student/train_log.jsonl",
                 "eval/eval.json", "report.html", "README.md", "split/heldout.parquet"):
         assert (out / rel).is_file(), rel
     held = {r["prompt_id"] for r in pq.read_table(out / "split/heldout.parquet").to_pylist()}
     trained = {r["prompt_id"] for r in pq.read_table(out / "split/train.parquet").to_pylist()}
     assert held and trained and not held & trained
+    ev = json.loads((out / "eval" / "eval.json").read_text())
+    letters = [r for r in held if r.startswith("fl-")]
+    assert ev["task"]["n"] == len(letters)  # every held-out word, whatever the tiny model said
     again = run(p, out)
     assert again.ran == [] and len(again.skipped) == 7
 
 
 @pytest.mark.quickstart
 def test_quickstart_for_real_with_smollm2(tmp_path):
-    """README command (1): the embedded teacher, the real pipeline file (about 7.5 minutes
-    on 2 cores, so not in the default run: `python -m pytest -m quickstart`)."""
+    """README command (1): the embedded teacher, the real pipeline file (minutes on 2 cores,
+    so not in the default run: `python -m pytest -m quickstart`)."""
     pytest.importorskip("transformers")
     p = quickstart_for(tmp_path, "local:smollm2-135m-instruct", tiny=False)
     out = tmp_path / "run"
@@ -334,6 +340,8 @@ def test_quickstart_for_real_with_smollm2(tmp_path):
     assert "eval" in res.ran
     ev = json.loads((out / "eval" / "eval.json").read_text())
     assert ev["params"]["student"] < ev["params"]["teacher"]
+    task = ev["task"]  # the goal of README command (1): a student that works
+    assert task["n"] >= 100 and task["retained"] >= 0.9, task
     assert (out / "report.html").stat().st_size > 10_000
 
 

@@ -373,6 +373,7 @@ def test_training_and_eval_tables(full):
     assert e["held-out loss / token"][1:] == ["1.877", "0.9123"]
     assert e["KL(teacher‖student) / token"][1] == "0.4321"
     assert e["top-1 agreement"][1] == "87.5%"
+    assert e["held-out prompts scored (n)"][1:] == ["2", "2"]  # one denominator for both
     assert e["task accuracy"][1:] == ["50.0%", "100.0%"]
     assert e["correct / wrong / unverifiable"][1:] == ["1 / 1 / 0", "2 / 0 / 0"]
     assert e["teacher quality retained"][1] == "50.0%"

@@ -90,7 +90,8 @@ def test_responses_template_rows_and_cache(server, teach, tmp_path):
     assert b["response"] == "Echo: Q: beta (about greek)"
     assert b["messages"][0] == {"role": "system", "content": "Sys."}  # the line's own
     assert b["reference"] == "B"
-    assert meta(b) == {"template_id": "test/wrap", "template_hash": t.hash, "topic": "greek"}
+    assert meta(b) == {"template_id": "test/wrap", "template_hash": t.hash, "topic": "greek",
+                       "source_id": "b"}  # the held-out split keys on the input prompt
     assert res.info["template"] == "test/wrap" and res.info["requests"] == 4
     # a rerun is free
     server.reset()

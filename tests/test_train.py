@@ -105,14 +105,14 @@ def _grads(model):
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path, tiny):
-    """The recipe's own accumulation (synth.train.recipe.accumulate): 4 micro-batches of
+    """The recipe's own accumulation (synth.training.recipe.accumulate): 4 micro-batches of
     unequal token counts give the gradient of the one batch holding them all. A
     per-micro-batch mean (DistillKit) would weigh the short micro-batches' tokens more."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from synth.train import data as D
-    from synth.train.losses import HeadLoss
-    from synth.train.recipe import accumulate
+    from synth.training import data as D
+    from synth.training.losses import HeadLoss
+    from synth.training.recipe import accumulate
 
     rows = D.load_rows(rows_file(tmp_path / "rows.jsonl", n=8))
     tok = AutoTokenizer.from_pretrained(tiny)
@@ -137,7 +137,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, tiny):
             assert torch.allclose(big[k], acc[k], atol=1e-6, rtol=1e-4), k
         # and the naive per-micro-batch mean really is different (the test can fail)
         model.zero_grad()
-        from synth.train.recipe import batch_loss
+        from synth.training.recipe import batch_loss
 
         for g in ([0], [1, 2, 3], [4, 5], [6, 7]):
             b = D.collate(examples, [[i] for i in g], pad_id=0, packed=False)
@@ -210,6 +210,83 @@ def test_resume_continues_the_same_curve(tmp_path, tiny):
         assert x["lr"] == pytest.approx(y["lr"])
     wa, wb = weights(whole), weights(cut)
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_packed_epochs_visit_every_example_once_across_resume(tmp_path, tiny, monkeypatch):
+    """Regression: packed epochs hold different numbers of rows, and the trainer indexed
+    every epoch by the first one's step count (IndexError, or data silently skipped)."""
+    from collections import Counter
+
+    from synth.training import data as D
+    from synth.training.student import load_pretrained
+
+    data = rows_file(tmp_path / "rows.jsonl", n=40, seed=3)
+    common = dict(data=data, student=str(tiny), epochs=3, batch_size=1, packing=True,
+                  max_len=64, lr=1e-3, seed=0, save_every=1, keep_checkpoints=100,
+                  progress=False)
+    # the epochs of this run really do differ in length (else this test proves nothing)
+    rows = D.load_rows(data)
+    exs, _ = D.build_examples(rows, load_pretrained(str(tiny)).tokenizer, max_len=64)
+    plan = D.StepPlan(exs, batch_size=1, packing=True, max_len=64, seed=0, shuffle=True,
+                      grad_accum=1)
+    assert [plan.steps_in(e) for e in range(3)] == [12, 12, 11]  # the old code: IndexError
+
+    calls: list[list[int]] = []
+    real = D.collate
+
+    def spy(examples, rows_, **kw):
+        calls.append([examples[i].row for r in rows_ for i in r])
+        return real(examples, rows_, **kw)
+
+    monkeypatch.setattr(D, "collate", spy)
+    whole = tmp_path / "whole"
+    res = synth.train(out=whole, **common)
+    assert res.summary["steps"] == plan.total(3) and res.summary["epochs"] == 3
+    assert Counter(i for c in calls for i in c) == {i: 3 for i in range(40)}
+    # a run that died after the checkpoint in the middle of its second epoch
+    k = plan.steps_in(0) + plan.steps_in(1) // 2
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    for p in cut.iterdir():
+        if p.name not in ("checkpoints", "train_log.jsonl"):
+            p.unlink()
+    for c in (cut / "checkpoints").iterdir():
+        if int(c.name.split("-")[1]) > k:
+            shutil.rmtree(c)
+    before = calls[:k]
+    calls.clear()
+    synth.train(out=cut, resume=True, **{**common, "keep_checkpoints": 100})
+    assert Counter(i for c in before + calls for i in c) == {i: 3 for i in range(40)}
+    wa, wb = weights(whole), weights(cut)
+    assert all(torch.allclose(wa[key], wb[key], atol=1e-6) for key in wa)
+
+
+def test_chat_jsonl_export_trains_with_synth_train(tmp_path, tiny):
+    """Round trip: `synth export --format chat-jsonl` writes conversations that end with the
+    answer and have no response field; synth train learns that last turn (it dropped every
+    such row as "no assistant text")."""
+    from synth.dataset.export import export_run
+
+    data = rows_file(tmp_path / "rows.jsonl", n=12)
+    export_run(data, format="chat-jsonl", out=tmp_path / "exp")
+    lines = [json.loads(x) for x in (tmp_path / "exp" / "train.jsonl").read_text().split("\n")
+             if x]
+    assert len(lines) == 12 and all(set(x) == {"messages"} for x in lines)
+    a = synth.train(data=tmp_path / "exp" / "train.jsonl", student=str(tiny),
+                    out=tmp_path / "a", max_steps=2, batch_size=4, progress=False)
+    b = synth.train(data=data, student=str(tiny), out=tmp_path / "b", max_steps=2,
+                    batch_size=4, progress=False)
+    assert a.summary["data"]["examples"] == 12 and a.summary["data"]["dropped_examples"] == {}
+    assert a.summary["data"]["target_tokens"] == b.summary["data"]["target_tokens"]
+    assert a.summary["final"]["loss"] == pytest.approx(b.summary["final"]["loss"], rel=1e-5)
+
+
+def test_eval_split_that_holds_out_nothing_is_refused(tmp_path, tiny):
+    data = rows_file(tmp_path / "rows.jsonl", n=4)
+    with pytest.raises(ConfigError, match="--eval-split 0.001: holds out none of these 4"):
+        synth.train(data=data, student=str(tiny), out=tmp_path / "o", eval_split=0.001,
+                    progress=False)
+    assert not (tmp_path / "o").exists()
 
 
 def test_resume_refuses_changed_settings(tmp_path, tiny):
@@ -329,6 +406,34 @@ def test_student_too_large_for_memory(tmp_path, tiny):
     assert _nothing_written(tmp_path / "o")
 
 
+def test_gpu_memory_estimate_counts_the_weights_that_will_move(tiny, tiny_other):
+    """On a GPU the weights are not resident yet when memory is checked: the student's and
+    the teacher's must be counted (on the CPU they are loaded already, and the memory
+    available excludes them)."""
+    from synth.training.recipe import estimate_memory
+    from synth.training.student import load_pretrained
+
+    s = load_pretrained(str(tiny)).model
+    t = load_pretrained(str(tiny_other), dtype="bf16").model
+    cpu = estimate_memory(s, t, lora=False, tokens=64, chunk=64, device="cpu")
+    gpu = estimate_memory(s, t, lora=False, tokens=64, chunk=64, device="cuda")
+    s_bytes = sum(p.numel() * 4 for p in s.parameters())
+    t_bytes = sum(p.numel() * 2 for p in t.parameters())  # bf16: what it will hold
+    assert gpu["student weights"] == s_bytes and gpu["teacher weights"] == t_bytes
+    assert gpu["total"] == cpu["total"] + s_bytes + t_bytes
+
+
+def test_bf16_teacher_is_loaded_in_bf16_and_the_cut_student_trains_in_fp32(tmp_path, tiny):
+    from safetensors import safe_open
+
+    data = rows_file(tmp_path / "rows.jsonl", n=8)
+    synth.train(data=data, student="from-teacher:layers=1", teacher=str(tiny), loss="kl",
+                precision="bf16", out=tmp_path / "o", max_steps=2, batch_size=4,
+                progress=False)
+    with safe_open(str(tmp_path / "o" / "model.safetensors"), "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float32 for k in f.keys())
+
+
 def test_api_teacher_is_refused_for_online_kl(tmp_path, tiny):
     data = rows_file(tmp_path / "rows.jsonl", n=4)
     with pytest.raises(ConfigError, match="offline"):
@@ -401,3 +506,26 @@ def test_real_smollm2_cut_student_trains_and_serves(tmp_path):
     res = synth.generate(input=prompts, teacher=f"local:{out}", out=tmp_path / "gen",
                          max_tokens=4, accept_terms=("unknown",), progress=False)
     assert res.summary["status"]["ok"] == 1
+
+
+def test_defaults_heal_a_cut_student_by_steps_not_epochs(tmp_path, tiny):
+    """The defaults (bench/defaults_sweep.py): peak lr 5e-4 for a cut student, 5e-5 for a
+    pretrained one, 2e-4 with LoRA; without --epochs, as many whole epochs as give at least
+    150 optimiser steps."""
+    from synth.training.config import MIN_STEPS, TrainConfig
+
+    def cfg(student="s", **kw):
+        return TrainConfig(data=tmp_path, student=student, out=tmp_path / "o", **kw)
+
+    cut = dict(student="from-teacher:layers=4", teacher="t")
+    assert cfg(**cut).peak_lr == 5e-4 and cfg().peak_lr == 5e-5
+    assert cfg(lora_r=8).peak_lr == cfg(lora_r=8, **cut).peak_lr == 2e-4
+    assert cfg(lr=1e-5, **cut).peak_lr == 1e-5
+    assert MIN_STEPS == 150
+    assert [cfg().epochs_for(n) for n in (50, 7, 150, 200, 1)] == [3, 22, 1, 1, 150]
+    assert cfg(epochs=0.5).epochs_for(7) == 0.5
+    data = rows_file(tmp_path / "rows.jsonl", n=20)  # 3 steps an epoch at batch 8
+    r = synth.train(data=data, student=str(tiny), out=tmp_path / "o", progress=False,
+                    save_every=10**6)
+    assert r.summary["epochs_planned"] == 50 and r.summary["steps"] == 150
+    assert r.summary["lr"] == 5e-5 and not r.summary["lr_given"]  # a pretrained student

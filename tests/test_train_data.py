@@ -1,4 +1,4 @@
-"""synth.train.data: reading rows, assistant-only masks, offline top-K alignment, splits,
+"""synth.training.data: reading rows, assistant-only masks, offline top-K alignment, splits,
 packing boundaries, and that a packed batch gives exactly the loss and gradients of its
 examples run one by one (attention and labels never cross examples)."""
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from synth.errors import InputError
-from synth.train.data import (
+from synth.training import data as D
+from synth.training.data import (
     FALLBACK_CHAT_TEMPLATE,
     Example,
     TrainRows,
@@ -257,7 +258,7 @@ def test_jsonl_prompt_string_and_bad_roles(tmp_path):
                                                "response": "y"}])
     with pytest.raises(InputError) as e:
         load_rows(p)
-    assert e.value.field == "messages[0]"
+    assert e.value.field == "messages[0].role"
 
 
 def test_need_logprobs_without_logprobs(tmp_path):
@@ -303,11 +304,19 @@ def test_some_rows_too_long_are_dropped(tiny_tok):
     assert all(len(ex) <= limit for ex in examples)
 
 
-def test_groups_come_from_prompt_id_then_id(tiny_tok):
+def test_groups_are_source_prompts(tiny_tok):
+    """A row's group is its source prompt (synth.rows.source_key): metadata.source_id, else
+    prompt_id, else a hash of its prompt messages (a per-sample id never splits a prompt)."""
+    from synth.records import messages_hash
+
     rows = [{**ROWS[0], "prompt_id": "p1"}, {**ROWS[1], "prompt_id": "p1"},
-            {**ROWS[2]}, {"messages": msgs("hi"), "response": "yes"}]
+            {**ROWS[2]}, {"id": "x:0", "messages": msgs("hi"), "response": "yes"},
+            {"id": "x:1", "messages": msgs("hi"), "response": "yes!"},
+            {**ROWS[0], "prompt_id": "p2@openai_x", "metadata": '{"source_id": "p2"}'}]
     examples, _ = build_examples(train_rows(rows), tiny_tok)
-    assert [ex.group for ex in examples] == ["p1", "p1", "c", "3"]
+    assert [ex.group for ex in examples] == [
+        "p1", "p1", messages_hash(ROWS[2]["messages"]), messages_hash(msgs("hi")),
+        messages_hash(msgs("hi")), "p2"]
 
 
 # -------------------------------------------------------------------------- offline examples
@@ -407,6 +416,124 @@ def test_check_stored_ids_unknown_string_is_not_unk(tiny_tok):
         check_stored_ids([row], tiny_tok, path="t")
 
 
+def test_check_stored_ids_reads_every_row(tiny_tok):
+    """Regression: only the first 200 rows were checked."""
+    rows = [offline_row(tiny_tok, "the cat", "hi", line=n)[0] for n in range(1, 302)]
+    check_stored_ids(rows, tiny_tok, path="t.parquet")
+    rows[300]["logprobs"]["token_ids"] = [3, len(tiny_tok) + 1]
+    with pytest.raises(InputError, match="outside") as e:
+        check_stored_ids(rows, tiny_tok, path="t.parquet")
+    assert e.value.line == 301
+
+
+def test_an_unmappable_top_k_string_loses_only_its_slot(tiny_tok):
+    """Regression: one top-K string the student's vocabulary lacks set the whole position's
+    alternatives to -1, so that position's KL was zero."""
+    row, ids, top_ids, top_lp = offline_row(tiny_tok, "the cat is big", "hi",
+                                            with_ids=False)
+    row["logprobs"]["top_tokens"][1][1] = "notaword"
+    stats = check_stored_ids([row], tiny_tok, path="t")
+    assert stats["top_k_unmapped"] == 1 and stats["top_k_slots"] == sum(map(len, top_ids))
+    rows = TrainRows([row], path="t", source="file")
+    [ex], _ = build_examples(rows, tiny_tok, offline=True)
+    assert ex.top_ids[1, 0] == top_ids[1][0] and ex.top_ids[1, 1] == -1
+    assert (ex.top_ids[0, :3] == top_ids[0]).all()
+
+
+def test_offline_eos_is_appended_where_the_teacher_stopped(tiny_tok):
+    """API logprobs leave out the end-of-turn token: where the teacher stopped, it becomes a
+    target with a one-hot teacher distribution, so the student learns to stop; a row cut off
+    at max_tokens gets none."""
+    row, ids, *_ = offline_row(tiny_tok, "the cat is big", "hi")
+    for key in ("token_ids", "tokens", "top_logprobs", "logprobs", "top_token_ids",
+                "top_tokens"):
+        row["logprobs"][key] = row["logprobs"][key][:-1]  # no eos stored
+    eos = tiny_tok.convert_tokens_to_ids("<|im_end|>")
+    stopped = {**row, "finish_reason": "stop"}
+    cut = {**row, "finish_reason": "length", "_line": 2}
+    [a, b], _ = build_examples(TrainRows([stopped, cut], path="t", source="file"), tiny_tok,
+                               offline=True)
+    assert a.ids[a.start:].tolist() == ids and a.ids[-1] == eos
+    assert a.top_ids[-1, 0] == eos and a.top_logprobs[-1, 0] == 0.0
+    assert (a.top_ids[-1, 1:] == -1).all()
+    assert b.ids[b.start:].tolist() == ids[:-1]
+    # a local teacher's rows already end with it: nothing added
+    full = {**offline_row(tiny_tok, "the cat is big", "hi")[0], "finish_reason": "stop"}
+    [c], _ = build_examples(TrainRows([full], path="t", source="file"), tiny_tok, offline=True)
+    assert c.ids[c.start:].tolist() == ids
+
+
+def test_offline_reasoning_must_match_what_the_tokens_hold(smol_tok):
+    """Regression: --reasoning was ignored offline. A local teacher stores its <think> text
+    with the answer; an API teacher returns reasoning apart, without logprobs. Offline KD
+    learns the stored tokens as they are, so --reasoning must ask for what they hold."""
+
+    def row(text, line):
+        ids = smol_tok(text, add_special_tokens=False)["input_ids"]
+        return {"messages": msgs("Sum 2+4"), "response": "6", "reasoning": "2+4 is 6",
+                "finish_reason": "stop", "_line": line,
+                "logprobs": {"token_ids": ids, "top_token_ids": [[i] for i in ids],
+                             "top_logprobs": [[-0.1] for _ in ids]}}
+
+    inline = TrainRows([row("<think>\n2+4 is 6\n</think>\n\n6", 1)], path="t", source="file")
+    apart = TrainRows([row("6", 2)], path="t", source="file")
+    build_examples(inline, smol_tok, offline=True, reasoning="keep")
+    with pytest.raises(InputError, match="--reasoning drop with offline KD.*cannot be cut"):
+        build_examples(inline, smol_tok, offline=True, reasoning="drop")
+    build_examples(apart, smol_tok, offline=True, reasoning="drop")
+    with pytest.raises(InputError, match="--reasoning keep with offline KD.*only the answer"):
+        build_examples(apart, smol_tok, offline=True, reasoning="keep")
+
+
+def test_template_that_rewrites_the_answer_is_refused(smol_tok):
+    """A chat template that keeps only the text after </think> (DeepSeek-R1 distills) would
+    train the student on something other than the target: refused, naming the row."""
+    import copy
+
+    tok = copy.deepcopy(smol_tok)
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'assistant' %}"
+        "{% set c = m['content'] %}{% if '</think>' in c %}"
+        "{% set c = c.split('</think>')[-1].lstrip() %}{% endif %}"
+        "{{ '<|im_start|>assistant\\n' + c + '<|im_end|>\\n' }}{% else %}"
+        "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    rows = [{"messages": msgs("Sum 2+3"), "response": "5", "_line": 1},
+            {"messages": msgs("Sum 2+4"), "response": "6", "reasoning": "2+4 is 6",
+             "_line": 2}]
+    with pytest.raises(InputError, match="changes the assistant text of 1 of 2 rows") as e:
+        build_examples(TrainRows(rows, path="t.jsonl", source="file"), tok)
+    assert e.value.line == 2 and "--reasoning drop" in str(e.value)
+    examples, _ = build_examples(TrainRows(rows, path="t.jsonl", source="file"), tok,
+                                 reasoning="drop")
+    assert len(examples) == 2
+    # the real template keeps assistant content as it is: no refusal
+    build_examples(TrainRows(rows, path="t.jsonl", source="file"), smol_tok)
+
+
+def test_rows_ending_with_the_answer_train_on_it(tiny_tok, tmp_path):
+    """Rows whose messages end with an assistant turn and have no response (chat-jsonl,
+    TRL/axolotl data): the last assistant turn is the target, earlier turns are prompt."""
+    chat = [{"messages": msgs("what is the sky ?") + [
+        {"role": "assistant", "content": "the sky is blue ."},
+        {"role": "user", "content": "why ?"},
+        {"role": "assistant", "content": "because of the sun ."}]}]
+    p = write_jsonl(tmp_path / "chat.jsonl", chat)
+    rows = load_rows(p)
+    [ex], _ = build_examples(rows, tiny_tok)
+    want = tiny_tok("because of the sun .", add_special_tokens=False)["input_ids"]
+    assert ex.ids[ex.start:].tolist() == want + [tiny_tok.eos_token_id]
+    prompt = tiny_tok.apply_chat_template(chat[0]["messages"][:-1], tokenize=False,
+                                          add_generation_prompt=True)
+    assert ex.ids[:ex.start].tolist() == tiny_tok(prompt, add_special_tokens=False)[
+        "input_ids"]
+    # the same as the row written with a response
+    same = [{"messages": chat[0]["messages"][:-1], "response": "because of the sun ."}]
+    [ex2], _ = build_examples(load_rows(write_jsonl(tmp_path / "r.jsonl", same)), tiny_tok)
+    assert ex2.ids.tolist() == ex.ids.tolist() and ex2.start == ex.start
+
+
 # ---------------------------------------------------------------------------- split_examples
 
 def fake_examples(lengths, groups=None, seed=0, start=None):
@@ -436,10 +563,14 @@ def test_split_keeps_each_prompt_on_one_side():
 
 
 def test_split_edges():
+    """The split is one pure function of (source prompt, share, seed): a share too small for
+    a tiny set holds out nothing (synth train then refuses --eval-split, tests/test_train.py)
+    rather than moving a prompt by a rule of its own."""
     exs = fake_examples([4, 4, 4], ["a", "a", "b"])
     assert split_examples(exs, 0.0, seed=0) == (exs, [])
-    train, held = split_examples(exs, 1e-9, seed=0)  # tiny share: still one prompt held out
-    assert held and train and {e.group for e in held} == {"b"}
+    assert split_examples(exs, 1e-9, seed=0) == (exs, [])
+    train, held = split_examples(exs, 0.999999, seed=0)
+    assert train == [] and held == exs
 
 
 # ------------------------------------------------------------------------- packing / plans
@@ -461,6 +592,62 @@ def test_plan_epoch_packing_bounds_and_coverage():
                               epoch=0)
     assert plan != plan_epoch(exs, batch_size=3, packing=True, max_len=max_len, seed=5,
                               epoch=1)
+
+
+def _visits(plan_at, total, n):
+    """How often each example is trained on over ``total`` optimiser steps."""
+    counts = [0] * n
+    for step in range(total):
+        for mb in plan_at(step):
+            for row in mb:
+                for i in row:
+                    counts[i] += 1
+    return counts
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_every_epoch_visits_every_example_once(packing):
+    """Regression: the step count came from epoch 0's plan and later epochs were indexed with
+    step % steps_per_epoch, but with packing each epoch's order packs into another number of
+    rows: a shorter epoch raised IndexError at its last step, a longer one skipped data."""
+    from synth.training.data import StepPlan
+
+    old_wrong = 0
+    for size in (7, 13, 30, 61, 97):
+        for seed in range(12):
+            rng = np.random.default_rng(seed * 1000 + size)
+            exs = fake_examples(rng.integers(3, 60, size).tolist(), seed=seed)
+            for accum in (1, 2):
+                kw = dict(batch_size=2, packing=packing, max_len=64, seed=seed, shuffle=True)
+                plan = StepPlan(exs, grad_accum=accum, **kw)
+                total = plan.total(3)
+                assert _visits(plan.at, total, size) == [3] * size, (size, seed, accum)
+                assert plan.epochs_done(total) == 3
+                # each epoch on its own: every example once
+                for e in range(3):
+                    firsts = sum(plan.steps_in(x) for x in range(e))
+                    got = _visits(lambda s: plan.at(firsts + s), plan.steps_in(e), size)
+                    assert got == [1] * size
+                # the old indexing, for contrast: it must differ somewhere when packing
+                steps0 = len(list(D.iter_steps(plan_epoch(exs, epoch=0, **kw), accum)))
+
+                def old_at(step):
+                    steps = list(D.iter_steps(plan_epoch(exs, epoch=step // steps0, **kw),
+                                              accum))
+                    return steps[step % steps0] if step % steps0 < len(steps) else []
+                old_wrong += _visits(old_at, 3 * steps0, size) != [3] * size
+    assert (old_wrong > 0) == packing  # the check can fail, and did on the old code
+
+
+def test_fractional_epochs_and_max_steps():
+    from synth.training.data import StepPlan
+
+    exs = fake_examples([5] * 10)
+    plan = StepPlan(exs, batch_size=4, packing=False, max_len=8, seed=0, shuffle=True,
+                    grad_accum=1)
+    assert plan.steps_in(0) == 3 and plan.total(1) == 3 and plan.total(2.5) == 8
+    assert plan.total(1, max_steps=7) == 7 and plan.locate(7) == (2, 1)
+    assert plan.epochs_done(8) == pytest.approx(2 + 2 / 3)
 
 
 def test_plan_epoch_without_packing():
@@ -517,8 +704,8 @@ def _grads(model):
 def test_packed_loss_and_gradients_equal_unpacked(tiny_models, tiny_tok, impl, kd):
     from transformers import AutoModelForCausalLM
 
-    from synth.train.losses import HeadLoss
-    from synth.train.recipe import batch_loss
+    from synth.training.losses import HeadLoss
+    from synth.training.recipe import batch_loss
 
     student_path, teacher_path = tiny_models
     torch.manual_seed(0)

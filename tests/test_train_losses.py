@@ -1,4 +1,4 @@
-"""synth.train.losses against independent reference computations on random tensors.
+"""synth.training.losses against independent reference computations on random tensors.
 
 The references below use torch.nn.functional.kl_div / cross_entropy and plain probabilities
 with torch.log, never the module's helpers, and the chunked driver is compared with an
@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synth.train.data import Example, collate
-from synth.train.losses import (
+from synth.training.data import Example, collate
+from synth.training.losses import (
     HeadLoss,
     chunked_head_loss,
     cross_entropy,
@@ -536,3 +536,31 @@ def test_right_padded_batch_selects_no_padding():
     # padded positions (the last of each short row included) never appear
     pad_flat = set(torch.nonzero(mask == 0).flatten().tolist())
     assert pad_flat and not pad_flat & set(sel.tolist())
+
+
+@pytest.mark.parametrize("kind, teacher", [("forward", "online"), ("jsd", "online"),
+                                           ("forward", "offline"), ("reverse", "offline")])
+def test_no_grad_evaluation_builds_no_head_gradient(kind, teacher, monkeypatch):
+    """Regression: under torch.no_grad() (evaluation) the chunked head still computed the
+    (V, H) weight gradient in its forward pass, because it asked weight.requires_grad, not
+    whether gradients are wanted at all."""
+    import synth.training.losses as L
+
+    hidden, weight, _, labels, t_hidden, t_weight = _inputs(3)
+    weight.requires_grad_(True)  # a model parameter, as in evaluate_loss
+    top = stored_top_k(_ref_logits(t_hidden, t_weight), 5)
+    kw = dict(teacher_hidden=t_hidden, teacher_weight=t_weight) if teacher == "online" \
+        else dict(top_ids=top[0], top_logprobs=top[1])
+    spec = HeadLoss(alpha=0.5, kind=kind, teacher=teacher)
+    want, want_stats = chunked_head_loss(hidden, weight, labels, spec=spec, chunk=4, **kw)
+
+    def forbidden(*a, **k):
+        raise AssertionError("the gradient-building head ran under no_grad")
+
+    monkeypatch.setattr(L._ChunkedHeadLoss, "apply", forbidden)
+    with torch.no_grad():
+        got, stats = chunked_head_loss(hidden, weight, labels, spec=spec, chunk=4, **kw)
+    assert not got.requires_grad and weight.grad is None
+    assert torch.allclose(got, want.detach(), rtol=1e-5, atol=1e-5)
+    for k in stats:
+        assert math.isclose(stats[k], want_stats[k], rel_tol=1e-4, abs_tol=1e-4), k

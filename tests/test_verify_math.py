@@ -223,6 +223,12 @@ def test_script_without_main_guard_runs_once_and_verifies(tmp_path):
     # ... and in words, after "the answer is" (math-verify would read the first number)
     ("The answer is 71 or 72.", "71", "wrong", "hedged: the answer offers alternatives"),
     ("The answer is 71 OR 72", "72", "wrong", "hedged: the answer offers alternatives"),
+    # a second number beside the stated one, which extraction would otherwise drop
+    ("The answer is 72 and 73", "72", "wrong", "hedged: the answer offers another number"),
+    ("The answer is 72\nor maybe 73", "72", "wrong", "hedged: the answer offers another number"),
+    ("The answer is 18 dollars and 50 cents.", "18", "correct", "equivalent"),
+    ("The answer is 7 and it is prime.", "7", "correct", "equivalent"),
+    ("The final answer is 5\n\nAnd 6 is not.", "5", "correct", "equivalent"),
     # a box taken back in words: the last box would otherwise win
     ("So it is \\boxed{72}.\n\nWait, that's wrong: the answer is 73.", "72", "wrong",
      "hedged: after the boxed answer 72 the text gives another (73)"),

@@ -58,21 +58,25 @@ def load_benchmark(spec: str) -> tuple[str, list[tuple[str, str]]]:
     if not path.exists():
         raise InputError("no such benchmark file", path=spec)
     items = []
-    raw = path.read_bytes()
-    if path.suffix in (".jsonl", ".json"):
-        docs = [orjson.loads(raw)] if path.suffix == ".json" else None
-        if docs is not None and isinstance(docs[0], list):
-            docs = docs[0]
-        lines = docs if docs is not None else [ln for ln in raw.split(b"\n") if ln.strip()]
-        for i, line in enumerate(lines, start=1):
-            try:
-                obj = line if docs is not None else orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg})", path=spec, line=i) from None
+    if path.suffix == ".jsonl":
+        from synth.inputs import iter_jsonl
+
+        for i, obj in iter_jsonl(path):  # the one JSONL reader: file:line errors
+            item_id = str(obj.get("id", obj.get("task_id", i))) if isinstance(obj, dict) \
+                else str(i)
+            items.append((item_id, "\n".join(_strings(obj))))
+    elif path.suffix == ".json":
+        raw = path.read_bytes()
+        try:
+            docs = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise InputError(f"not valid JSON ({e.msg})", path=spec) from None
+        for i, obj in enumerate(docs if isinstance(docs, list) else [docs], start=1):
             item_id = str(obj.get("id", obj.get("task_id", i))) if isinstance(obj, dict) \
                 else str(i)
             items.append((item_id, "\n".join(_strings(obj))))
     else:
+        raw = path.read_bytes()
         for i, line in enumerate(raw.decode("utf-8", "replace").splitlines(), start=1):
             if line.strip():
                 items.append((str(i), line))

@@ -223,18 +223,10 @@ class Scorer:
 
 
 def _read_labels(path: Path, text_field: str, label_field: str) -> tuple[list[str], np.ndarray]:
+    from synth.inputs import iter_jsonl
+
     texts, labels = [], []
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", path=str(path)) from None
-    for n, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            raise InputError(f"not valid JSON ({e.msg})", path=str(path), line=n) from None
+    for n, obj in iter_jsonl(path):
         t, y = obj.get(text_field) if isinstance(obj, dict) else None, \
             obj.get(label_field) if isinstance(obj, dict) else None
         if not isinstance(t, str):

@@ -4,7 +4,7 @@
 
 Each row becomes one request, the template (default ``judge/quality``) rendered with the
 row's prompt text, its ``response`` and, when the rows have one, its ``reference``. The
-requests go through :func:`synth.generate.run.generate`, so the judge gets everything a
+requests go through :func:`synth.generation.run.generate`, so the judge gets everything a
 generation run has: the licence check before any request, the response cache, rate limits,
 retries and cost accounting (``max_cost``).
 
@@ -140,7 +140,7 @@ class LLMJudge(Step):
     _range: tuple[float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        from synth.generate.config import make_config
+        from synth.generation.config import make_config
         from synth.licences import INTENTS
         from synth.teachers import check_requirements, parse_spec, provider_traits
         from synth.templates import load_template
@@ -222,7 +222,7 @@ class LLMJudge(Step):
             price_file=self.price_file, licence_file=self.licence_file)
 
     def _ask(self, prompts: list[Prompt], out: Path):
-        from synth.generate.run import generate
+        from synth.generation.run import generate
 
         return generate(out=out, prompts=prompts, **self._generate_options())
 

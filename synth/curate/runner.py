@@ -47,16 +47,14 @@ CURRENT_STEP: ContextVar[StepContext | None] = ContextVar("synth_curate_step", d
 
 
 def read_rows(path: str | Path) -> pl.DataFrame:
-    """A traces parquet (or a run directory holding one) or a JSONL file of rows."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "traces.parquet"
-    if not p.exists():
-        raise InputError("no such file", path=str(p))
-    try:
-        df = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_ndjson(p)
-    except Exception as e:  # polars raises several types for unreadable input
-        raise InputError(f"cannot read rows: {str(e).splitlines()[0]}", path=str(p)) from None
+    """The rows a path means (:func:`synth.rows.read_table`: a run directory's
+    traces.parquet, a curate directory's curated.parquet, a pipeline run's training rows, a
+    parquet or JSONL file), as a DataFrame with unique ``id`` and a ``response`` column."""
+    from synth import rows as R
+
+    table, where = R.read_table(path)
+    df = pl.from_arrow(table)
+    p = where.file
     for col in ("id", "response"):
         if col not in df.columns:
             raise InputError("missing column", path=str(p), field=col)

@@ -128,6 +128,14 @@ def _all_boxed(text: str) -> list[str]:
 _DISJUNCTION_RE = re.compile(r"\\(?:lor|vee)\b|\bor\b", re.IGNORECASE)
 
 
+#: The number a stated answer ("the answer is ...") starts with, after markup.
+_STATED_NUMBER_RE = re.compile(r"[\s$\\(]*([-+\u2212]?\d[\d,]*(?:\.\d+)?(?:/\d+)?)")
+#: Right after that number, another offered beside it: "and 73", ", or maybe 73", a new line
+#: starting "or 73". Words between the connective and the number are allowed, a digit is not.
+_ALTERNATIVE_RE = re.compile(r"[ \t,;]*\n?[ \t]*(?:or|and|nor|vs\.?|versus)\b[^\d\n]{0,24}?"
+                             r"[-+\u2212]?\$?\d[\d,.]*", re.IGNORECASE)
+
+
 def _hedge(response: str, answer: str, reference: str) -> str | None:
     """Why the answer hedges between alternatives, if it does: several different boxed
     answers (the last one would otherwise win, so boxing every candidate would pass), or
@@ -142,6 +150,18 @@ def _hedge(response: str, answer: str, reference: str) -> str | None:
             return f"hedged: {len(boxed)} different boxed answers ({shown})"
     if _DISJUNCTION_RE.search(answer) and not _DISJUNCTION_RE.search(reference):
         return f"hedged: the answer offers alternatives ({answer!r})"
+    plain = response.replace("**", "")
+    stated = list(_ANSWER_IS_RE.finditer(plain))
+    if stated and not re.search(r"\b(?:or|and|nor)\b|,", reference, re.IGNORECASE):
+        # "The answer is 72 and 73", "... is 72\nor maybe 73": the answer is read as the
+        # first number, so a second one offered beside it must make it a hedge
+        m = stated[-1]
+        lead = _STATED_NUMBER_RE.match(m.group(1))
+        if lead:
+            alt = _ALTERNATIVE_RE.match(plain, m.start(1) + lead.end())
+            if alt:
+                return (f"hedged: the answer offers another number beside {lead.group(1)} "
+                        f"({plain[m.start(1):alt.end()].strip()!r})")
     boxes = _all_boxed(response)
     if boxes:  # "\boxed{72}. Wait, that's wrong: the answer is 73." takes the box back
         tail = response[response.rfind(boxes[-1]) + len(boxes[-1]):].replace("**", "")

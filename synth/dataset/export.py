@@ -1,25 +1,27 @@
 """Trace rows → files other trainers read: ``synth export RUN --format F --out DIR``.
 
-Source (``source``), located the way the trainer locates ``--data``
-(:func:`synth.train.data.load_rows`), plus pipeline runs:
+Source (``source``): the rows :mod:`synth.rows` locates for it, as for ``synth train
+--data``:
 
-* a pipeline run directory: ``curate/curated.parquet`` when the pipeline curated, else its
-  top-level ``traces.parquet``;
+* a pipeline run directory: the rows its student trains on (``curate/curated.parquet`` when
+  the pipeline curated, else its split's ``train.parquet``, else its ``traces.parquet``);
+  the held-out split never leaves through an export;
 * a ``synth curate`` output directory (``curated.parquet``; ``rejects.parquet`` is never
   read);
 * a ``synth generate`` run directory (``traces.parquet``): rows with ``status = error`` are
   skipped and counted;
 * a ``.parquet`` or ``.jsonl`` file of rows with ``messages`` (or a ``prompt`` string) and
-  ``response``.
+  ``response``, or with ``messages`` that end with the assistant's answer (a ``chat-jsonl``
+  export reads back).
 
-A rejects file (``rejects.parquet``, or rows carrying ``drop_reason``) is refused. Every
-problem with the rows is an :class:`~synth.errors.InputError` naming the file, the line
-(1-based row number for parquet) and the field, and nothing is written.
+A rejects file (``rejects.parquet``, or rows carrying ``drop_reason``) and held-out rows
+are refused. Every problem with the rows is an :class:`~synth.errors.InputError` naming
+the file, the line (1-based row number for parquet) and the field, and nothing is written.
 
 Each row becomes one conversation: the request's messages, then one assistant message whose
 text is the teacher's answer, with the reasoning kept as
 ``<think>\\n{reasoning}\\n</think>\\n\\n{response}`` or dropped
-(:func:`synth.train.data.target_text`, the format ``synth train`` learns). ``system``, when
+(:func:`synth.training.data.target_text`, the format ``synth train`` learns). ``system``, when
 given, is put first as a system message in every conversation that has none.
 
 Formats (``out`` holds, besides the files below, ``README.md``, the source's dataset card
@@ -54,12 +56,13 @@ student distilled from a reasoning teacher should learn to think first) and drop
 ``<think>`` text in ``content`` would teach the tuned model to print its thinking in every
 answer. ``reasoning="keep"`` there is allowed, with a warning.
 
-Split (``split=0.9``): a prompt goes to ``train`` when ``sha256(f"{seed}:{prompt_id}")``,
-read as a number in [0, 1), is below ``split``, else to ``test``; a split that leaves either
-side empty (a handful of prompts) is refused. All samples of one prompt land on the same side, so the test split never holds a prompt the student was trained on,
-and a prompt's side depends only on its id and the seed: re-exporting a grown dataset never
-moves a test prompt into train. Rows without a ``prompt_id`` are grouped by a hash of their
-messages (:func:`synth.records.messages_hash`).
+Split (``split=0.9``, the share of source prompts for ``train``): the one held-out split of
+synth (:func:`synth.rows.is_heldout` at ``1 - split``, seed ``seed``), keyed on the source
+prompt (:func:`synth.rows.source_key`): every sample, every teacher's answer and every
+evolution of a prompt land on one side, so the test split never holds a prompt the student
+was trained on. At the same share and seed it holds out the prompts ``synth run`` holds out
+(``eval.holdout``), and a prompt's side never changes as the dataset grows. A split that
+leaves either side empty (a handful of prompts) is refused.
 
 Writing: everything is made in a staging folder inside ``out`` and moved into place at the
 end (:func:`synth.io.staging_dir`, :func:`synth.io.commit_staged`); files a previous export
@@ -71,7 +74,6 @@ folder the source file lies in.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -99,9 +101,6 @@ OPENAI_MAX_TOKENS = 65_536
 OPENAI_MIN_EXAMPLES = 10
 
 _ROLES = ("system", "user", "assistant")
-_EXPECTED = ("give a pipeline run directory, a `synth curate` output directory "
-             "(curated.parquet), a `synth generate` run directory (traces.parquet), or a "
-             ".parquet / .jsonl file of rows with messages and response")
 #: Everything an export may write into ``out``: only these are ever removed as stale.
 _OUTPUT_NAMES = {"train.jsonl", "test.jsonl", "train", "test", "dataset_dict.json",
                  "README.md", "export.json"}
@@ -124,137 +123,32 @@ class ExportResult:
         return list(self.summary.get("warnings", []))
 
 
-# ------------------------------------------------------------------------ the source
-
-@dataclass
-class _Source:
-    data: Path        # the file read
-    kind: str         # pipeline-curated | pipeline-traces | curated | traces | file
-    card: Path | None
-
-
-def _locate(source: Path) -> _Source:
-    if not source.exists():
-        raise InputError(f"no such file or directory; {_EXPECTED}", path=str(source))
-    if source.is_dir():
-        candidates = [(source / "curate" / "curated.parquet", "pipeline-curated"),
-                      (source / "curated.parquet", "curated"),
-                      (source / "traces.parquet", "traces")]
-        for data, kind in candidates:
-            if data.is_file():
-                if kind == "traces" and (source / "curate").is_dir():
-                    kind = "pipeline-traces"
-                card = data.parent / "README.md"
-                if not card.is_file():  # a pipeline's curate/ may have none: the run's
-                    card = source / "README.md"
-                return _Source(data, kind, card if card.is_file() else None)
-        if (source / "rejects.parquet").is_file():
-            raise InputError("holds only rejects.parquet, the rows curation rejected: export "
-                             "curated.parquet instead", path=str(source))
-        raise InputError(f"no curate/curated.parquet, curated.parquet or traces.parquet "
-                         f"here; {_EXPECTED}", path=str(source))
-    if source.name == "rejects.parquet":
-        raise InputError("this is the rows curation rejected, which never make a dataset: "
-                         "export curated.parquet (or its directory) instead", path=str(source))
-    if source.suffix not in (".parquet", ".jsonl"):
-        raise InputError(f"not a .parquet or .jsonl file; {_EXPECTED}", path=str(source))
-    card = source.parent / "README.md"
-    kind = {"curated.parquet": "curated", "traces.parquet": "traces"}.get(source.name, "file")
-    return _Source(source, kind, card if card.is_file() else None)
-
-
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(path)
-        names = schema.names
-        if "drop_reason" in names:
-            raise InputError("these rows carry drop_reason: they are curation rejects, which "
-                             "never make a dataset", path=str(path), field="drop_reason")
-        table = pq.read_table(path, columns=[c for c in _READ_COLUMNS if c in names])
-    except InputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - arrow raises several types for bad files
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InputError(f"cannot read rows: {first}; {_EXPECTED}", path=str(path)) from None
-    if "messages" not in names and "prompt" not in names:
-        raise InputError("missing column: rows need messages (a list of {role, content}) "
-                         "or a prompt string", path=str(path), field="messages")
-    if "response" not in names:
-        raise InputError("missing column: rows need the teacher's answer", path=str(path),
-                         field="response")
-    rows = table.to_pylist()
-    for i, r in enumerate(rows, 1):
-        r["_line"] = i
-    return rows
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    from synth.inputs import iter_jsonl
-
-    rows = []
-    for n, obj in iter_jsonl(path):
-        if not isinstance(obj, dict):
-            raise InputError("expected a JSON object", path=str(path), line=n)
-        if "drop_reason" in obj:
-            raise InputError("this row carries drop_reason: it is a curation reject, "
-                             "which never makes a dataset", path=str(path), line=n,
-                             field="drop_reason")
-        obj["_line"] = n
-        rows.append(obj)
-    return rows
-
+# ------------------------------------------------------------------------ the rows
 
 def _conversation(r: dict[str, Any], path: Path, *, reasoning: str,
                   system: str | None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(the conversation: the row's messages, ``system`` first where it has none, then the
-    assistant answer; the row's own messages, which name its prompt)."""
-    from synth.train.data import target_text
+    """(the conversation: the row's prompt messages, ``system`` first where it has none,
+    then the assistant answer; the prompt messages alone, which name its prompt)."""
+    from synth import rows as R
 
-    line = r["_line"]
-
-    def bad(msg: str, fld: str) -> InputError:
-        return InputError(msg, path=str(path), line=line, field=fld)
-
-    messages = r.get("messages")
-    if messages is None and isinstance(r.get("prompt"), str):
-        messages = [{"role": "user", "content": r["prompt"]}]
-    if not isinstance(messages, list) or not messages:
-        raise bad("needs a non-empty list of chat messages (or a prompt string)", "messages")
-    out = []
-    for j, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise bad("each message must be an object with role and content",
-                      f"messages[{j}]")
-        if m.get("role") not in _ROLES:
-            raise bad(f"role {m.get('role')!r} is not one of system, user, assistant",
-                      f"messages[{j}].role")
-        if not isinstance(m.get("content"), str):
-            raise bad("content must be a string", f"messages[{j}].content")
-        out.append({"role": m["role"], "content": m["content"]})
-    response, thought = r.get("response"), r.get("reasoning")
-    if response is not None and not isinstance(response, str):
-        raise bad("must be a string", "response")
-    if response is None or not response.strip():
-        raise bad("this row has no response (status ok but no answer text): curate it out "
-                  "(`synth curate`) or remove the row", "response")
-    if thought is not None and not isinstance(thought, str):
-        raise bad("must be a string or null", "reasoning")
-    request = list(out)
+    conv = R.conversation(r, path=path, reasoning=reasoning)
+    if conv.target is None or not conv.target.strip():
+        raise InputError("this row has no response (status ok but no answer text): curate it "
+                         "out (`synth curate`) or remove the row", path=str(path),
+                         line=r.get("_line"), field="response")
+    out = list(conv.prompt)
     if system is not None and out[0]["role"] != "system":
         out.insert(0, {"role": "system", "content": system})
-    out.append({"role": "assistant", "content": target_text(response, thought, reasoning)})
-    return out, request
+    out.append({"role": "assistant", "content": conv.target})
+    return out, conv.prompt
 
 
-# ------------------------------------------------------------------------ split
+def split_side(key: str, split: float, seed: int = 0) -> str:
+    """``train`` or ``test`` for a source prompt at ``--split`` (the share kept for train):
+    test when :func:`synth.rows.is_heldout` holds it out at ``1 - split``."""
+    from synth import rows as R
 
-def split_side(prompt_id: str, split: float, seed: int = 0) -> str:
-    """``train`` or ``test`` for a prompt: see the module docstring."""
-    h = hashlib.sha256(f"{seed}:{prompt_id}".encode()).digest()
-    u = int.from_bytes(h[:8], "big") / 2**64
-    return "train" if u < split else "test"
+    return "test" if R.is_heldout(key, 1 - split, seed=seed) else "train"
 
 
 # ------------------------------------------------------------------------ OpenAI
@@ -356,7 +250,7 @@ def _data_files(fmt: str, splits: list[str]) -> list[dict[str, str]]:
     return [{"split": s, "path": f"{s}.jsonl"} for s in splits]
 
 
-def _card(src: _Source, fmt: str, summary: dict[str, Any]) -> str | None:
+def _card(src: Any, fmt: str, summary: dict[str, Any]) -> str | None:
     """The source's card, its header pointed at the exported files, plus an Export
     section; None when the source has no card."""
     import yaml
@@ -391,8 +285,9 @@ def _card(src: _Source, fmt: str, summary: dict[str, Any]) -> str | None:
              + (" (as `<think>...</think>` before the answer)."
                 if summary["reasoning"] == "keep" else ".")]
     if summary.get("split") is not None:
-        lines += ["", f"Split by prompt: `{summary['split']}` of prompts to train (hash of "
-                  f"prompt_id, seed {summary['seed']}); no prompt is on both sides."]
+        lines += ["", f"Split by source prompt: `{summary['split']}` of prompts to train "
+                  f"(synth's held-out split, seed {summary['seed']}); no prompt, sample, "
+                  "teacher's answer or evolution of one is on both sides."]
     if fmt == "openai-finetune":
         lines += ["", f"Tokens counted with {summary['token_counter']}; examples over "
                   f"{summary['max_tokens_per_example']:,} tokens were skipped, not "
@@ -446,33 +341,38 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
     if max_tokens_per_example < 1:
         raise ConfigError(f"max_tokens_per_example {max_tokens_per_example}: must be "
                           "positive")
+    from synth import rows as R
+
     out = check_out_dir(out)
     source = Path(source)
-    src = _locate(source)
-    check_not_input(out, [source, src.data], why="the export would overwrite or mix with "
+    src = R.locate(source)
+    if split is not None and src.kind in ("pipeline-curated", "pipeline-train"):
+        # its held-out prompts are already out (split/heldout.parquet); splitting the rest
+        # again at another share gives a test side that is a biased slice, or nothing
+        raise ConfigError(f"--split {split}: this pipeline run already holds source prompts "
+                          "out for `synth eval` (its eval.holdout); its training rows are "
+                          "all train. Export them without --split")
+    check_not_input(out, [source, src.file], why="the export would overwrite or mix with "
                     "the rows and card it reads")
     if format == "hf":
         require([("datasets", "datasets")], what="`synth export --format hf`",
                 install="pip install datasets")
 
-    raw = _read_jsonl(src.data) if src.data.suffix == ".jsonl" else _read_parquet(src.data)
-    skipped: dict[str, int] = {}
+    got = R.read_rows(source, columns=_READ_COLUMNS, action="export")
+    raw = got.rows
+    skipped: dict[str, int] = dict(got.skipped)
     warnings: list[str] = []
     count, counter_name = _token_counter() if format == "openai-finetune" else (None, None)
     kept: list[dict[str, Any]] = []
     tokens: list[int] = []
     for r in raw:
-        status = r.get("status") or "ok"
-        if status != "ok":
-            skipped[f"status={status}"] = skipped.get(f"status={status}", 0) + 1
-            continue
-        messages, request = _conversation(r, src.data, reasoning=reasoning, system=system)
+        messages, request = _conversation(r, src.file, reasoning=reasoning, system=system)
         if format == "openai-finetune":
             messages = _openai_messages(messages)
             problem = _openai_check(messages)
             if problem:
                 raise InputError(f"not a valid OpenAI fine-tuning example: {problem}",
-                                 path=str(src.data), line=r["_line"], field="messages")
+                                 path=str(src.file), line=r["_line"], field="messages")
             n = count(messages)
             if n > max_tokens_per_example:
                 key = f"over {max_tokens_per_example} tokens"
@@ -481,12 +381,12 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
             tokens.append(n)
         pid = r.get("prompt_id")
         pid = str(pid) if pid is not None else messages_hash(request)
-        kept.append({**r, "messages": messages, "prompt_id": pid,
+        kept.append({**r, "messages": messages, "prompt_id": pid, "_source": R.source_key(r),
                      "id": str(r["id"]) if r.get("id") is not None else f"{pid}:{r['_line']}"})
     if not kept:
         why = ", ".join(f"{k} {v}" for k, v in skipped.items())
         raise InputError("no rows to export" + (f" (all {len(raw)} were skipped: {why})"
-                                                if skipped else ""), path=str(src.data))
+                                                if skipped else ""), path=str(src.file))
 
     if split is None:
         sides = {"train": kept}
@@ -495,14 +395,14 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
         sides = {"train": [], "test": []}
         examples_tokens = {"train": [], "test": []}
         for i, r in enumerate(kept):
-            side = split_side(r["prompt_id"], split, seed)
+            side = split_side(r["_source"], split, seed)
             sides[side].append(r)
             if tokens:
                 examples_tokens[side].append(tokens[i])
         for empty, full in (("train", "test"), ("test", "train")):
             if not sides[empty]:
-                n = len({r["prompt_id"] for r in kept})
-                raise ConfigError(f"--split {split}: all {n} prompts ({len(kept)} rows) fell "
+                n = len({r["_source"] for r in kept})
+                raise ConfigError(f"--split {split}: all {n} source prompts ({len(kept)} rows) fell "
                                   f"in {full}, none in {empty}; use more prompts, another "
                                   "--split or another --seed, or no --split")
     rows = {k: len(v) for k, v in sides.items()}
@@ -519,8 +419,8 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
 
     summary: dict[str, Any] = {
         "synth_version": __version__, "format": format, "source": str(source),
-        "data_file": str(src.data), "source_kind": src.kind, "rows": rows,
-        "prompts": {k: len({r["prompt_id"] for r in v}) for k, v in sides.items()},
+        "data_file": str(src.file), "source_kind": src.kind, "rows": rows,
+        "prompts": {k: len({r["_source"] for r in v}) for k, v in sides.items()},
         "skipped": skipped, "split": split, "seed": seed if split is not None else None,
         "reasoning": reasoning, "system": system,
         "card": str(src.card) if src.card else None,
@@ -540,7 +440,7 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
     try:
         with staging_dir(out) as stage:
             if format == "hf":
-                names = _write_hf(stage, sides, columns, src.data)
+                names = _write_hf(stage, sides, columns, src.file)
             else:
                 names = []
                 for name, side_rows in sides.items():

@@ -70,29 +70,21 @@ class _Input:
 
 
 def _locate(path: Path) -> tuple[Path, Path | None]:
-    """The parquet file to read for ``path`` and the curation.json that may describe it."""
-    if not path.exists():
-        raise InputError(f"no such file or directory; {_EXPECTED}", path=str(path))
-    if path.is_dir():
-        traces, curated = path / "traces.parquet", path / "curated.parquet"
-        if traces.is_file() and curated.is_file():
-            raise InputError("holds both traces.parquet and curated.parquet: pass the one "
-                             f"you mean ({path / 'traces.parquet'} or "
-                             f"{path / 'curated.parquet'})", path=str(path))
-        if curated.is_file():
-            return curated, path / "curation.json"
-        if traces.is_file():
-            return traces, None
-        raise InputError(f"neither traces.parquet nor curated.parquet in this directory; "
-                         f"{_EXPECTED}", path=str(path))
+    """The parquet file to read for ``path`` (:func:`synth.rows.locate`) and the
+    curation.json that may describe it."""
+    from synth import rows as R
+
+    where = R.locate(path, expected=_EXPECTED)
+    src = where.file
     try:
-        with open(path, "rb") as f:
+        with open(src, "rb") as f:
             magic = f.read(4)
     except OSError as e:
-        raise InputError(f"cannot read: {e.strerror or e}", path=str(path)) from None
+        raise InputError(f"cannot read: {e.strerror or e}", path=str(src)) from None
     if magic != b"PAR1":
-        raise InputError(f"not a parquet file; {_EXPECTED}", path=str(path))
-    return path, path.with_name("curation.json") if path.name == "curated.parquet" else None
+        raise InputError(f"not a parquet file; {_EXPECTED}", path=str(src))
+    curated = where.kind in ("curated", "pipeline-curated")
+    return src, where.curation or (src.with_name("curation.json") if curated else None)
 
 
 def _plain(t: pa.DataType) -> pa.DataType:
@@ -116,6 +108,9 @@ def _read(given: Path) -> _Input:
     except (OSError, pa.ArrowException) as e:  # a truncated or corrupt file
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise InputError(f"not a readable parquet file: {first}", path=str(src)) from None
+    from synth import rows as R
+
+    R.check_table(table, src)  # no held-out or dropped rows in a dataset
     missing = [f.name for f in TRACE_SCHEMA if f.name not in table.column_names]
     if missing:
         raise InputError(f"not synth trace rows (missing {', '.join(missing)}): merge needs "

@@ -39,7 +39,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from synth.errors import ConfigError, InputError, UserError
-from synth.generate.config import error_text
+from synth.generation.config import error_text
 from synth.yamlfile import load_yaml
 
 __all__ = ["Pipeline", "GenerateStage", "load_pipeline", "STAGE_KINDS"]
@@ -204,7 +204,7 @@ def _teacher_routes(stage: dict, top_teacher: str | None, ck: _Checker, path: tu
 
 def _generate_stage(stage: Any, i: int, top: dict, ck: _Checker, names: set[str],
                     base_dir: Path) -> GenerateStage:
-    from synth.generate.config import GenerateConfig
+    from synth.generation.config import GenerateConfig
     from synth.recipes.base import get_recipe
 
     path = ("generate", i)
@@ -289,7 +289,7 @@ def _section(top: dict, key: str, cls: type[BaseModel], reserved: set[str], ck: 
 
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read and validate a pipeline file; every error names the file, line and key."""
-    from synth.train.config import EvalConfig, TrainConfig
+    from synth.training.config import EvalConfig, TrainConfig
 
     path = Path(path)
     display = str(path)

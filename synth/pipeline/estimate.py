@@ -17,7 +17,7 @@ For each generate stage, :func:`estimate_stage` takes the recipe's planned calls
   prompts uses the mean of the teacher's known prompts (the call is marked ``estimated``).
 * **output tokens**: from a dry run. ``dry_run`` prompts per teacher, a seeded sample of the
   prompts routed to it by the first call that has prompts, go through
-  :func:`synth.generate.generate` into ``<out>/calls/<call>/<teacher slug>/``, the folder
+  :func:`synth.generation.generate` into ``<out>/calls/<call>/<teacher slug>/``, the folder
   :meth:`~synth.recipes.base.Teaching.ask` uses, with the stage's options, the teacher's and
   the call's ``max_tokens``: the answers land in that folder's cache, so neither a second
   estimate nor the real run pays for them again (the real run reuses them where it sends
@@ -105,7 +105,7 @@ def _sum_known(values: list[float | None]) -> float | None:
 
 
 def _default_max_tokens() -> int:
-    from synth.generate.config import GenerateConfig
+    from synth.generation.config import GenerateConfig
 
     return GenerateConfig.model_fields["max_tokens"].default
 
@@ -175,7 +175,7 @@ def _dry_run(call: "PlannedCall", route: "TeacherRoute", prompts: list["Prompt"]
              opts: dict[str, Any], out: Path, *, rename: bool) -> dict[str, Any]:
     """Send ``prompts`` as ``Teaching.ask`` would send call ``call`` to ``route``, keeping
     a previous run's outputs in that folder as they were. The dry run's rows and counts."""
-    from synth.generate import generate
+    from synth.generation import generate
     from synth.io import exclusive_dir, write_atomic
     from synth.recipes.base import teacher_slug
     from synth.records import Prompt

@@ -235,6 +235,14 @@ def _funnel(stages: list[dict[str, Any]], curation: dict[str, Any] | None,
                          "out": dataset_rows,
                          "reasons": {"not in the merged dataset": kept - dataset_rows}
                          if kept > dataset_rows else {}})
+    if split[0] is not None and split[1] is not None:
+        # drawn before curation, by source prompt: the held-out side also keeps the rows
+        # the recipes rejected, so eval sees every held-out prompt
+        rows.append({"step": "split", "kind": "split",
+                     "what": "held-out source prompts for eval (before curation; rows of "
+                             "held-out prompts, recipe rejects included)",
+                     "in": split[0] + split[1], "dropped": 0, "out": split[0],
+                     "heldout": split[1], "reasons": {}})
     if curation:
         for st in curation.get("steps") or []:
             rows.append({"step": f"curate {st.get('step')}", "kind": "curate",
@@ -244,10 +252,6 @@ def _funnel(stages: list[dict[str, Any]], curation: dict[str, Any] | None,
         rows.append({"step": "curated", "kind": "total", "what": "curate/curated.parquet",
                      "in": curation.get("input_rows", 0), "dropped": curation.get("rejected", 0),
                      "out": curation.get("kept", 0), "reasons": {}})
-    if split[0] is not None and split[1] is not None:
-        rows.append({"step": "split", "kind": "split", "what": "held-out prompts for eval",
-                     "in": split[0] + split[1], "dropped": 0, "out": split[0],
-                     "heldout": split[1], "reasons": {}})
     data = (train or {}).get("data") or {}
     if data:
         skipped = data.get("skipped_rows") or {}
@@ -693,7 +697,7 @@ def _plot_grid(g: dict[str, Any]) -> str | None:
 
 
 def _plot_training(history: list[dict[str, Any]]) -> str | None:
-    from synth.train.plot import loss_plot
+    from synth.training.plot import loss_plot
 
     png = loss_plot(history)
     return base64.b64encode(png).decode() if png else None
@@ -1070,7 +1074,9 @@ def _section_eval(d: dict[str, Any]) -> str:
             ["top-1 agreement", _pct(tk.get("top1_agreement")), None]]
     if task:
         s, t = task.get("student") or {}, task.get("teacher") or {}
-        rows += [["task accuracy", _pct(s.get("accuracy")), _pct(t.get("accuracy"))],
+        n = task.get("n", task.get("rows"))
+        rows += [["held-out prompts scored (n)", n, n],
+                 ["task accuracy", _pct(s.get("accuracy")), _pct(t.get("accuracy"))],
                  ["correct / wrong / unverifiable",
                   f"{s.get('correct', 0)} / {s.get('wrong', 0)} / {s.get('unverifiable', 0)}",
                   f"{t.get('correct', 0)} / {t.get('wrong', 0)} / {t.get('unverifiable', 0)}"],
@@ -1088,6 +1094,15 @@ def _section_eval(d: dict[str, Any]) -> str:
                         row_keys=[r[0] for r in rows]))
     if tk.get("note"):
         parts.append(f"<p class='note'>{esc(tk['note'])}</p>")
+    if task and task.get("denominator"):
+        parts.append(f"<p class='note'>Task accuracy is over {esc(task['denominator'])}: "
+                     "both models answer each once, greedily; an empty, cut-off or "
+                     "unfinished answer is wrong, and unverifiable means a verifier could not "
+                     "run.</p>")
+        for side in ("student", "teacher"):
+            wr = (task.get(side) or {}).get("wrong_reasons") or {}
+            if wr:
+                parts.append(f"<p class='note'>{side} wrong answers: {esc(_reasons(wr))}</p>")
     if not task:
         parts.append(_absent("No task accuracy: the held-out rows have no reference "
                              "answers."))

@@ -1,7 +1,15 @@
 """``synth run PIPELINE.yaml``: every stage of a distillation in one run directory.
 
-generate stages (each a recipe) → the dataset (their rows merged, one licence) → curate →
-split (held-out prompts) → train → eval → ``report.html``.
+generate stages (each a recipe) → the dataset (their rows merged, one licence) → split
+(held-out source prompts, before anything filters) → curate (the training side) → train →
+eval (on every held-out source prompt) → ``report.html``.
+
+The split comes before curation on purpose: the held-out prompts are drawn from every prompt
+the recipes asked, with the rows the recipes dropped and the requests that failed, so that
+``synth eval`` sees the prompts the teacher got wrong too (a split after a ``cot`` recipe or
+curation would hold out only prompts the teacher was verified to solve). It keys on the
+source prompt (:func:`synth.rows.source_key`): a prompt's samples, its teachers' answers and
+its evolutions stay on one side.
 
 Each stage is skipped when its outputs are complete and its inputs and settings are
 unchanged: ``manifest.json`` records, per stage, a fingerprint (sha256 of the stage's
@@ -324,6 +332,12 @@ def _dataset(run: _Run, force: bool) -> None:
     run.stage("dataset", fp, force, body)
 
 
+def _curate_input(run: _Run) -> Path:
+    """What curation reads: the training side of the split when prompts are held out, else
+    the whole dataset."""
+    return run.out / ("split/train.parquet" if run.p.eval is not None else "traces.parquet")
+
+
 def _curate(run: _Run, force: bool) -> None:
     from synth.curate import curate
 
@@ -334,11 +348,12 @@ def _curate(run: _Run, force: bool) -> None:
         from importlib import resources
 
         rec_file = Path(str(resources.files("synth") / "filters" / f"{rec}.yaml"))
-    fp = _digest("curate", run.version, rec, file_sha256(rec_file),
-                 file_sha256(out / "traces.parquet"))
+    src = _curate_input(run)
+    fp = _digest("curate", run.version, rec, file_sha256(rec_file), str(src.relative_to(out)),
+                 file_sha256(src))
 
     def body():
-        res = curate(out / "traces.parquet", recipe=rec, out=out / "curate")
+        res = curate(src, recipe=rec, out=out / "curate")
         s = res.summary
         return ["curate/curated.parquet", "curate/rejects.parquet",
                 "curate/curation.json"], {"kept": s["kept"], "rejected": s["rejected"]}
@@ -346,57 +361,74 @@ def _curate(run: _Run, force: bool) -> None:
     run.stage("curate", fp, force, body)
 
 
-def _data_file(out: Path) -> Path:
-    c = out / "curate" / "curated.parquet"
-    return c if c.is_file() else out / "traces.parquet"
-
-
 def _split(run: _Run, force: bool) -> None:
-    """Held-out prompts for eval, never trained on: a stable hash of each prompt id decides
-    (every sample of a prompt lands on the same side)."""
-    import hashlib
-
+    """Held-out source prompts for eval, never trained on (module docstring): the dataset's
+    rows and every generate stage's rejects, divided by :func:`synth.rows.is_heldout`.
+    ``split/train.parquet`` holds the training side of the dataset (what curation reads);
+    ``split/heldout.parquet`` every row of a held-out prompt, rejected and failed ones
+    included (with ``dropped_by`` / ``drop_reason``), each marked ``split``."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from synth import rows as R
     from synth.io import make_out_dir, write_atomic
 
     p, out = run.p, run.out
-    src = _data_file(out)
-    fp = _digest("split", run.version, p.holdout, str(src.relative_to(out)),
-                 file_sha256(src))
+    src = out / "traces.parquet"
+    rejects = [out / "generate" / g.name / "rejects.parquet" for g in p.generate]
+    rejects = [r for r in rejects if r.is_file()]
+    fp = _digest("split", run.version, p.holdout, R.HELDOUT_SEED, file_sha256(src),
+                 [file_sha256(r) for r in rejects])
+
+    def keys(table: pa.Table) -> list[str]:
+        cols = [c for c in ("prompt_id", "metadata", "messages", "response")
+                if c in table.column_names]
+        return [R.source_key(r) for r in table.select(cols).to_pylist()]
+
+    def held(table: pa.Table) -> pa.Array:
+        return pa.array([R.is_heldout(k, p.holdout) for k in keys(table)], pa.bool_())
+
+    def mark(table: pa.Table, side: str) -> pa.Table:
+        if "split" in table.column_names:
+            table = table.drop_columns(["split"])
+        return table.append_column("split", pa.array([side] * table.num_rows, pa.string()))
 
     def body():
         t = pq.read_table(src)
-        ids = t["prompt_id"].to_pylist()
-
-        def held(pid: str) -> bool:
-            h = int(hashlib.sha256(f"holdout:{pid}".encode()).hexdigest()[:8], 16)
-            return h / 0xFFFFFFFF < p.holdout
-
-        mask = pa.array([held(str(x)) for x in ids])
+        mask = held(t)
         train_t, held_t = t.filter(pc.invert(mask)), t.filter(mask)
-        if train_t.num_rows == 0 or held_t.num_rows == 0:
-            raise ConfigError(f"eval.holdout {p.holdout}: {t.num_rows} rows of "
-                              f"{len(set(ids))} prompts leave "
+        parts = [held_t] + [d.filter(held(d)) for d in map(pq.read_table, rejects)]
+        held_all = pa.concat_tables([x for x in parts if x.num_rows] or [held_t],
+                                    promote_options="permissive")
+        if train_t.num_rows == 0 or held_all.num_rows == 0:
+            n_src = len(set(keys(t)))
+            raise ConfigError(f"eval.holdout {p.holdout}: {t.num_rows} rows of {n_src} "
+                              "source prompts leave "
                               f"{'nothing to train on' if train_t.num_rows == 0 else 'no held-out prompt'}"
                               "; change holdout or generate more prompts")
         d = make_out_dir(out / "split")
-        write_atomic(d / "train.parquet", train_t)
-        write_atomic(d / "heldout.parquet", held_t)
+        write_atomic(d / "train.parquet", mark(train_t, "train"))
+        write_atomic(d / "heldout.parquet", mark(held_all, "heldout"))
+        n_held, n_train = len(set(keys(held_all))), len(set(keys(train_t)))
         return ["split/train.parquet", "split/heldout.parquet"], {
-            "train_rows": train_t.num_rows, "heldout_rows": held_t.num_rows}
+            "train_rows": train_t.num_rows, "heldout_rows": held_all.num_rows,
+            "heldout_answered_rows": held_t.num_rows, "train_prompts": n_train,
+            "heldout_prompts": n_held}
 
     run.stage("split", fp, force, body)
 
 
 def _train(run: _Run, force: bool) -> None:
-    from synth.train import train
+    from synth.training import train
 
     p, out = run.p, run.out
-    data = out / "split" / "train.parquet" if p.eval is not None else _data_file(out)
-    fp = _digest("train", run.version, p.train, file_sha256(data),
+    # the rows the student learns: curated, else the split's training side, else all (what
+    # synth.rows.locate finds for a run directory, decided here by the pipeline's sections
+    # rather than by which files an earlier version of the pipeline left behind)
+    data = out / ("curate/curated.parquet" if p.curate is not None else
+                  "split/train.parquet" if p.eval is not None else "traces.parquet")
+    fp = _digest("train", run.version, p.train, str(data.relative_to(out)), file_sha256(data),
                  _files_in(p.train, p.base_dir))
     d = stage_dir(out, "train")
 
@@ -424,7 +456,7 @@ def _clear(d: Path) -> None:
 
 
 def _eval(run: _Run, force: bool) -> None:
-    from synth.train import evaluate
+    from synth.training import evaluate
 
     p, out = run.p, run.out
     student = stage_dir(out, "train")
@@ -436,7 +468,10 @@ def _eval(run: _Run, force: bool) -> None:
     def body():
         res = evaluate(student=str(student), data=data, out=out / "eval",
                        progress=run.progress, **p.eval)
-        return ["eval/eval.json"], {k: res.get(k) for k in ("rows",) if k in res}
+        task = res.get("task") or {}
+        files = ["eval/eval.json"] + (["eval/answers.jsonl"] if task else [])
+        return files, {"rows": res.get("rows"), "prompts": task.get("n"),
+                                    "retained": task.get("retained")}
 
     run.stage("eval", fp, force, body)
 
@@ -452,7 +487,7 @@ def _selected(p: Pipeline, from_stage: str | None, only: str | None) -> tuple[se
         (["dataset"] if p.generate else []) + \
         [k for k in keys if not k.startswith("generate.")]
     if p.eval is not None:
-        full.insert(full.index("train"), "split")
+        full.insert(full.index("curate" if "curate" in full else "train"), "split")
 
     def resolve(name: str, option: str) -> list[str]:
         if name == "generate":
@@ -472,8 +507,6 @@ def _selected(p: Pipeline, from_stage: str | None, only: str | None) -> tuple[se
     if only:
         hits = resolve(only, "--only")
         extra = {"dataset"} if any(h.startswith("generate.") for h in hits) else set()
-        if "train" in hits and p.eval is not None:
-            extra.add("split")
         return set(hits) | extra, set(hits) | extra
     if from_stage:
         first = full.index(resolve(from_stage, "--from")[0])
@@ -507,12 +540,15 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None,
         _need(run, [f"generate.{g.name}" for g in p.generate], run_set)
         if p.generate and want("dataset"):
             _dataset(run, "dataset" in force)
-        if p.curate is not None and want("curate"):
+        if p.eval is not None and want("split"):
             _need(run, ["dataset"], run_set)
+            _split(run, "split" in force)
+        split = ["split"] if p.eval is not None else []
+        if p.curate is not None and want("curate"):
+            _need(run, ["dataset"] + split, run_set)
             _curate(run, "curate" in force)
         if p.train is not None and want("train"):
-            if p.eval is not None:
-                _split(run, "split" in force)
+            _need(run, split + (["curate"] if p.curate is not None else []), run_set)
             _train(run, "train" in force)
         if p.eval is not None and want("eval"):
             _need(run, ["train", "split"], run_set)

@@ -4,7 +4,7 @@ from templates, and what it hands back.
 A recipe is a small class with a parameter model (:class:`RecipeParams`, validated at the
 edge) and a ``run`` method: ``run(params, teaching, base_dir=...) -> RecipeResult``. It
 never talks to a provider itself: every request goes through :meth:`Teaching.ask`, which
-runs :func:`synth.generate.generate` (licence check, request cache, rate limits, retries,
+runs :func:`synth.generation.generate` (licence check, request cache, rate limits, retries,
 cost) once per teacher into ``<stage>/calls/<call>/<teacher>/``. A rerun of a recipe is
 therefore free for every request it already made, and a killed recipe resumes from the
 cache of the call it was in.
@@ -227,7 +227,7 @@ class Teaching:
         generate options for this call only (``max_tokens``, ``temperature``...). A prompt
         no quota had room for is left out and counted in ``unrouted``. Prompt ids must be
         unique within one call."""
-        from synth.generate import generate
+        from synth.generation import generate
 
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ValueError(f"call name {name!r}: letters, digits, '_', '-', '.' only")
@@ -241,8 +241,13 @@ class Teaching:
                 continue
             if self.mode == "all" and len(self.routes) > 1:  # one prompt, several answers
                 slug = teacher_slug(route.teacher)
+                # the answers of every teacher descend from one source prompt: the held-out
+                # split keys on it (synth.rows.source_key), so they stay on one side
                 group = [Prompt(id=f"{p.id}@{slug}", messages=p.messages,
-                                reference=p.reference, metadata=p.metadata, line=p.line)
+                                reference=p.reference,
+                                metadata={**p.metadata,
+                                          "source_id": p.metadata.get("source_id") or p.id},
+                                line=p.line)
                          for p in group]
             out = self.out / "calls" / name / teacher_slug(route.teacher)
             opts = {**self.options, **route.options, **overrides}

@@ -38,7 +38,9 @@ parent.
 Rows: each surviving evolution of every round with its answer; metadata ``operation``,
 ``depth`` (the round), ``generation`` (evolutions since the root: lower than ``depth``
 when some failed), ``parent_id`` (the parent's id: the input's id at depth 1, the previous
-evolution's prompt id after), ``root_id`` (the input's id), ``evolve_prompt_id``. Every
+evolution's prompt id after), ``root_id`` (the input's id), ``source_id`` (the root's
+``source_id`` or its id: the held-out split keeps every evolution of an instruction on its
+side, :func:`synth.rows.source_key`), ``evolve_prompt_id``. Every
 template can be replaced (``templates: {deepen: my/deepen.j2, ...}``, a shipped name or a
 ``.j2`` file; a replacement's own ``scaffolding`` front-matter list feeds rule 4).
 """
@@ -228,6 +230,13 @@ def read_instructions(path: Path) -> list[Item]:
     return items
 
 
+def _source(it: Item) -> str:
+    """The source prompt every evolution of ``it`` descends from (its root instruction, or the
+    root's own ``source_id``): the held-out split keys on it (:func:`synth.rows.source_key`),
+    so no evolution of a held-out instruction is trained on."""
+    return str(it.metadata.get("source_id") or it.root)
+
+
 # ---------------------------------------------------------------------------- the rules
 
 
@@ -307,7 +316,8 @@ class Evol(Recipe):
         op = self._operation(p, rnd, it.root)
         return make_prompt(t[op], {"instruction": it.instruction}, prefix=f"ev{rnd}-{it.root}",
                            metadata={"recipe": BY, "call": "evolve", "operation": op,
-                                     "depth": rnd, "parent_id": it.id, "root_id": it.root})
+                                     "depth": rnd, "parent_id": it.id, "root_id": it.root,
+                                     "source_id": _source(it)})
 
     def _answer_prompt(self, t: dict[str, Template], rnd: int, it: Item, instruction: str,
                        meta: dict[str, Any]) -> Prompt:
@@ -324,7 +334,8 @@ class Evol(Recipe):
         return make_prompt(t["equal"], {"first": it.instruction, "second": evolved},
                            prefix=f"eq{rnd}-{it.root}",
                            metadata={"recipe": BY, "call": "equal", "depth": rnd,
-                                     "parent_id": it.id, "root_id": it.root})
+                                     "parent_id": it.id, "root_id": it.root,
+                                     "source_id": _source(it)})
 
     # ------------------------------------------------------------------------ run
 
@@ -392,7 +403,8 @@ class Evol(Recipe):
             answers = [self._answer_prompt(
                 t, rnd, it, ev,
                 {**it.metadata, "recipe": BY, "call": "answer", "operation": op, "depth": rnd,
-                 "generation": it.generation + 1, "parent_id": it.id, "root_id": it.root, "evolve_prompt_id": row["prompt_id"],
+                 "generation": it.generation + 1, "parent_id": it.id, "root_id": it.root,
+                 "source_id": _source(it), "evolve_prompt_id": row["prompt_id"],
                  "evolve_template": t[op].id}) for _, it, row, ev, op in cands]
             got = {r["prompt_id"]: r for r in teaching.ask(f"answer-r{rnd}", answers)} \
                 if answers else {}

@@ -117,8 +117,11 @@ def render_source(template: Template, p: Prompt, *, path: str,
     variables = {k: v for k, v in meta.items() if isinstance(k, str)}
     variables.update({"prompt": text, "reference": p.reference, "metadata": meta,
                       "id": p.id, **(extra or {})})
-    out = make_prompt(template, variables, prefix=p.id, metadata={**meta, **(metadata or {})},
-                      reference=p.reference)
+    # the rendered prompt descends from the input prompt: the held-out split keys on the
+    # input's id (synth.rows.source_key), set after the variables so no request changes
+    source = {"source_id": meta.get("source_id") or p.id}
+    out = make_prompt(template, variables, prefix=p.id,
+                      metadata={**meta, **(metadata or {}), **source}, reference=p.reference)
     if system and out.messages[0]["role"] != "system":
         out.messages = [{"role": "system", "content": system}, *out.messages]
     out.line = p.line

@@ -35,7 +35,7 @@ from synth.errors import (
     TeacherError,
     TermsNotAcceptedError,
 )
-from synth.generate.config import GenerateConfig, make_config
+from synth.generation.config import GenerateConfig, make_config
 from synth.inputs import read_prompts
 from synth.io import check_out_dir, exclusive_dir, make_out_dir, write_atomic
 from synth.licences import Decision, check, load_registry

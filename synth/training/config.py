@@ -1,16 +1,36 @@
 """Every option of ``synth train``, defined once (the CLI is built from these fields, as
-``synth generate``'s is from :class:`~synth.generate.config.GenerateConfig`)."""
+``synth generate``'s is from :class:`~synth.generation.config.GenerateConfig`)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from synth.generate.config import _opt
+from synth.generation.config import _opt
 
-__all__ = ["TrainConfig", "EvalConfig"]
+__all__ = ["TrainConfig", "EvalConfig", "DEFAULT_LR_CUT", "DEFAULT_LR_FULL", "DEFAULT_LR_LORA",
+           "MIN_STEPS"]
+
+# The defaults were chosen on the dev splits of bench/focused_tasks.py (bench/defaults_sweep.py;
+# figures in bench/README.md, "Training defaults"); the student kind chooses the rate.
+#: Peak learning rate for a student cut from its teacher (``from-teacher:layers=N``): it
+#: starts broken and must heal. Half depth, 150 steps: 89% at 2e-4, 93% at 5e-4, 92% at 1e-3
+#: (5e-5 x 1 epoch: 43%; the teacher: 94%).
+DEFAULT_LR_CUT = 5e-4
+#: Peak learning rate for any other student (a pretrained model): already whole, it learns the
+#: task at any of these rates (94-97%) but forgets its other skills at high ones: after 150
+#: steps on one task, another (past tense, teacher 45%) fell to 0% at 5e-4, 3% at 1e-4 and
+#: 14% at 5e-5.
+DEFAULT_LR_FULL = 5e-5
+#: With LoRA adapters (their usual rate: only low-rank updates move).
+DEFAULT_LR_LORA = 2e-4
+#: Without --epochs, enough epochs for at least this many optimiser steps: what heals a cut
+#: student is steps, not passes (400 rows: 50 steps 65%, 150 steps 93%; 50 rows: 21 steps
+#: 51%, 147 steps 81%).
+MIN_STEPS = 150
 
 
 class TrainConfig(BaseModel):
@@ -55,10 +75,13 @@ class TrainConfig(BaseModel):
                               "weight; the saved model has them merged.", ge=1, strict=True)
     lora_alpha: float | None = _opt(None, "LoRA scale numerator (default 2 * rank).", gt=0,
                                     strict=True)
-    epochs: float = _opt(1.0, "Passes over the data (fractions allowed).", gt=0, strict=True)
+    epochs: float | None = _opt(None, "Passes over the data (fractions allowed). Default: as "
+                                "many whole epochs as give at least 150 optimiser steps "
+                                "(at least 1).", gt=0, strict=True)
     max_steps: int | None = _opt(None, "Stop after this many optimiser steps (overrides "
                                  "--epochs).", ge=1, strict=True)
-    lr: float | None = _opt(None, "Peak learning rate (default 5e-5; 2e-4 with LoRA).", gt=0,
+    lr: float | None = _opt(None, "Peak learning rate. Default: 5e-4 for a student cut from "
+                            "its teacher, 5e-5 for a pretrained one, 2e-4 with LoRA.", gt=0,
                             strict=True)
     scheduler: Literal["cosine", "linear", "constant"] = _opt(
         "cosine", "Learning-rate decay after warm-up.")
@@ -138,7 +161,27 @@ class TrainConfig(BaseModel):
 
     @property
     def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else (2e-4 if self.lora_r else 5e-5)
+        """``--lr``, else the default for the student's kind: :data:`DEFAULT_LR_LORA` with
+        LoRA, :data:`DEFAULT_LR_CUT` for a student cut from its teacher,
+        :data:`DEFAULT_LR_FULL` for any other."""
+        if self.lr is not None:
+            return self.lr
+        if self.lora_r:
+            return DEFAULT_LR_LORA
+        return DEFAULT_LR_CUT if self.is_cut else DEFAULT_LR_FULL
+
+    @property
+    def is_cut(self) -> bool:
+        """The student is cut from the teacher (``from-teacher:layers=N``)."""
+        return self.student.strip().startswith("from-teacher:")
+
+    def epochs_for(self, steps_per_epoch: int) -> float:
+        """``--epochs``, else the whole epochs that give at least :data:`MIN_STEPS` optimiser
+        steps (at least one): 400 rows at batch 8 (50 steps an epoch) train 3 epochs, 1,200
+        rows or more one."""
+        if self.epochs is not None:
+            return self.epochs
+        return float(max(1, math.ceil(MIN_STEPS / max(1, steps_per_epoch))))
 
 
 class EvalConfig(BaseModel):
@@ -151,18 +194,22 @@ class EvalConfig(BaseModel):
                         "model spec).", short="-s")
     teacher: str = _opt(..., "The teacher to compare with (HF dir, .gguf, local:NAME).",
                         short="-t")
-    data: Path = _opt(..., "Held-out rows (same formats as train --data).", short="-d")
-    out: Path | None = _opt(None, "Write eval.json here (default: the student's directory "
+    data: Path = _opt(..., "Held-out rows: a `synth run` directory (its held-out split), or "
+                      "the formats of train --data. Failed and dropped rows count: every "
+                      "source prompt with a reference is scored.", short="-d")
+    out: Path | None = _opt(None, "Write eval.json and answers.jsonl here (default: the student's directory "
                             "when it is one, else the current directory).", short="-o")
     max_len: int = _opt(1024, "Longest example in tokens.", ge=8, strict=True)
     batch_size: int = _opt(8, "Examples per forward pass.", ge=1, strict=True)
     reasoning: Literal["keep", "drop"] = _opt("keep", "As for train.")
-    task: Literal["auto", "math", "code", "exact", "none"] = _opt(
-        "auto", "How to check generated answers against the rows' reference: math "
-        "(math-verify), code (tests in the sandbox), exact (normalised match), none; auto: "
-        "code when the reference holds tests, else math when it parses as math, else exact.")
+    task: Literal["auto", "choice", "math", "code", "exact", "none"] = _opt(
+        "auto", "How to check generated answers against the rows' reference: choice (the "
+        "answer names one letter, the reference), math (math-verify), code (tests in the "
+        "sandbox), exact (normalised match), none; auto: choice for a one-letter reference, "
+        "code when it holds tests, else math when it parses as math, else exact.")
     max_new_tokens: int = _opt(256, "Generation length for task accuracy.", ge=1, strict=True)
-    limit: int | None = _opt(None, "Evaluate only the first N rows.", ge=1, strict=True)
+    limit: int | None = _opt(None, "Evaluate only the first N held-out source prompts.",
+                             ge=1, strict=True)
     device: Literal["auto", "cpu", "cuda"] = _opt("auto", "Where to run.")
     progress: bool | None = _opt(None, "Default: on when stderr is a terminal.",
                                  cli="--progress/--no-progress")

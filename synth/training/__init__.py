@@ -17,31 +17,31 @@ __all__ = ["train", "evaluate", "TrainConfig", "EvalConfig", "TrainResult"]
 
 
 def train(config: "TrainConfig | None" = None, /, **kwargs: Any) -> "TrainResult":
-    """Train a student: :func:`synth.train.recipe.train`. Pass a :class:`TrainConfig` or its
+    """Train a student: :func:`synth.training.recipe.train`. Pass a :class:`TrainConfig` or its
     fields as keywords (``data=``, ``student=``, ``out=``, ``loss=``, ``teacher=``...)."""
-    from synth.train.recipe import train as run
+    from synth.training.recipe import train as run
 
     return run(config, **kwargs)
 
 
 def evaluate(config: "EvalConfig | None" = None, /, **kwargs: Any) -> dict[str, Any]:
-    """Compare a student with its teacher: :func:`synth.train.evaluate.evaluate`; returns
+    """Compare a student with its teacher: :func:`synth.training.evaluation.evaluate`; returns
     what ``eval.json`` holds."""
-    from synth.train.evaluate import evaluate as run
+    from synth.training.evaluation import evaluate as run
 
     return run(config, **kwargs)
 
 
-_HOME = {"TrainConfig": "synth.train.config", "EvalConfig": "synth.train.config",
-         "TrainResult": "synth.train.recipe"}
+_HOME = {"TrainConfig": "synth.training.config", "EvalConfig": "synth.training.config",
+         "TrainResult": "synth.training.recipe"}
 
 
 def __getattr__(name: str) -> Any:
     if name not in _HOME:
-        raise AttributeError(f"module 'synth.train' has no attribute {name!r}")
+        raise AttributeError(f"module 'synth.training' has no attribute {name!r}")
     return getattr(importlib.import_module(_HOME[name]), name)
 
 
 if TYPE_CHECKING:
-    from synth.train.config import EvalConfig, TrainConfig
-    from synth.train.recipe import TrainResult
+    from synth.training.config import EvalConfig, TrainConfig
+    from synth.training.recipe import TrainResult

@@ -339,6 +339,17 @@ def chunked_head_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.
         return loss.detach(), g
 
     chunk = max(1, int(chunk))
+    if not torch.is_grad_enabled():
+        # evaluation: the loss alone, chunk by chunk. The autograd function below would
+        # still build the head's (V, H) gradient in its forward pass, because the weight
+        # itself requires grad whatever the grad mode
+        w = weight if vocab is None else weight[:vocab]
+        b = None if bias is None else (bias if vocab is None else bias[:vocab])
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, n, chunk):
+            end = min(n, start + chunk)
+            total += generic(F.linear(hidden[start:end], w, b).float(), start, end)
+        return total, stats
     if not fast:
         # autograd keeps every intermediate of the divergence (~15 chunk x V buffers for the
         # JSD, against the closed form's ~6): quarter chunks hold the same memory

@@ -1,6 +1,6 @@
 """The training recipe: setup → train → save, for SFT and KL distillation alike.
 
-One loss covers every method (:mod:`synth.train.losses`): ``alpha · CE + (1 − alpha) · τ² · D``
+One loss covers every method (:mod:`synth.training.losses`): ``alpha · CE + (1 − alpha) · τ² · D``
 where ``D`` is the divergence to the teacher, computed from an in-process teacher's logits on
 the same batch (online) or from the top-K logprobs stored on the rows (offline). ``--loss sft``
 is ``alpha = 1`` (no teacher involved), ``--loss kl`` is ``alpha = 0``.
@@ -38,7 +38,7 @@ from typing import Any
 
 from synth.errors import ConfigError, InsufficientMemoryError, OutputError
 from synth.io import check_not_input, check_out_dir, make_out_dir, write_atomic
-from synth.train.config import TrainConfig
+from synth.training.config import TrainConfig
 
 __all__ = ["train", "TrainResult"]
 
@@ -128,12 +128,14 @@ def available_memory(device: str) -> int:
 
 
 def estimate_memory(student: Any, teacher: Any | None, *, lora: bool, tokens: int,
-                    chunk: int) -> dict[str, int]:
-    """Bytes training needs beyond what is loaded: gradients and AdamW's two moments for
-    the trained parameters (fp32), activations for one micro-batch (a rough 40 bytes per
-    token per hidden unit per layer, what a decoder layer's saved tensors come to), and the
-    chunked head's logits. Weights already loaded are counted as already used."""
-    from synth.train.student import param_count
+                    chunk: int, device: str = "cpu") -> dict[str, int]:
+    """Bytes training needs on ``device``: gradients and AdamW's two moments for the trained
+    parameters (fp32), activations for one micro-batch (a rough 40 bytes per token per
+    hidden unit per layer, what a decoder layer's saved tensors come to), and the chunked
+    head's logits. On the CPU the weights are already loaded, so the memory available
+    already excludes them; on a GPU they have yet to move there, so the student's and the
+    teacher's weights are counted at the size they will have."""
+    from synth.training.student import param_count
 
     trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
     cfg = student.config.get_text_config() if hasattr(student.config, "get_text_config") \
@@ -148,8 +150,21 @@ def estimate_memory(student: Any, teacher: Any | None, *, lora: bool, tokens: in
         "teacher activations": 0 if teacher is None else tokens * hidden * 8,
         "student weights": param_count(student) * 4 if lora else 0,
     }
+    if device != "cpu":
+        need["student weights"] = sum(p.numel() * p.element_size()
+                                      for p in _unique(student.parameters()))
+        if teacher is not None:
+            need["teacher weights"] = sum(p.numel() * p.element_size()
+                                          for p in _unique(teacher.parameters()))
     need["total"] = sum(need.values())
     return need
+
+
+def _unique(params: Any) -> list[Any]:
+    seen: dict[int, Any] = {}
+    for p in params:
+        seen.setdefault(id(p), p)
+    return list(seen.values())
 
 
 def _check_memory(cfg: TrainConfig, need: dict[str, int], device: str) -> None:
@@ -216,7 +231,7 @@ def head_chunk(vocab: int, limit: int) -> int:
     a chunk holds ~6 such buffers (student and teacher logits, both log-softmaxes, the
     teacher's probabilities, the gradient), so ~200 MB whatever the vocabulary; at most
     ``limit``. Divergences without a closed-form gradient use a quarter of this
-    (:func:`synth.train.losses.chunked_head_loss`)."""
+    (:func:`synth.training.losses.chunked_head_loss`)."""
     return max(16, min(limit, (1 << 23) // max(1, vocab)))
 
 
@@ -225,7 +240,7 @@ def batch_loss(student: Any, batch: Any, spec: Any, *, teacher: Any | None = Non
     """Summed loss of one micro-batch (divide by the step's target tokens) and its stats."""
     import torch
 
-    from synth.train.losses import chunked_head_loss
+    from synth.training.losses import chunked_head_loss
 
     decoder, head, softcap = _parts(student)
     chunk = head_chunk(head.weight.shape[0], chunk)
@@ -278,7 +293,7 @@ def evaluate_loss(student: Any, examples: list, spec: Any, *, teacher: Any | Non
     """Mean per-token loss, CE, divergence and top-1 agreement over held-out examples."""
     import torch
 
-    from synth.train.data import collate
+    from synth.training.data import collate
 
     totals = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "top1": 0.0, "tokens": 0.0}
     was_training = student.training
@@ -382,7 +397,7 @@ def _restore_log(out: Path, step: int) -> None:
 def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     """Train a student; see the module docstring. Keywords are :class:`TrainConfig` fields
     (``synth.train(data=..., student=..., out=..., loss="kl", teacher=...)``)."""
-    from synth.generate.config import make_config
+    from synth.generation.config import make_config
 
     cfg = make_config(config, kwargs, cls=TrainConfig)
     out = check_out_dir(cfg.out)
@@ -399,9 +414,9 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         require((("peft", "peft"),), what="--lora-r", extra="train")
     import torch
 
-    from synth.train import data as D
-    from synth.train.losses import HeadLoss
-    from synth.train.student import (
+    from synth.training import data as D
+    from synth.training.losses import HeadLoss
+    from synth.training.student import (
         check_shared_vocab,
         cut_student,
         is_cut_spec,
@@ -422,9 +437,12 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     teacher = None
     if cfg.teacher:
         _check_teacher_spec(cfg.teacher)
-        teacher = load_pretrained(cfg.teacher)
+        # loaded in the precision it will run in: a large teacher read in fp32 and cast
+        # afterwards needs twice its size in host memory first
+        teacher = load_pretrained(cfg.teacher, dtype="bf16" if precision == "bf16" else "fp32")
     if is_cut_spec(cfg.student):
         student = cut_student(teacher, cfg.student.split("layers=", 1)[1])
+        student.model.float()  # fp32 master weights, whatever the teacher was loaded in
     else:
         student = load_pretrained(cfg.student)
     had_template = D.ensure_chat_template(student.tokenizer)
@@ -432,13 +450,17 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         check_shared_vocab(student, teacher)
     vocab = shared_vocab_size(student.model, teacher.model if cfg.kd_source == "online"
                               else None)
-    if offline:
-        D.check_stored_ids(rows.rows, student.tokenizer, path=str(rows.path))
+    stored = D.check_stored_ids(rows.rows, student.tokenizer, path=str(rows.path)) \
+        if offline else None
     examples, dropped = D.build_examples(rows, student.tokenizer, reasoning=cfg.reasoning,
                                          max_len=cfg.max_len, offline=offline)
-    train_ex, held = D.split_examples(examples, cfg.eval_split, seed=cfg.seed)
+    train_ex, held = D.split_examples(examples, cfg.eval_split)
     if not train_ex:
         raise ConfigError(f"--eval-split {cfg.eval_split}: no example is left to train on")
+    if cfg.eval_split and not held:
+        n = len({e.group for e in examples})
+        raise ConfigError(f"--eval-split {cfg.eval_split}: holds out none of these {n} "
+                          "source prompts; raise it, or train without --eval-split")
     spec = HeadLoss(alpha=cfg.ce_weight, kind=cfg.kl, beta=cfg.beta,
                     temperature=cfg.temperature, tail=cfg.top_k_mass == "tail",
                     teacher=cfg.kd_source)
@@ -459,25 +481,17 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     micro_tokens = cfg.batch_size * (cfg.max_len if cfg.packing else
                                      max(len(e) for e in train_ex))
     _check_memory(cfg, estimate_memory(model, t_model, lora=lora, tokens=micro_tokens,
-                                       chunk=cfg.chunk_size), device)
+                                       chunk=cfg.chunk_size, device=device), device)
     model.to(device)
     if t_model is not None:
         t_model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None)
 
     # -- setup: plan, optimiser, schedule ----------------------------------------------------
-    plans: dict[int, list] = {}
-
-    def epoch_plan(epoch: int) -> list:
-        if epoch not in plans:
-            plans.clear()
-            plans[epoch] = list(D.iter_steps(D.plan_epoch(
-                train_ex, batch_size=cfg.batch_size, packing=cfg.packing,
-                max_len=cfg.max_len, seed=cfg.seed, epoch=epoch, shuffle=cfg.shuffle),
-                cfg.grad_accum))
-        return plans[epoch]
-
-    steps_per_epoch = len(epoch_plan(0))
-    total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    plan = D.StepPlan(train_ex, batch_size=cfg.batch_size, packing=cfg.packing,
+                      max_len=cfg.max_len, seed=cfg.seed, shuffle=cfg.shuffle,
+                      grad_accum=cfg.grad_accum)
+    epochs = cfg.epochs_for(plan.steps_in(0))
+    total = plan.total(epochs, cfg.max_steps)
     save_every = cfg.save_every or max(1, math.ceil(total / 10))
     params = [p for p in model.parameters() if p.requires_grad]
     # fused AdamW: one kernel over every parameter (CPU and CUDA), not a loop per tensor
@@ -532,7 +546,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     bar.start(total, step)
     try:
         while step < total:
-            micro = epoch_plan(step // steps_per_epoch)[step % steps_per_epoch]
+            micro = plan.at(step)
             batches = [D.collate(train_ex, rows_, pad_id=pad_id, packed=cfg.packing)
                        for rows_ in micro]
             agg, n_targets, step_tokens = accumulate(
@@ -549,7 +563,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
             tokens_seen += step_tokens
             window_tokens += step_tokens
             n = max(1, n_targets)
-            last = {"step": step, "epoch": round(step / steps_per_epoch, 4),
+            last = {"step": step, "epoch": round(plan.epochs_done(step), 4),
                     "loss": agg["loss"] / n}
             if spec.alpha > 0:
                 last["ce"] = agg["ce"] / n
@@ -591,15 +605,18 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         "beta": cfg.beta if cfg.uses_kl and cfg.kl == "jsd" else None,
         "temperature": cfg.temperature if cfg.uses_kl else None,
         "top_k_mass": cfg.top_k_mass if offline else None,
-        "lora_r": cfg.lora_r, "lr": cfg.peak_lr, "scheduler": cfg.scheduler,
+        "lora_r": cfg.lora_r, "lr": cfg.peak_lr, "lr_given": cfg.lr is not None,
+        "epochs_planned": None if cfg.max_steps else epochs,
+        "epochs_given": cfg.epochs is not None, "scheduler": cfg.scheduler,
         "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_len": cfg.max_len,
         "packing": cfg.packing, "reasoning": cfg.reasoning, "seed": cfg.seed,
         "device": device, "precision": precision, "steps": step,
-        "epochs": round(step / steps_per_epoch, 4),
+        "epochs": round(plan.epochs_done(step), 4),
         "data": {"path": str(rows.path), "source": rows.source, "rows": len(rows.rows),
                  "skipped_rows": rows.skipped, "examples": len(examples),
                  "dropped_examples": dropped, "train_examples": len(train_ex),
                  "heldout_examples": len(held),
+                 "stored_top_k": stored,
                  "target_tokens": int(sum(e.targets for e in train_ex))},
         "chat_template": "the student's own" if had_template else
                          "ChatML fallback (the tokenizer had none; saved with the model)",
@@ -618,8 +635,8 @@ def _write_outputs(out: Path, model: Any, student: Any, rows: Any, summary: dict
                    t_start: float) -> None:
     """The HF model directory, loss.png, train.json and README.md, staged then moved in."""
     from synth.io import commit_staged, staging_dir
-    from synth.train.card import render_model_card
-    from synth.train.plot import loss_plot
+    from synth.training.card import render_model_card
+    from synth.training.plot import loss_plot
 
     with staging_dir(out) as stage:
         try:
