@@ -342,6 +342,8 @@ def test_quickstart_for_real_with_smollm2(tmp_path):
     assert ev["params"]["student"] < ev["params"]["teacher"]
     task = ev["task"]  # the goal of README command (1): a student that works
     assert task["n"] >= 100 and task["retained"] >= 0.9, task
+    answers = (out / "eval" / "answers.jsonl").read_text().splitlines()
+    assert len(answers) == task["n"]  # every scored prompt, for an audit
     assert (out / "report.html").stat().st_size > 10_000
 
 
