@@ -148,10 +148,14 @@ def train_command(**options: Any) -> None:
     ev = s.get("eval") or {}
     held = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in ev.items()
                      if k.startswith("eval_") and isinstance(v, float))
+    from synth.training.data import skipped_rows, skipped_text
+
+    skipped = skipped_text(skipped_rows(s["data"]))
     typer.echo(f"{s['steps']} steps on {s['data']['train_examples']:,} examples "
                f"({s['tokens']:,} tokens, {s['tokens_per_s']:,.0f} tokens/s, "
                f"{s['train_s']:.1f}s); final {final}"
-               f"{'; held-out ' + held if held else ''} → {out}", err=True)
+               f"{'; held-out ' + held if held else ''}{'; ' + skipped if skipped else ''}"
+               f" → {out}", err=True)
 
 
 def eval_command(**options: Any) -> None:
@@ -279,6 +283,10 @@ def _stage_line(kind: str, stage: str, info: dict) -> None:
         bits.append(f"${info['cost_usd']:.4f}")
     if isinstance(info.get("final"), dict):
         bits.append("final " + ", ".join(f"{k} {v:.4f}" for k, v in info["final"].items()))
+    if isinstance(info.get("skipped"), dict) and any(info["skipped"].values()):
+        from synth.training.data import skipped_text  # rows the train stage left out
+
+        bits.append(skipped_text(info["skipped"]))
     typer.echo(f"✔ {stage}: {'; '.join(bits)} ({info.get('seconds', 0):.1f}s)", err=True)
 
 

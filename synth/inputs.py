@@ -99,14 +99,19 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
         raise InputError("is a directory, expected a .jsonl file", path=p) from None
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", path=p) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError("not valid UTF-8 text: the file is UTF-16 (it starts with a UTF-16 "
+                         "byte order mark); save it as UTF-8", path=p, line=1)
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark (Windows editors)
     for n, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
-                             f"{e.start + 1})", path=p, line=n) from None
+            raise InputError(f"not valid UTF-8 text: byte 0x{raw[e.start]:02x} (byte "
+                             f"{e.start + 1} of this line) cannot be decoded; save the file as "
+                             "UTF-8", path=p, line=n) from None
         try:
             yield n, orjson.loads(text)
         except orjson.JSONDecodeError as e:

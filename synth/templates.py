@@ -30,9 +30,11 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import yaml
+from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from synth.errors import InputError
+from synth.yamlfile import parse_yaml
 
 __all__ = ["Template", "load_template", "parse_template", "template_names", "SUFFIX"]
 
@@ -42,6 +44,9 @@ _ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescap
                                      keep_trailing_newline=True, trim_blocks=True,
                                      lstrip_blocks=True)
 _NAME = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
+#: tags that would read another file: a template is one self-contained file
+_OTHER_FILES = {nodes.Include: "include", nodes.Import: "import",
+                nodes.FromImport: "from ... import", nodes.Extends: "extends"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,9 @@ class Template:
         except jinja2.TemplateError as e:  # sandbox refusals, filter errors
             raise InputError(f"render failed: {e}", path=self.path,
                              line=line or self._error_line(e), field=where) from None
+        except Exception as e:  # the template's own expression: {{ 1 / 0 }}, {{ x + 1 }}
+            raise InputError(f"render failed: {type(e).__name__}: {e}", path=self.path,
+                             line=line or self._error_line(e), field=where) from None
 
     def _error_line(self, exc: BaseException) -> int | None:
         # Jinja rewrites tracebacks so the template's own frames carry its line numbers.
@@ -129,15 +137,8 @@ def _first_use(body: str, name: str, body_line: int) -> int | None:
 def parse_template(text: str, *, path: str) -> Template:
     """A template from its file text; ``path`` is what errors (and Jinja) call it."""
     fm, body_line, body = _front_matter(text, path)
-    try:
-        node = yaml.compose(fm, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(fm)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else None  # front matter starts on line 2
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise InputError(f"front matter is not valid YAML: {problem}", path=path,
-                         line=line) from None
+    # the front matter starts on line 2; aliases are checked as in every YAML file synth reads
+    data, node = parse_yaml(fm, path=path, first_line=2, what="front matter")
     if not isinstance(data, dict):
         raise InputError("front matter must be a YAML mapping", path=path, line=2)
     lines = {str(k.value): k.start_mark.line + 2 for k, _ in node.value} \
@@ -182,6 +183,13 @@ def parse_template(text: str, *, path: str) -> Template:
             line = first_line if where == "system" else body_line + (e.lineno or 1) - 1
             raise InputError(f"Jinja2 syntax error: {e.message}", path=path, line=line,
                              field=where) from None
+        # No loader, and refused here with its line rather than at the first render: a
+        # template never reads another file ({% include "/etc/passwd" %}).
+        for tag in ast.find_all(tuple(_OTHER_FILES)):
+            line = first_line if where == "system" else body_line + tag.lineno - 1
+            raise InputError(f"{{% {_OTHER_FILES[type(tag)]} %}} is not allowed: a template "
+                             "is one self-contained file and never reads another",
+                             path=path, line=line, field=where)
         # Catch an undeclared name now, not on the first row that happens to reach it.
         for name in sorted(jinja2.meta.find_undeclared_variables(ast) - declared):
             line = first_line if where == "system" else _first_use(src, name, body_line)
@@ -228,7 +236,8 @@ def load_template(name_or_path: str | Path) -> Template:
             raise InputError(f"cannot read template: {e}", path=display) from None
         return parse_template(text, path=display)
     if not _NAME.match(s):
-        raise InputError("not a template name (family/name) or a .j2 file", path=s)
+        raise InputError(f"no such template file, nor a shipped template name (shipped: "
+                         f"{', '.join(template_names())})", path=s)
     shipped = resources.files("synth") / "prompts" / f"{s}{SUFFIX}"
     if not shipped.is_file():
         raise InputError(f"no such template (shipped: {', '.join(template_names())})",

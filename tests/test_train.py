@@ -212,6 +212,20 @@ def test_resume_continues_the_same_curve(tmp_path, tiny):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path, tiny):
+    """It left only its log: --resume has nothing to resume, so a plain rerun starts over
+    (it was refused as "not empty": a dead end)."""
+    data = rows_file(tmp_path / "rows.jsonl", n=8)
+    common = dict(data=data, student=str(tiny), max_steps=2, batch_size=4, progress=False)
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": 9.0}) + "\n")
+    with pytest.raises(ConfigError, match="no checkpoint to resume"):
+        synth.train(out=out, resume=True, **common)
+    synth.train(out=out, **common)
+    assert [x["step"] for x in log_lines(out)] == [1, 2] and (out / "train.json").is_file()
+
+
 def test_packed_epochs_visit_every_example_once_across_resume(tmp_path, tiny, monkeypatch):
     """Regression: packed epochs hold different numbers of rows, and the trainer indexed
     every epoch by the first one's step count (IndexError, or data silently skipped)."""

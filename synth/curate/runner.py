@@ -158,12 +158,13 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
     (a usable directory, not the input's own), the rows, the recipe, the recipe against the
     rows (:func:`check_columns`). ``on_start`` is then called with the rows and the recipe,
     before any step runs, and ``on_step`` with each step's summary as soon as it is done."""
-    from synth.io import check_not_input, check_out_dir, exclusive_dir, make_out_dir
+    from synth.io import check_not_input, claim_out_dir, exclusive_dir, make_out_dir, managed_dir
 
-    out = check_out_dir(out) if out is not None else None  # before anything is read
     if out is not None and not isinstance(input, pl.DataFrame):
-        check_not_input(out, [input], why="the curated rows and their card would replace "
-                        "the run's own, and a rerun would read its own output")
+        check_not_input(Path(out), [input], why="the curated rows and their card would "
+                        "replace the run's own, and a rerun would read its own output")
+    # before anything is read: new, empty or an earlier curation's (synth.io's rule)
+    out = claim_out_dir(out, "synth curate") if out is not None else None
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     check_columns(rec, dict(df.schema))  # a recipe that cannot run creates nothing
@@ -174,7 +175,9 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
     created = not out.exists()
     make_out_dir(out)
     try:
-        with exclusive_dir(out):  # two curations into one directory would mix their files
+        # two curations into one directory would mix their files; the judge's generation
+        # run lives inside it (out/judge/...)
+        with exclusive_dir(out), managed_dir(out):
             result = _apply(rec, df, out, on_step)
             _write(out, result)
     except BaseException:
@@ -194,7 +197,7 @@ def _write(out: Path, result: CurationResult) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from synth.dataset.card import render_curated_card
-    from synth.io import commit_staged, staging_dir, write_atomic
+    from synth.io import commit_staged, files_below, staging_dir, write_atomic
 
     card = render_curated_card(name=out.name, kept=result.kept, summary=result.summary,
                                rejected_rows=result.rejected.height)
@@ -204,8 +207,11 @@ def _write(out: Path, result: CurationResult) -> None:
                                  result.rejected)
             write_atomic(stage / "curated.parquet", result.kept.to_arrow())
             write_atomic(stage / "rejects.parquet", result.rejected.to_arrow())
-            write_atomic(stage / "curation.json",
-                         orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
             write_atomic(stage / "README.md", card)
             report.result()
+        # every file, so a rerun can tell its own from anything put there since
+        names = sorted(p.name for p in stage.iterdir())
+        result.summary["files"] = files_below(stage, names) + ["curation.json"]
+        write_atomic(stage / "curation.json",
+                     orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
         commit_staged(stage, out)

@@ -64,11 +64,14 @@ was trained on. At the same share and seed it holds out the prompts ``synth run`
 (``eval.holdout``), and a prompt's side never changes as the dataset grows. A split that
 leaves either side empty (a handful of prompts) is refused.
 
-Writing: everything is made in a staging folder inside ``out`` and moved into place at the
-end (:func:`synth.io.staging_dir`, :func:`synth.io.commit_staged`); files a previous export
-into ``out`` listed in its ``export.json`` and this one does not write (``test.jsonl`` after
-an export without a split) are removed. ``out`` may not be the source directory, nor the
-folder the source file lies in.
+Writing: ``out`` must be new, empty, or hold exactly an earlier export (its ``export.json``
+lists every file it wrote; anything else there, a ``README.md`` of yours or a file put into
+its ``train/``, and the export is refused before it reads a row: :func:`synth.io.claim_out_dir`).
+Nor may it lie inside another command's output (a ``synth run`` directory, a student), the
+source directory, or the folder the source file lies in. Everything is made in a staging
+folder inside ``out`` and moved into place at the end (:func:`synth.io.staging_dir`,
+:func:`synth.io.commit_staged`); files the earlier export wrote and this one does not
+(``test.jsonl`` after an export without a split) are removed.
 """
 
 from __future__ import annotations
@@ -296,13 +299,15 @@ def _card(src: Any, fmt: str, summary: dict[str, Any]) -> str | None:
 
 
 def _stale(out: Path, written: list[str]) -> list[Path]:
-    """Outputs of a previous export into ``out`` that this one does not replace."""
+    """Outputs of a previous export into ``out`` that this one does not replace (its
+    ``export.json`` lists the files it wrote; ``claim_out_dir`` checked nothing else is
+    there)."""
     try:
         before = orjson.loads((out / "export.json").read_bytes()).get("files", [])
     except (OSError, orjson.JSONDecodeError, AttributeError):
         return []
-    return [out / n for n in before
-            if isinstance(n, str) and n in _OUTPUT_NAMES and n not in written]
+    tops = {n.split("/", 1)[0] for n in before if isinstance(n, str)}
+    return [out / n for n in sorted(tops) if n in _OUTPUT_NAMES and n not in written]
 
 
 # ------------------------------------------------------------------------ the export
@@ -320,7 +325,10 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
     from synth.io import (
         check_not_input,
         check_out_dir,
+        claim_out_dir,
         commit_staged,
+        exclusive_dir,
+        files_below,
         make_out_dir,
         staging_dir,
         write_atomic,
@@ -354,6 +362,7 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
                           "all train. Export them without --split")
     check_not_input(out, [source, src.file], why="the export would overwrite or mix with "
                     "the rows and card it reads")
+    claim_out_dir(out, "synth export")  # new, empty or exactly an earlier export
     if format == "hf":
         require([("datasets", "datasets")], what="`synth export --format hf`",
                 install="pip install datasets")
@@ -438,7 +447,8 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
     created = not out.exists()
     make_out_dir(out)
     try:
-        with staging_dir(out) as stage:
+        # one writer per directory: a curation or run still writing there would mix with it
+        with exclusive_dir(out, tidy=True), staging_dir(out) as stage:
             if format == "hf":
                 names = _write_hf(stage, sides, columns, src.file)
             else:
@@ -451,7 +461,8 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
                 write_atomic(stage / "README.md", card)
                 names.append("README.md")
             names.append("export.json")
-            summary["files"] = names
+            # every file, so a rerun can tell its own from anything put there since
+            summary["files"] = sorted(files_below(stage, names[:-1]) + ["export.json"])
             stale = _stale(out, names)
             write_atomic(stage / "export.json",
                          orjson.dumps(summary, option=orjson.OPT_INDENT_2))

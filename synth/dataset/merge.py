@@ -25,6 +25,7 @@ see :func:`synth.dataset.card.acceptance_covers`.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,9 @@ def _curation_section(inputs: list[_Input]) -> list[str]:
 def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
                accept: tuple[str, ...] = (), licence_file: str | Path | None = None,
                ok_only: bool = True) -> tuple[Path, Decision]:
-    """Write ``out/traces.parquet`` and ``out/README.md`` from several inputs' rows.
+    """Write ``out/traces.parquet``, ``out/README.md`` and ``out/merge.json`` (what was
+    merged) from several inputs' rows. ``out`` is new, empty or an earlier merge's
+    (:func:`synth.io.claim_out_dir`).
 
     Checked in this order, and nothing is written unless all pass: ``intent`` and ``out``
     (a ``ConfigError`` before any input is read), ``accept`` (known registry ids or
@@ -265,15 +268,23 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
     directory or parquet, unreadable, not trace rows, columns whose types disagree), then
     the licence (deny: exit 6; unknown terms not accepted: exit 7; see the module docstring
     for when acceptances recorded on the rows count)."""
-    from synth.io import check_not_input, check_out_dir, make_out_dir, write_atomic
+    from synth.io import (
+        check_not_input,
+        claim_out_dir,
+        exclusive_dir,
+        is_managed,
+        make_out_dir,
+        write_atomic,
+    )
 
     if intent not in INTENTS:
         raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
     if not runs:
         raise ConfigError("merge: nothing to merge (name at least one run directory)")
     paths = [Path(r) for r in runs]
-    out = check_out_dir(out)
-    check_not_input(out, paths, why="merging into it would overwrite its rows")
+    check_not_input(Path(out), paths, why="merging into it would overwrite its rows")
+    out = claim_out_dir(out, "synth merge")
+    managed = is_managed(out)
     accept = tuple(accept)
     registry = load_registry(licence_file)
     registry.check_accepted(accept)
@@ -319,6 +330,15 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
                        "(with `--accept-terms`, or recorded on the rows: see Why above)",
                        sections=[_curation_section(inputs), score_section(scores)])
     make_out_dir(out)
-    write_atomic(out / "traces.parquet", table)
-    write_atomic(out / "README.md", card)
+    with contextlib.ExitStack() as stack:
+        if not managed:  # one writer per directory (synth run holds its own lock)
+            stack.enter_context(exclusive_dir(out))
+        write_atomic(out / "traces.parquet", table)
+        write_atomic(out / "README.md", card)
+        write_atomic(out / "merge.json", orjson.dumps({  # last: marks a finished merge
+            "synth_version": __version__, "merged_from": [str(p) for p in paths],
+            "rows": table.num_rows, "intent": intent,
+            "licence": {"decision": decision.decision, "rule": decision.rule},
+            "files": ["README.md", "merge.json", "traces.parquet"]},
+            option=orjson.OPT_INDENT_2))
     return out / "traces.parquet", decision

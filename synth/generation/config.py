@@ -57,7 +57,8 @@ class GenerateConfig(BaseModel):
     temperature: float | None = _opt(None, "Default: 0 (greedy) for one sample, 1.0 for "
                                      "several.", ge=0, le=2, strict=True)
     top_p: float | None = _opt(None, "Nucleus sampling.", gt=0, le=1, strict=True)
-    max_tokens: int = _opt(512, "Answer tokens per request.", ge=1, strict=True)
+    max_tokens: int = _opt(512, "Answer tokens per request.", ge=1, le=1_000_000,
+                           strict=True)  # more than any model answers with: a typo
     seed: int | None = _opt(None, "Sampling seed, where the provider takes one.", strict=True)
     system: str | None = _opt(None, "System prompt for lines without one.")
     concurrency: int = _opt(64, "Requests in flight at once.", ge=1, le=4096, strict=True)

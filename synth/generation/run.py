@@ -37,7 +37,7 @@ from synth.errors import (
 )
 from synth.generation.config import GenerateConfig, make_config
 from synth.inputs import read_prompts
-from synth.io import check_out_dir, exclusive_dir, make_out_dir, write_atomic
+from synth.io import claim_out_dir, exclusive_dir, make_out_dir, write_atomic
 from synth.licences import Decision, check, load_registry
 from synth.progress import RunProgress
 from synth.records import (
@@ -276,7 +276,9 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
     started_at = _now_iso()
 
     # ---- setup: everything that can fail on user input fails here, before any output
-    check_out_dir(cfg.out)  # before a model loads or a prompt is read
+    # before a model loads or a prompt is read: new, empty, or an earlier generate run's
+    # (resumed from its cache; synth.io's rule)
+    claim_out_dir(cfg.out, "synth generate")
     provider, model = parse_spec(cfg.teacher)
     traits = provider_traits(provider)
     params = _resolve_params(cfg, traits)

@@ -30,6 +30,8 @@ key (``quickstart.yaml:14: generate[0].max_tokens: ...``), raised before anythin
 from __future__ import annotations
 
 import difflib
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +44,10 @@ from synth.errors import ConfigError, InputError, UserError
 from synth.generation.config import error_text
 from synth.yamlfile import load_yaml
 
-__all__ = ["Pipeline", "GenerateStage", "load_pipeline", "STAGE_KINDS"]
+__all__ = ["Pipeline", "GenerateStage", "load_pipeline", "check_before_run", "STAGE_KINDS",
+           "MAX_TOKENS"]
+
+log = logging.getLogger("synth")
 
 STAGE_KINDS = ("generate", "curate", "train", "eval")
 _TOP = {"name", "description", "teacher", "intent", "accept_terms", "licence_file",
@@ -59,6 +64,10 @@ _ESTIMATE_KEYS = {"dry_run": int, "requests_per_day": (int, float),
                   "student_requests_per_hour": (int, float),
                   "train_cost_usd": (int, float)}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: The most tokens one answer may ask for: more than any model writes in one reply, so a
+#: larger ``max_tokens`` is a typo (``1e14``) caught here, not a run of failed requests.
+MAX_TOKENS = 1_000_000
+_TOKEN_KEYS = ("max_tokens", "max_new_tokens")
 
 
 @dataclass
@@ -184,8 +193,8 @@ def _teacher_routes(stage: dict, top_teacher: str | None, ck: _Checker, path: tu
                     raise ck.unknown(p, k, _ROUTE_KEYS | (gen_fields - _GEN_RESERVED))
             w, q = it.get("weight"), it.get("quota")
             if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float))
-                                  or w < 0):
-                raise ck.error(p + ("weight",), f"must be a number >= 0, got {w!r}")
+                                  or not math.isfinite(w) or w < 0):
+                raise ck.error(p + ("weight",), f"must be a finite number >= 0, got {w!r}")
             if q is not None and (isinstance(q, bool) or not isinstance(q, int) or q < 0):
                 raise ck.error(p + ("quota",), f"must be a whole number >= 0, got {q!r}")
             if w is not None and q is not None:
@@ -241,6 +250,11 @@ def _generate_stage(stage: Any, i: int, top: dict, ck: _Checker, names: set[str]
     if route not in ("split", "all"):
         raise ck.error(path + ("route",), f"must be split or all, got {route!r}")
     routes = _teacher_routes(stage, top.get("teacher"), ck, path, gen_fields)
+    for k, v in params.items():  # template files: relative to this file, like input files
+        if k == "template" or k.endswith("_template"):
+            params[k] = _template_ref(v, base_dir)
+        elif k == "templates" and isinstance(v, dict):
+            params[k] = {op: _template_ref(t, base_dir) for op, t in v.items()}
     p = ck.model(recipe.Params, params, path)
     for k in ("intent", "accept_terms", "licence_file", "price_file"):
         if top.get(k) is not None and k not in options:
@@ -248,6 +262,9 @@ def _generate_stage(stage: Any, i: int, top: dict, ck: _Checker, names: set[str]
     for k in ("licence_file", "price_file"):
         if options.get(k) is not None:
             options[k] = str(_rel(options[k], base_dir))
+    _check_tokens(ck, path, stage)  # first: its message names the key's own line
+    for j, it in enumerate(stage.get("teachers") or []):
+        _check_tokens(ck, path + ("teachers", j), it)
     # Each option is checked now, as synth generate would check it (prompts stand in for
     # the input the recipe makes), so a typo fails before the first stage runs.
     for r in routes:
@@ -268,6 +285,32 @@ def _generate_stage(stage: Any, i: int, top: dict, ck: _Checker, names: set[str]
 def _rel(p: Any, base_dir: Path) -> Path:
     q = Path(str(p)).expanduser()
     return q if q.is_absolute() else base_dir / q
+
+
+def _template_ref(v: Any, base_dir: Path) -> Any:
+    """A template parameter as the recipe should load it: a shipped name (``cot/solve``)
+    stays a name unless a file of that name lies beside the pipeline file; anything else is
+    a file, relative to the pipeline file (never to the current directory), ``.j2`` or not."""
+    from synth.templates import SUFFIX, template_names
+
+    if not isinstance(v, str) or not v.strip():
+        return v
+    f = _rel(v, base_dir)
+    if v.endswith(SUFFIX) or f.is_file() or v not in template_names():
+        return str(f)
+    return v
+
+
+def _check_tokens(ck: _Checker, path: tuple, section: Any) -> None:
+    """A token budget (``max_tokens``, ``max_new_tokens``) above :data:`MAX_TOKENS` is
+    refused, naming the key (its type was checked by the command's own config)."""
+    if not isinstance(section, dict):
+        return
+    for k in _TOKEN_KEYS:
+        v = section.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v > MAX_TOKENS:
+            raise ck.error(path + (k,), f"{v:,} tokens is more than any model answers "
+                           f"with: at most {MAX_TOKENS:,}")
 
 
 def _section(top: dict, key: str, cls: type[BaseModel], reserved: set[str], ck: _Checker,
@@ -318,6 +361,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if data.get("options") is not None and not isinstance(data["options"], dict):
         raise ck.error(("options",), "must be a mapping of synth generate options")
     base_dir = path.resolve().parent
+    _check_tokens(ck, ("options",), data.get("options"))
     gens = data.get("generate") or []
     if not isinstance(gens, list):
         raise ck.error(("generate",), "must be a list of stages")
@@ -384,6 +428,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
         if not ev["teacher"]:
             raise ck.error(("eval",), "teacher: required (the model to compare with)")
         ev["teacher"] = str(ev["teacher"])
+        _check_tokens(ck, ("eval",), ev)
         _check_model(ck, EvalConfig, {**ev, "student": ".", "data": Path(".")}, ("eval",))
     if stages == [] and (curate is not None or train is not None) and \
             not data.get("generate"):
@@ -395,8 +440,9 @@ def load_pipeline(path: str | Path) -> Pipeline:
     for k, v in est.items():
         if k not in _ESTIMATE_KEYS:
             raise ck.unknown(("estimate",), k, set(_ESTIMATE_KEYS))
-        if isinstance(v, bool) or not isinstance(v, _ESTIMATE_KEYS[k]) or v < 0:
-            raise ck.error(("estimate", k), f"must be a number >= 0, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, _ESTIMATE_KEYS[k]) or \
+                not math.isfinite(v) or v < 0:
+            raise ck.error(("estimate", k), f"must be a finite number >= 0, got {v!r}")
     rep = data.get("report") or {}
     if not isinstance(rep, dict):
         raise ck.error(("report",), "must be a mapping, e.g. {vendi: false}")
@@ -424,3 +470,69 @@ def _check_model(ck: _Checker, cls: type[BaseModel], data: dict, path: tuple) ->
         err = e.errors()[0]
         key = str(err["loc"][0]) if err["loc"] else ""
         raise ck.error(path + ((key,) if key else ()), error_text(err)) from None
+
+
+_FILE_PARAMS = ("input", "topics", "seeds")
+
+
+def check_before_run(p: Pipeline, stages: set[str] | None = None) -> None:
+    """What ``synth run`` checks before it makes or touches the run directory, so that a
+    mistake writes nothing: for each generate stage (of ``stages``, default all) every
+    input file is read and every prompt rendered through its templates (the recipe's
+    :meth:`~synth.recipes.base.Recipe.plan`, as ``synth estimate`` does), and every
+    teacher's spec, packages and licence are checked for the pipeline's intent (as ``synth
+    generate`` checks them before its first request). A file a stage reads outside the
+    pipeline file's folder is allowed, and named on stderr (a warning)."""
+    from synth.recipes.base import get_recipe
+
+    for i, g in enumerate(p.generate):
+        if stages is not None and f"generate.{g.name}" not in stages:
+            continue
+        _note_outside(p, g, i)
+        get_recipe(g.recipe)().plan(g.params, base_dir=p.base_dir,
+                                    samples=g.options.get("samples", 1))
+        for r in g.routes:
+            _check_teacher({**g.options, **r.options}, r.teacher)
+
+
+def _note_outside(p: Pipeline, g: GenerateStage, i: int) -> None:
+    """Name each file the stage reads (input, topics, seeds, templates) that lies outside
+    the pipeline file's folder (``..``, an absolute path): allowed, never silent."""
+    from synth.inputs import BENCHMARK_PREFIX
+
+    params = g.params.model_dump()
+    for k, v in params.items():
+        vals = v.values() if isinstance(v, dict) and k == "templates" else [v]
+        if k not in _FILE_PARAMS and k != "templates" and not k.endswith("template"):
+            continue
+        for x in vals:
+            if not isinstance(x, (str, Path)) or str(x).startswith(BENCHMARK_PREFIX):
+                continue
+            try:
+                f = _rel(x, p.base_dir)
+                if not f.is_file():
+                    continue  # a shipped template name, or a file the recipe says is missing
+                resolved = f.resolve()
+            except OSError:  # not a file name at all (too long): the recipe says so
+                continue
+            if p.base_dir not in resolved.parents:
+                log.warning("%s:%s: field 'generate[%d].%s': reads %s, outside the pipeline "
+                            "file's folder", p.path, g.line, i, k, resolved)
+
+
+def _check_teacher(options: dict[str, Any], spec: str) -> None:
+    """The teacher's spec, packages and licence, without a request (the same check as
+    ``synth generate``'s, which the stage repeats before its first request)."""
+    from synth.errors import MissingAPIKeyError
+    from synth.generation.config import GenerateConfig
+    from synth.generation.run import _licence_check
+    from synth.teachers import TeacherOptions, make_teacher, parse_spec, provider_traits
+
+    cfg = GenerateConfig(prompts=[], out=Path("."), teacher=spec, **options)
+    provider, _ = parse_spec(cfg.teacher)
+    try:
+        teacher = make_teacher(cfg.teacher, TeacherOptions(base_url=cfg.base_url,
+                                                           api_key_env=cfg.api_key_env))
+    except MissingAPIKeyError:
+        return  # a stage skipped as unchanged needs no key; one that runs asks for it
+    _licence_check(cfg, teacher, provider_traits(provider))

@@ -23,7 +23,9 @@ from its last checkpoint.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from typing import Any, Callable
 import orjson
 
 from synth.errors import ConfigError
-from synth.pipeline.config import Pipeline, load_pipeline
+from synth.pipeline.config import Pipeline, check_before_run, load_pipeline
 from synth.teachers.local import file_sha256
 
 __all__ = ["run_pipeline", "PipelineResult", "MANIFEST", "stage_dir"]
@@ -185,7 +187,7 @@ class _Run:
             "status": "done", "status_last_run": "ran", "fingerprint": fingerprint,
             "seconds": seconds, "finished_at": time.time(), "resumed": resumed,
             "outputs": {rel: file_sha256(self.out / rel) for rel in outputs},
-            "summary": summary}
+            "files": _stage_files(self.out, key), "summary": summary}
         self.save()
         self.ran.append(key)
         self.on_event("done", key, {**summary, "seconds": seconds})
@@ -442,10 +444,57 @@ def _train(run: _Run, force: bool) -> None:
                        if f.is_file() and f.name in ("train.json", "README.md",
                                                       "config.json", "train_log.jsonl")
                        or f.suffix == ".safetensors")
-        return files, {"steps": s["steps"], "final": s["final"], "tokens": s["tokens"]}
+        from synth.training.data import skipped_rows
+
+        return files, {"steps": s["steps"], "final": s["final"], "tokens": s["tokens"],
+                       "skipped": skipped_rows(s["data"])}
 
     run_resume = run.was_interrupted("train", fp)
     run.stage("train", fp, force, body)
+
+
+#: What a stage folder may gain between the runs that record its files: the caches and
+#: checkpoints an interrupted run leaves to resume from.
+_STAGE_STATE = {"generate": ("calls/*",), "curate": ("judge/*",),
+                "train": ("checkpoints/*", "train_log.jsonl")}
+_HIDDEN_ENTRY = re.compile(r"(^|/)(\.lock|\.staging-[^/]*|\.[^/]*\.tmp|\.[^/]*\.old)(/|$)")
+
+
+def _stage_files(out: Path, key: str) -> list[str]:
+    """Every file the stage's folder holds, relative to the run directory (the dataset
+    stage writes into the run directory itself: its outputs are its files)."""
+    if key == "dataset":
+        return []
+    d = stage_dir(out, key)
+    if not d.is_dir():
+        return []
+    return sorted(rel for f in d.rglob("*") if not f.is_dir()
+                  and not _HIDDEN_ENTRY.search(rel := f.relative_to(out).as_posix()))
+
+
+def check_stage_folders(out: Path) -> None:
+    """Before a run touches ``out``: its stage folders hold only what its stages wrote (as
+    recorded in the manifest) and the state they resume from. A rerun replaces a stage's
+    folder whole, so a file of yours put there is refused here, never deleted."""
+    try:
+        stages = orjson.loads((out / MANIFEST).read_bytes())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for key, entry in (stages.items() if isinstance(stages, dict) else ()):
+        recorded = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(recorded, list) or key == "dataset":
+            continue  # a stage recorded before its files were: trusted
+        state = _STAGE_STATE.get(key.split(".", 1)[0], ())
+        d = stage_dir(out, key)
+        known = set(recorded)
+        # (fnmatch's * crosses "/": "calls/*" is everything below calls/)
+        foreign = [rel for rel in _stage_files(out, key) if rel not in known and not any(
+            fnmatch.fnmatchcase((out / rel).relative_to(d).as_posix(), pat) for pat in state)]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ConfigError(f"--out {out}: holds {shown}, which `synth run` did not write "
+                              f"(its {key} stage replaces {d.name}/ when it runs again): move "
+                              "it out of the run directory")
 
 
 def _clear(d: Path) -> None:
@@ -520,13 +569,17 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None,
                  on_event: Callable[[str, str, dict], None] | None = None) -> PipelineResult:
     """Run (or resume) a pipeline. ``out`` defaults to ``runs/<name>``. ``on_event(kind,
     stage, info)`` is called as each stage starts, finishes or is skipped."""
-    from synth.io import check_out_dir, exclusive_dir, make_out_dir, write_atomic
+    from synth.io import claim_out_dir, exclusive_dir, make_out_dir, managed_dir, write_atomic
 
     p = load_pipeline(path)
-    out = check_out_dir(Path(out) if out is not None else Path("runs") / p.name)
+    out = claim_out_dir(Path(out) if out is not None else Path("runs") / p.name, "synth run",
+                        default=None if out is not None else "the default")
     run_set, force = _selected(p, from_stage, only)
+    check_stage_folders(out)  # a file of yours in a stage folder: refused, never deleted
+    check_before_run(p, run_set)  # inputs, templates, licences: a mistake writes nothing
+    _need_before(p, out, run_set)  # and --only on a directory that lacks earlier stages
     make_out_dir(out)
-    with exclusive_dir(out):
+    with exclusive_dir(out), managed_dir(out):  # its stages write inside it
         run = _Run(p, out, on_event, progress)
         write_atomic(out / "pipeline.yaml", p.text)
 
@@ -566,6 +619,33 @@ def _need(run: _Run, keys: list[str], run_set: set[str]) -> None:
         e = run.manifest["stages"].get(k)
         if not e or e.get("status") != "done":
             raise ConfigError(f"--only: stage {k} has not run in {run.out} yet (run the "
+                              "pipeline without --only first)")
+
+
+def _need_before(p: Pipeline, out: Path, run_set: set[str]) -> None:
+    """:func:`_need` for every stage ``run_set`` holds, against the manifest already in
+    ``out``, before the run directory is made or touched."""
+    gens = [f"generate.{g.name}" for g in p.generate]
+    split = ["split"] if p.eval is not None else []
+    keys = list(gens)
+    if p.eval is not None and "split" in run_set:
+        keys += ["dataset"]
+    if p.curate is not None and "curate" in run_set:
+        keys += ["dataset"] + split
+    if p.train is not None and "train" in run_set:
+        keys += split + (["curate"] if p.curate is not None else [])
+    if p.eval is not None and "eval" in run_set:
+        keys += ["train", "split"]
+    if all(k in run_set for k in keys):
+        return
+    try:
+        stages = orjson.loads((out / MANIFEST).read_bytes())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        stages = {}
+    for k in keys:
+        e = stages.get(k) if isinstance(stages, dict) else None
+        if k not in run_set and (not isinstance(e, dict) or e.get("status") != "done"):
+            raise ConfigError(f"--only: stage {k} has not run in {out} yet (run the "
                               "pipeline without --only first)")
 
 

@@ -197,8 +197,10 @@ class EvalConfig(BaseModel):
     data: Path = _opt(..., "Held-out rows: a `synth run` directory (its held-out split), or "
                       "the formats of train --data. Failed and dropped rows count: every "
                       "source prompt with a reference is scored.", short="-d")
-    out: Path | None = _opt(None, "Write eval.json and answers.jsonl here (default: the student's directory "
-                            "when it is one, else the current directory).", short="-o")
+    out: Path | None = _opt(None, "Write eval.json and answers.jsonl here: a new or empty "
+                            "directory, or an earlier eval's (default: the trained student's "
+                            "directory, beside its files; needed when --student is not one).",
+                            short="-o")
     max_len: int = _opt(1024, "Longest example in tokens.", ge=8, strict=True)
     batch_size: int = _opt(8, "Examples per forward pass.", ge=1, strict=True)
     reasoning: Literal["keep", "drop"] = _opt("keep", "As for train.")
@@ -207,7 +209,8 @@ class EvalConfig(BaseModel):
         "answer names one letter, the reference), math (math-verify), code (tests in the "
         "sandbox), exact (normalised match), none; auto: choice for a one-letter reference, "
         "code when it holds tests, else math when it parses as math, else exact.")
-    max_new_tokens: int = _opt(256, "Generation length for task accuracy.", ge=1, strict=True)
+    max_new_tokens: int = _opt(256, "Generation length for task accuracy.", ge=1,
+                               le=1_000_000, strict=True)
     limit: int | None = _opt(None, "Evaluate only the first N held-out source prompts.",
                              ge=1, strict=True)
     device: Literal["auto", "cpu", "cuda"] = _opt("auto", "Where to run.")

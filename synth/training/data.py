@@ -48,6 +48,8 @@ __all__ = [
     "load_rows",
     "target_text",
     "build_examples",
+    "skipped_rows",
+    "skipped_text",
     "check_stored_ids",
     "split_examples",
     "plan_epoch",
@@ -105,6 +107,23 @@ def load_rows(data: str | Path, *, need_logprobs: bool = False) -> TrainRows:
                               if conv.from_messages else [])
         kept.append({**r, "messages": msgs})
     return TrainRows(kept, path, got.where.kind, got.skipped, got.where.card)
+
+
+def skipped_rows(data: dict[str, Any]) -> dict[str, int]:
+    """The rows training left out, by reason, from a train summary's ``data``: rows read but
+    skipped (``status=error``) and rows that made no example (longer than ``max_len``, no
+    assistant text, stored logprobs that do not cover the answer)."""
+    return {**(data.get("skipped_rows") or {}), **(data.get("dropped_examples") or {})}
+
+
+def skipped_text(why: dict[str, int]) -> str:
+    """``skipped 5 rows (status=error: 3, longer than max_len 64: 2)``, or ``""``: what the
+    command line says after training, so no row is left out silently."""
+    n = sum(why.values())
+    if not n:
+        return ""
+    return (f"skipped {n:,} row{'s' if n != 1 else ''} ("
+            + ", ".join(f"{k}: {v:,}" for k, v in why.items()) + ")")
 
 
 def target_text(response: str | None, reasoning: str | None, mode: str) -> str:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import ConfigError
-from synth.io import check_out_dir, make_out_dir, write_atomic
+from synth.io import claim_out_dir, make_out_dir, write_atomic
 from synth.training.config import EvalConfig
 
 __all__ = ["evaluate", "print_table", "check_answers", "Answer", "answer_prompts",
@@ -307,8 +307,12 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
 
     cfg = make_config(config, kwargs, cls=EvalConfig)
     student_dir = Path(cfg.student.removeprefix("local:"))
-    out = cfg.out or (student_dir if student_dir.is_dir() else Path("."))
-    check_out_dir(out)
+    if cfg.out is None and not student_dir.is_dir():
+        raise ConfigError(f"--out: needed when --student {cfg.student} is not a folder (by "
+                          "default eval.json goes beside a trained student)")
+    out = cfg.out or student_dir
+    # new, empty, an earlier eval's, or beside a trained student (never over its files)
+    claim_out_dir(out, "synth eval", default=None if cfg.out else "the student's folder")
     from synth import rows as R
     from synth.records import Prompt
     from synth.training import data as D

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import ConfigError, InsufficientMemoryError, OutputError
-from synth.io import check_not_input, check_out_dir, make_out_dir, write_atomic
+from synth.io import check_not_input, claim_out_dir, make_out_dir, write_atomic
 from synth.training.config import TrainConfig
 
 __all__ = ["train", "TrainResult"]
@@ -93,7 +93,11 @@ def _out_state(out: Path, resume: bool) -> Path | None:
             raise ConfigError(f"--resume: {out} holds no checkpoint to resume from (run "
                               "without --resume to start)")
         return ckpts[-1]
-    if out.exists() and any(p for p in out.iterdir() if p.name != ".lock"):
+    left = [p for p in out.iterdir() if p.name != ".lock"] if out.exists() else []
+    if left and not ckpts and all(p.name == "train_log.jsonl" or
+                                  (p.name == "checkpoints" and p.is_dir()) for p in left):
+        return None  # killed before its first checkpoint: nothing to resume, start again
+    if left:
         if ckpts:
             raise ConfigError(f"--out {out}: holds checkpoints of an earlier run; add "
                               "--resume to continue it, or choose another directory")
@@ -400,9 +404,9 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     from synth.generation.config import make_config
 
     cfg = make_config(config, kwargs, cls=TrainConfig)
-    out = check_out_dir(cfg.out)
-    check_not_input(out, [cfg.data], why="the trained model would be written beside the rows "
-                    "it is trained on")
+    check_not_input(Path(cfg.out), [cfg.data], why="the trained model would be written "
+                    "beside the rows it is trained on")
+    out = claim_out_dir(cfg.out, "synth train")  # never inside another output
     resume_from = _out_state(out, cfg.resume)
 
     from synth.deps import require
@@ -502,6 +506,8 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
 
     make_out_dir(out)
     step = 0
+    if resume_from is None:
+        _restore_log(out, 0)  # a run killed before its first checkpoint left a log: gone
     if resume_from is not None:
         saved = json.loads((resume_from / "state.json").read_text())
         if saved.get("fingerprint") != fingerprint:
