@@ -226,12 +226,14 @@ def test_script_without_main_guard_runs_once_and_verifies(tmp_path):
     # a second number beside the stated one, which extraction would otherwise drop
     ("The answer is 72 and 73", "72", "wrong", "hedged: the answer offers another number"),
     ("The answer is 72\nor maybe 73", "72", "wrong", "hedged: the answer offers another number"),
-    ("The answer is 18 dollars and 50 cents.", "18", "correct", "equivalent"),
+    # two amounts are two candidates (and 18.50 is not 18): this passed before issue 16
+    ("The answer is 18 dollars and 50 cents.", "18", "wrong", "hedged: the answer offers 2"),
     ("The answer is 7 and it is prime.", "7", "correct", "equivalent"),
-    ("The final answer is 5\n\nAnd 6 is not.", "5", "correct", "equivalent"),
+    # another number after the answer: no hedge in words, but not rewarded either
+    ("The final answer is 5\n\nAnd 6 is not.", "5", "unverifiable", "after the answer"),
     # a box taken back in words: the last box would otherwise win
     ("So it is \\boxed{72}.\n\nWait, that's wrong: the answer is 73.", "72", "wrong",
-     "hedged: after the boxed answer 72 the text gives another (73)"),
+     "hedged: 2 different final answers (72, 73)"),
     # not hedging: the same answer boxed twice, or a reference that is itself a disjunction
     ("\\boxed{72}. So the total is \\boxed{ 72 }.", "72", "correct", "equivalent"),
     ("\\boxed{71 \\lor 72}", "71 \\lor 72", "correct", "equivalent"),
@@ -243,3 +245,30 @@ def test_script_without_main_guard_runs_once_and_verifies(tmp_path):
 def test_hedged_answers_are_wrong(response, reference, outcome, why):
     (got,) = verify_many([(response, reference)], timeout_s=10, workers=1)
     assert got[0] == outcome and got[1].startswith(why), got
+
+
+@pytest.mark.parametrize("payload", [
+    "().__class__.__base__.__subclasses__()", "(1).real", "x.real", "'a'*3", "(1,2)[0]",
+    "0x10", "[i for i in (1, 2)]", 'exec("1")', "lambda: 1", 'getattr(1, "real")',
+])
+def test_model_text_that_could_reach_python_is_not_read(payload):
+    """sympy's parse_expr runs eval: quotes, brackets, attribute access, ``_`` and unknown
+    names never reach it."""
+    import synth.curate.verify_math as vm
+
+    assert not vm._plain_is_safe(payload, vm._plain_locals())
+    with pytest.raises(ValueError):
+        vm._parse_plain(payload)
+
+
+def test_builtins_are_out_of_reach(tmp_path):
+    """What passes the allow-list is letters as symbols: ``id(5)`` is i·d·5, not a call."""
+    import sympy
+
+    import synth.curate.verify_math as vm
+
+    for payload in ("id(5)", "chr(65)", "ord(1)", "dir(1)"):
+        assert isinstance(vm._parse_plain(payload), sympy.Basic), payload
+    target = tmp_path / "made"
+    outcome, _ = verify_one(f'The answer is open("{target}", "w")', "5", timeout_s=None)
+    assert outcome != "correct" and not target.exists()
