@@ -142,13 +142,13 @@ def _pipeline_training_rows(path: Path) -> tuple[tuple[str, str], ...]:
     ``pipeline.yaml`` it ran) and its manifest, not by which files exist: files an earlier
     version of the pipeline left behind, or a stage interrupted before the split, must never
     hand held-out prompts to training."""
-    import yaml
+    from synth.yamlfile import parse_yaml  # aliases checked: a run dir may come from anyone
 
     try:
-        spec = yaml.load((path / "pipeline.yaml").read_text(encoding="utf-8"),
-                         Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        spec, _ = parse_yaml((path / "pipeline.yaml").read_text(encoding="utf-8"),
+                             path=str(path / "pipeline.yaml"))
         stages = orjson.loads((path / PIPELINE_MANIFEST).read_bytes())["stages"]
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+    except (OSError, ValueError, KeyError, TypeError):
         return _TRAINING_ROWS  # not written by this version of synth run: by the files
     if not isinstance(spec, dict) or not isinstance(stages, dict):
         return _TRAINING_ROWS

@@ -424,3 +424,24 @@ def test_every_yaml_reader_refuses_a_bomb(tmp_path):
     for load in (load_recipe, load_registry, load_prices):
         with pytest.raises(UserError, match="alias bomb"):
             load(f)
+
+
+def test_a_bomb_in_a_run_directory_or_a_dataset_card_is_refused(tmp_path):
+    """A run directory or a dataset card may come from anyone: reading which rows a run
+    trains on, or exporting with its card, parses their YAML through the same loader."""
+    from synth import rows as R
+    from synth.dataset.export import export_run
+    from tests.test_export import many, write_run
+
+    levels = "".join(f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    head = f"l0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n{levels}"
+    run = tmp_path / "run"
+    run.mkdir()
+    write(run / "pipeline.yaml", head)
+    write(run / "manifest.json", json.dumps({"pipeline": "x", "stages": {}}))
+    with pytest.raises(InputError, match="alias bomb"):
+        R.locate(run)
+    src = write_run(tmp_path / "src", many(2), card=f"---\n{head}---\n# card\n")
+    with pytest.raises(InputError, match=r"README\.md:\d+: .*alias bomb"):
+        export_run(src, format="chat-jsonl", out=tmp_path / "exp")
+    assert not (tmp_path / "exp").exists()

@@ -267,10 +267,9 @@ def _card(src: Any, fmt: str, summary: dict[str, Any]) -> str | None:
     total = sum(summary["rows"].values())
     if text.startswith("---\n") and "\n---\n" in text[4:]:
         head, body = text[4:].split("\n---\n", 1)
-        try:
-            meta = yaml.safe_load(head)
-        except yaml.YAMLError:
-            meta = None
+        from synth.yamlfile import parse_yaml  # aliases checked: a card may come from anyone
+
+        meta, _ = parse_yaml(head, path=str(src.card), first_line=2)  # bad: file:line
         if isinstance(meta, dict):
             from synth.dataset.card import _size_category
 
