@@ -17,7 +17,7 @@ import orjson
 from synth.errors import InputError
 from synth.records import Prompt, messages_hash
 
-__all__ = ["read_prompts", "parse_prompt", "benchmark_prompts", "iter_jsonl",
+__all__ = ["read_prompts", "parse_prompt", "benchmark_prompts", "iter_jsonl", "text_lines",
            "BENCHMARK_PREFIX"]
 
 #: ``read_prompts("benchmark:humaneval")`` reads a benchmark shipped in a PyPI package.
@@ -85,18 +85,17 @@ def parse_prompt(obj: Any, *, path: str, line: int, system: str | None = None) -
     return Prompt(id=str(pid), messages=messages, reference=ref, metadata=metadata, line=line)
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """``(line number, decoded value)`` for each non-blank line of a JSONL file; a missing
-    file, a folder, bad UTF-8 or bad JSON is an :class:`InputError` naming the file and
-    line. The one reader behind every JSONL input synth takes (prompts, seed tasks,
-    instructions, rows to export)."""
+def text_lines(path: str | Path, *, expected: str = "a text file") -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each line of a UTF-8 text file (a leading UTF-8 byte
+    order mark is skipped); a missing file, a folder, a UTF-16 file or a byte that is not
+    UTF-8 is an :class:`InputError` naming the file and line."""
     p = str(path)
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError("no such file", path=p) from None
     except IsADirectoryError:
-        raise InputError("is a directory, expected a .jsonl file", path=p) from None
+        raise InputError(f"is a directory, expected {expected}", path=p) from None
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", path=p) from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -104,14 +103,24 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
                          "byte order mark); save it as UTF-8", path=p, line=1)
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark (Windows editors)
     for n, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise InputError(f"not valid UTF-8 text: byte 0x{raw[e.start]:02x} (byte "
                              f"{e.start + 1} of this line) cannot be decoded; save the file as "
                              "UTF-8", path=p, line=n) from None
+        yield n, text.removesuffix("\r")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, decoded value)`` for each non-blank line of a JSONL file; a missing
+    file, a folder, bad UTF-8 or bad JSON is an :class:`InputError` naming the file and
+    line. The one reader behind every JSONL input synth takes (prompts, seed tasks,
+    instructions, rows to export)."""
+    p = str(path)
+    for n, text in text_lines(path, expected="a .jsonl file"):
+        if not text.strip():
+            continue
         try:
             yield n, orjson.loads(text)
         except orjson.JSONDecodeError as e:

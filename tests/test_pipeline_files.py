@@ -257,6 +257,27 @@ def test_a_template_path_without_j2_is_relative_to_the_pipeline_file(tmp_path, s
     assert not (tmp_path / "run2").exists()
 
 
+def test_a_curation_recipe_without_yaml_is_found_beside_the_pipeline_file(tmp_path, server,
+                                                                          monkeypatch):
+    d = tmp_path / "project"
+    write(d / "mine", "steps:\n  - exact_dedup\n")  # no suffix: a file here, not a name
+    write(tmp_path / "elsewhere" / "mine", "steps: [nonsense\n")
+    p = pipeline(d, server, "  - {name: a, recipe: responses, input: prompts.jsonl}\n",
+                 extra="curate: mine\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_pipeline(p).curate == {"recipe": str(d / "mine")}
+
+
+def test_a_topics_file_that_is_not_utf8_names_its_line(tmp_path):
+    from synth.recipes.textbook import read_topics
+
+    (tmp_path / "topics.txt").write_bytes("tides\nphotosynthesis\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"topics\.txt:3: not valid UTF-8 text: byte 0xe9"):
+        read_topics(tmp_path / "topics.txt", tmp_path)
+    (tmp_path / "t2.txt").write_bytes(b"\xef\xbb\xbftides\r\n# a note\n\nwaves\n")
+    assert read_topics(tmp_path / "t2.txt", tmp_path) == ["tides", "waves"]
+
+
 # ---------------------------------------------------------------------------- numbers
 
 

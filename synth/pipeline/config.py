@@ -379,8 +379,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise ck.error(("curate",), "a recipe name (filters/NAME.yaml), a recipe file, "
                            "or {recipe: ...}")
         rec = curate["recipe"]
-        if rec.endswith((".yaml", ".yml")) or "/" in rec:
-            rec = str(_rel(rec, base_dir))
+        if rec.endswith((".yaml", ".yml")) or "/" in rec or _rel(rec, base_dir).is_file():
+            rec = str(_rel(rec, base_dir))  # a file beside the pipeline, never the cwd's
         from synth.curate.recipe import load_recipe
 
         try:

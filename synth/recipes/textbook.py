@@ -75,15 +75,11 @@ def read_topics(topics: Path | str | list[str], base_dir: Path) -> list[str]:
     if isinstance(topics, list):
         where, items = "topics", [(i, t) for i, t in enumerate(topics, start=1)]
     else:
+        from synth.inputs import text_lines
+
         path = resolve_path(topics, base_dir)
         where = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError("no such file", path=where) from None
-        except (IsADirectoryError, UnicodeDecodeError) as e:
-            raise InputError(f"cannot read topics: {e}", path=where) from None
-        items = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1)]
+        items = list(text_lines(path, expected="a file of topics, one a line"))
     out: list[str] = []
     seen: dict[str, int] = {}
     for line, raw in items:
