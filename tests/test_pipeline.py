@@ -264,11 +264,12 @@ def test_a_killed_generate_stage_resumes_from_its_cache(server, tmp_path):
     assert manifest["stages"]["generate.answers"]["status"] == "running"
     res = run(p, out)
     assert "generate.answers" in res.ran
-    # every answer that landed before the kill came from the cache (at most the one in
-    # flight when it died is asked again)
-    assert server.n_requests - first <= 10 - first + 1
-    asked = {r["body"]["messages"][-1]["content"] for r in server.requests}
-    assert len(asked) == 10  # every prompt was answered once, across the two runs
+    # every answer that landed before the kill came from the cache: at most the one in
+    # flight when it died is asked again (counted by prompt, not by when the server saw the
+    # request: one sent just before the kill may be counted after `first` was read)
+    contents = [r["body"]["messages"][-1]["content"] for r in server.requests]
+    assert len(set(contents)) == 10  # every prompt was answered, across the two runs
+    assert len(contents) - len(set(contents)) <= 1, sorted(contents)
     m = orjson.loads((out / "manifest.json").read_bytes())["stages"]["generate.answers"]
     assert m["status"] == "done" and m["resumed"] is True
     assert pq.read_table(out / "traces.parquet").num_rows == 10
