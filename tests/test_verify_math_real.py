@@ -185,6 +185,11 @@ CASES = [
     ('\\boxed{\\frac14}', '25\\%', "correct", ""),
     ('\\boxed{50\\%}', '0.5', "correct", ""),
     ('\\boxed{40\\%}', '40%', "correct", ""),
+    # a percent on one side only may be a unit: "what percent ...?" with a reference of 50
+    ("The answer is \\boxed{50\\%}", "50", "correct", "equivalent"),
+    ("\\boxed{50}", "50\\%", "correct", "equivalent"),
+    ("\\boxed{50\\%}", "5", "wrong", "not equivalent"),
+    ("\\boxed{25\\%}", "0.1", "wrong", "not equivalent"),
     ('\\boxed{35.7\\%}', '5/14, or approximately 35.7%', "correct", ""),
     ('It could be 6 or 5', '5', NOT_CORRECT, ""),
     ('Candidates: 1, 2, 3, 4, 5', '5', NOT_CORRECT, ""),

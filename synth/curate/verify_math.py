@@ -32,7 +32,8 @@ Three layers:
   so); with none stated, the last sentence must offer one number. A box may hold only
   known value-building LaTeX (:data:`_LATEX_OK`): ``\\vert``, ``\\not``, ``\\tag``, a
   nested or unbalanced box, two numbers side by side ("1 2") are no value. A percent is
-  the fraction it names (25% = 0.25 = 1/4). A decimal answer must equal an exact
+  the fraction it names (25% = 0.25 = 1/4); on one side only it may also be a unit (50%
+  answers a reference of 50, the answer to "what percent"). A decimal answer must equal an exact
   reference exactly (math-verify rounds to 6 places), or an "approximately" form within
   half its last digit (a relative tolerance). "or" between the parts of a conjunctive
   answer ("376 and 625", "x=6, y=5") hedges; a set or list is no tuple. Words the
@@ -1069,9 +1070,22 @@ _NOT_A_VALUE_RE = re.compile(
     r"|[→⇒⇔↦∣]")
 
 
+_PERCENT_RE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\.\d+)\s*\\?%")
+
+
 def _equal(a: str, r: str, cache: dict, approx: bool = False) -> bool | None:
     """Whether answer value *a* equals reference value *r*; None when either side cannot
-    be parsed faithfully or math-verify fails. *approx*: *r* is an approximate form."""
+    be parsed faithfully or math-verify fails. *approx*: *r* is an approximate form.
+    A percent on one side only may also be a unit: "50%" answers a reference of 50 (a
+    question asking "what percent"), as 0.5 answers one of 50%."""
+    if ("%" in a) != ("%" in r):
+        bare = _PERCENT_RE.sub(r"\1", a), _PERCENT_RE.sub(r"\1", r)
+        if bare != (a, r) and _equal_value(*bare, cache, approx):
+            return True
+    return _equal_value(a, r, cache, approx)
+
+
+def _equal_value(a: str, r: str, cache: dict, approx: bool) -> bool | None:
     ea, er = _math(a, cache), _math(r, cache)
     if ea is None or er is None:
         return None
