@@ -144,7 +144,8 @@ def test_hf_without_split_is_train_only(tmp_path):
 def test_hf_needs_datasets_with_a_clear_message(tmp_path, monkeypatch):
     run = write_run(tmp_path / "run", many(2))
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(ConfigError, match=r"--format hf` needs datasets.*pip install datasets"):
+    with pytest.raises(ConfigError, match=r"--format hf` needs datasets.*pip install datasets` "
+                                          r"or `pip install 'synth\[export\]'`"):
         export_run(run, format="hf", out=tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
 

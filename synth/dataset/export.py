@@ -364,7 +364,7 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
     claim_out_dir(out, "synth export")  # new, empty or exactly an earlier export
     if format == "hf":
         require([("datasets", "datasets")], what="`synth export --format hf`",
-                install="pip install datasets")
+                extra="export")
 
     got = R.read_rows(source, columns=_READ_COLUMNS, action="export")
     raw = got.rows
