@@ -24,9 +24,9 @@ with its tables), never by a name alone: a ``cache.sqlite`` of yours is not synt
 (:func:`synth.pipeline.run.check_stage_folders`).
 
 A refusal is one :class:`~synth.errors.ConfigError` line and nothing is touched.
-A command that runs others inside its own directory marks it managed while it runs
-(:func:`managed_dir`): ``synth run``'s stages, curation's judge (``out/judge/...``) are not
-refused.
+A command holds its directory with :func:`exclusive_dir` while it writes; what it runs
+inside that directory (``synth run``'s stages, curation's judge in ``out/judge/...``, the
+run's own dataset merge) is its own doing: not refused, and the lock is not taken twice.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # pyarrow is imported only when a table is written
 
 __all__ = ["write_atomic", "check_out_dir", "check_not_input", "make_out_dir", "exclusive_dir",
            "staging_dir", "commit_staged", "OutputKind", "OUTPUT_KINDS", "claim_out_dir",
-           "outputs_in", "managed_dir", "is_managed", "files_below"]
+           "outputs_in", "files_below"]
 
 
 def write_atomic(path: str | Path, data: "bytes | str | pa.Table") -> None:
@@ -119,8 +120,27 @@ def make_out_dir(out: Path) -> Path:
 def exclusive_dir(out: Path, *, option: str = "--out", tidy: bool = False) -> Iterator[None]:
     """One synth process per output directory: two runs would each redo (and pay for) what
     the other is about to write. An advisory ``flock`` on ``out/.lock``; released on exit,
-    including on a crash. ``tidy``: remove the lock file on the way out if this call made it
-    (an export folder is uploaded as it is)."""
+    including on a crash. While held, what this process runs inside ``out`` may write there
+    (module docstring), and holding it again is a no-op. ``tidy``: remove the lock file on
+    the way out if this call made it (an export folder is uploaded as it is)."""
+    root, me = Path(out).resolve(), threading.get_ident()
+    if _HELD.get(root) == me:  # held by this very call chain (a run's dataset merge)
+        yield
+        return
+    with _flock(out, option=option, tidy=tidy):  # another thread's hold is refused here
+        _HELD[root] = me
+        try:
+            yield
+        finally:
+            _HELD.pop(root, None)
+
+
+#: Directories this process holds with exclusive_dir, and the thread holding each.
+_HELD: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def _flock(out: Path, *, option: str, tidy: bool) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; document, don't pretend
@@ -241,25 +261,10 @@ OUTPUT_KINDS: dict[str, OutputKind] = {k.command: k for k in (
                ("eval.json", "answers.jsonl"), beside=("synth train",)),
 )}
 
-_MANAGED: set[Path] = set()  # run directories a `synth run` in this process manages
-
-
-@contextlib.contextmanager
-def managed_dir(out: Path) -> Iterator[None]:
-    """While it runs, ``out`` is managed by ``synth run``: the stages it runs write into
-    their folders inside it without :func:`claim_out_dir` refusing them."""
-    root = Path(out).resolve()
-    _MANAGED.add(root)
-    try:
-        yield
-    finally:
-        _MANAGED.discard(root)
-
-
-def is_managed(out: str | Path) -> bool:
-    """Whether ``out`` is (inside) a directory a running ``synth run`` manages."""
+def _held(out: str | Path) -> bool:
+    """Whether ``out`` is (inside) a directory this process holds with :func:`exclusive_dir`."""
     resolved = Path(out).resolve()
-    return resolved in _MANAGED or any(a in _MANAGED for a in resolved.parents)
+    return resolved in _HELD or any(a in _HELD for a in resolved.parents)
 
 
 def _holds(path: Path, keys: frozenset[str]) -> bool:
@@ -303,9 +308,10 @@ def _match(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def files_below(d: Path, entries: list[str]) -> list[str]:
-    """The files at or below the top-level ``entries`` of ``d``, as sorted relative paths
-    (what an output records as its ``files``)."""
+def files_below(d: Path, entries: list[str], *, own: bool = True) -> list[str]:
+    """The files at or below the ``entries`` of ``d`` (names or relative paths), as sorted
+    relative paths (what an output records as its ``files``); ``own=False`` leaves out
+    synth's lock, staging and temp entries."""
     found = []
     for name in entries:
         p = d / name
@@ -313,6 +319,8 @@ def files_below(d: Path, entries: list[str]) -> list[str]:
             found += [f.relative_to(d).as_posix() for f in p.rglob("*") if not f.is_dir()]
         elif p.exists():
             found.append(name)
+    if not own:
+        found = [f for f in found if not any(_match(part, _HIDDEN) for part in f.split("/"))]
     return sorted(found)
 
 
@@ -325,7 +333,7 @@ def claim_out_dir(out: str | Path, command: str, *, option: str = "--out",
     out = check_out_dir(out, option=option)
     where = f"{option} {out}" + (f" ({default})" if default else "")
     resolved = out.resolve()
-    if is_managed(resolved):
+    if _held(resolved):  # written by the command that holds it (a run's stage)
         return out
     todo = ("pass --out with a directory outside it" if default else
              "choose a directory outside it")

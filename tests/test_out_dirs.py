@@ -332,3 +332,28 @@ def test_eval_by_default_inside_a_run_says_to_pass_out(server, tmp_path, src):
     (student / "train.json").write_text(json.dumps({"student": "x", "loss": "kl"}))
     line = one_line_error(cli("eval", "--student", student, "--teacher", "t", "--data", src))
     assert "(the student's folder): is inside" in line and "pass --out" in line
+
+
+def test_holding_a_directory_again_is_a_no_op_but_another_thread_is_refused(tmp_path):
+    """A run's own dataset merge takes the lock the run holds; a second writer does not."""
+    import threading
+
+    from synth.io import exclusive_dir
+
+    errors = []
+
+    def other():
+        try:
+            with exclusive_dir(tmp_path):
+                pass
+        except ConfigError as e:
+            errors.append(str(e))
+
+    with exclusive_dir(tmp_path):
+        with exclusive_dir(tmp_path):  # the same call chain: already held
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+    assert len(errors) == 1 and "another synth run is using this directory" in errors[0]
+    with exclusive_dir(tmp_path):  # released: free again
+        pass

@@ -158,7 +158,7 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
     (a usable directory, not the input's own), the rows, the recipe, the recipe against the
     rows (:func:`check_columns`). ``on_start`` is then called with the rows and the recipe,
     before any step runs, and ``on_step`` with each step's summary as soon as it is done."""
-    from synth.io import check_not_input, claim_out_dir, exclusive_dir, make_out_dir, managed_dir
+    from synth.io import check_not_input, claim_out_dir, exclusive_dir, make_out_dir
 
     if out is not None and not isinstance(input, pl.DataFrame):
         check_not_input(Path(out), [input], why="the curated rows and their card would "
@@ -176,8 +176,8 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
     make_out_dir(out)
     try:
         # two curations into one directory would mix their files; the judge's generation
-        # run lives inside it (out/judge/...)
-        with exclusive_dir(out), managed_dir(out):
+        # run lives inside it (out/judge/...), which holding it allows
+        with exclusive_dir(out):
             result = _apply(rec, df, out, on_step)
             _write(out, result)
     except BaseException:

@@ -190,9 +190,6 @@ def _distinct_boxes(text: str, math: bool = False) -> list[str]:
     return _distinct(_all_boxed(text), math)
 
 
-_FINAL_STATED_RE = re.compile(r"\bfinal\s+answer\b(?:\s+is)?\s*[:：]?\s*(.+)", re.IGNORECASE)
-
-
 def _hedge(response: str, answer: str, reference: str, *, math: bool = False) -> str | None:
     """Why the answer hedges between alternatives, if it does: more different boxed
     answers than the reference has parts (the last one would otherwise win, so boxing every

@@ -25,7 +25,6 @@ see :func:`synth.dataset.card.acceptance_covers`.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,14 +267,7 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
     directory or parquet, unreadable, not trace rows, columns whose types disagree), then
     the licence (deny: exit 6; unknown terms not accepted: exit 7; see the module docstring
     for when acceptances recorded on the rows count)."""
-    from synth.io import (
-        check_not_input,
-        claim_out_dir,
-        exclusive_dir,
-        is_managed,
-        make_out_dir,
-        write_atomic,
-    )
+    from synth.io import check_not_input, claim_out_dir, exclusive_dir, make_out_dir, write_atomic
 
     if intent not in INTENTS:
         raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
@@ -284,7 +276,6 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
     paths = [Path(r) for r in runs]
     check_not_input(Path(out), paths, why="merging into it would overwrite its rows")
     out = claim_out_dir(out, "synth merge")
-    managed = is_managed(out)
     accept = tuple(accept)
     registry = load_registry(licence_file)
     registry.check_accepted(accept)
@@ -330,9 +321,7 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
                        "(with `--accept-terms`, or recorded on the rows: see Why above)",
                        sections=[_curation_section(inputs), score_section(scores)])
     make_out_dir(out)
-    with contextlib.ExitStack() as stack:
-        if not managed:  # one writer per directory (synth run holds its own lock)
-            stack.enter_context(exclusive_dir(out))
+    with exclusive_dir(out):  # one writer per directory (a run's own merge: already held)
         write_atomic(out / "traces.parquet", table)
         write_atomic(out / "README.md", card)
         write_atomic(out / "merge.json", orjson.dumps({  # last: marks a finished merge

@@ -25,7 +25,11 @@ from pydantic import (
 from synth.errors import ConfigError
 from synth.records import Prompt
 
-__all__ = ["GenerateConfig", "make_config", "flag", "cli_fields", "error_text"]
+__all__ = ["GenerateConfig", "make_config", "flag", "cli_fields", "error_text", "MAX_TOKENS"]
+
+#: The most tokens one answer may ask for: more than any model writes in one reply, so a
+#: larger ``max_tokens`` (``max_new_tokens``) is a typo (``1e14``), refused up front.
+MAX_TOKENS = 1_000_000
 
 
 def _opt(default: Any = ..., help: str = "", *, cli: str | bool = True, short: str | None = None,
@@ -57,8 +61,8 @@ class GenerateConfig(BaseModel):
     temperature: float | None = _opt(None, "Default: 0 (greedy) for one sample, 1.0 for "
                                      "several.", ge=0, le=2, strict=True)
     top_p: float | None = _opt(None, "Nucleus sampling.", gt=0, le=1, strict=True)
-    max_tokens: int = _opt(512, "Answer tokens per request.", ge=1, le=1_000_000,
-                           strict=True)  # more than any model answers with: a typo
+    max_tokens: int = _opt(512, "Answer tokens per request.", ge=1, le=MAX_TOKENS,
+                           strict=True)
     seed: int | None = _opt(None, "Sampling seed, where the provider takes one.", strict=True)
     system: str | None = _opt(None, "System prompt for lines without one.")
     concurrency: int = _opt(64, "Requests in flight at once.", ge=1, le=4096, strict=True)

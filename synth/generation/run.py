@@ -60,7 +60,7 @@ from synth.teachers import (
 from synth.teachers.pricing import Price, load_prices
 from synth.teachers.reasoning import join_reasoning, split_think
 
-__all__ = ["GenerateConfig", "RunResult", "agenerate", "generate"]
+__all__ = ["GenerateConfig", "RunResult", "agenerate", "generate", "licence_check"]
 
 log = logging.getLogger("synth")
 
@@ -76,7 +76,7 @@ class RunResult:
         return pq.read_table(self.traces)
 
 
-def _licence_check(cfg: GenerateConfig, teacher: Teacher, traits: ProviderTraits) -> Decision:
+def licence_check(cfg: GenerateConfig, teacher: Teacher, traits: ProviderTraits) -> Decision:
     """Check the teacher's terms against the declared intent; raise before any request."""
     registry = load_registry(cfg.licence_file)
     registry.check_accepted(cfg.accept_terms)
@@ -292,7 +292,7 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
         retry_initial_delay=cfg.retry_initial_delay, dtype=cfg.dtype,
         max_batch_size=min(32, cfg.concurrency))
     teacher = make_teacher(cfg.teacher, options)
-    licence = _licence_check(cfg, teacher, traits)  # before any byte reaches the provider
+    licence = licence_check(cfg, teacher, traits)  # before any byte reaches the provider
     host = urlsplit(teacher.base_url).hostname if teacher.base_url else None
     price = load_prices(cfg.price_file).lookup(provider, model, host)
     if price is None and cfg.max_cost is not None:

@@ -41,7 +41,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from synth.errors import ConfigError, InputError, UserError
-from synth.generation.config import error_text
+from synth.generation.config import MAX_TOKENS, error_text
 from synth.yamlfile import load_yaml
 
 __all__ = ["Pipeline", "GenerateStage", "load_pipeline", "check_before_run", "STAGE_KINDS",
@@ -64,9 +64,6 @@ _ESTIMATE_KEYS = {"dry_run": int, "requests_per_day": (int, float),
                   "student_requests_per_hour": (int, float),
                   "train_cost_usd": (int, float)}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-#: The most tokens one answer may ask for: more than any model writes in one reply, so a
-#: larger ``max_tokens`` is a typo (``1e14``) caught here, not a run of failed requests.
-MAX_TOKENS = 1_000_000
 _TOKEN_KEYS = ("max_tokens", "max_new_tokens")
 
 
@@ -525,7 +522,7 @@ def _check_teacher(options: dict[str, Any], spec: str) -> None:
     ``synth generate``'s, which the stage repeats before its first request)."""
     from synth.errors import MissingAPIKeyError
     from synth.generation.config import GenerateConfig
-    from synth.generation.run import _licence_check
+    from synth.generation.run import licence_check
     from synth.teachers import TeacherOptions, make_teacher, parse_spec, provider_traits
 
     cfg = GenerateConfig(prompts=[], out=Path("."), teacher=spec, **options)
@@ -535,4 +532,4 @@ def _check_teacher(options: dict[str, Any], spec: str) -> None:
                                                            api_key_env=cfg.api_key_env))
     except MissingAPIKeyError:
         return  # a stage skipped as unchanged needs no key; one that runs asks for it
-    _licence_check(cfg, teacher, provider_traits(provider))
+    licence_check(cfg, teacher, provider_traits(provider))

@@ -660,8 +660,9 @@ def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
     defaults to the pipeline's ``estimate.dry_run``, else 8."""
     import orjson
 
-    from synth.io import claim_out_dir, exclusive_dir, make_out_dir, managed_dir, write_atomic
+    from synth.io import claim_out_dir, exclusive_dir, make_out_dir, write_atomic
     from synth.pipeline.config import check_before_run, load_pipeline
+    from synth.pipeline.run import recorded_stages
     from synth.recipes.base import get_recipe
 
     p = load_pipeline(path)
@@ -672,19 +673,10 @@ def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
     out = claim_out_dir(Path(out) if out is not None else Path("runs") / p.name, "synth run",
                         default=None if out is not None else "the default")
     dry = p.estimate.get("dry_run", 8) if dry_run is None else dry_run
-    for name in ("manifest.json", "estimate.json"):  # another pipeline's run: its stages
-        try:
-            other = orjson.loads((out / name).read_bytes()).get("pipeline")
-        except (OSError, orjson.JSONDecodeError, AttributeError):
-            continue
-        if other not in (None, p.name):
-            from synth.errors import ConfigError
-
-            raise ConfigError(f"--out {out}: holds the run of pipeline {other!r}, not "
-                              f"{p.name!r} (choose another directory)")
+    recorded_stages(out, p.name, also=("estimate.json",))  # not another pipeline's run
     check_before_run(p)  # inputs, templates, licences: a mistake writes nothing
     make_out_dir(out)
-    with exclusive_dir(out), managed_dir(out):
+    with exclusive_dir(out):  # its dry runs write inside it
         stages = []
         for g in p.generate:
             calls = get_recipe(g.recipe)().plan(g.params, base_dir=p.base_dir,

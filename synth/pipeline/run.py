@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -133,27 +132,14 @@ def _complete(out: Path, entry: dict[str, Any] | None, fingerprint: str) -> bool
 
 class _Run:
     def __init__(self, p: Pipeline, out: Path, on_event: Callable[..., None] | None,
-                 progress: bool | None):
+                 progress: bool | None, stages: dict[str, Any]):
         from synth import __version__
 
         self.p, self.out, self.progress = p, out, progress
         self.on_event = on_event or (lambda *a, **k: None)
         self.version = __version__
-        path = out / MANIFEST
         self.manifest: dict[str, Any] = {"version": _MANIFEST_VERSION, "pipeline": p.name,
-                                         "stages": {}}
-        if path.is_file():
-            try:
-                old = orjson.loads(path.read_bytes())
-            except orjson.JSONDecodeError:
-                old = None  # a damaged manifest: every stage is checked from scratch
-            if isinstance(old, dict):
-                if old.get("pipeline") not in (None, p.name):
-                    raise ConfigError(f"--out {out}: holds the run of pipeline "
-                                      f"{old.get('pipeline')!r}, not {p.name!r} (choose "
-                                      "another directory)")
-                if isinstance(old.get("stages"), dict):
-                    self.manifest["stages"] = old["stages"]
+                                         "stages": stages}
         self.ran: list[str] = []
         self.skipped: list[str] = []
 
@@ -457,30 +443,44 @@ def _train(run: _Run, force: bool) -> None:
 #: checkpoints an interrupted run leaves to resume from.
 _STAGE_STATE = {"generate": ("calls/*",), "curate": ("judge/*",),
                 "train": ("checkpoints/*", "train_log.jsonl")}
-_HIDDEN_ENTRY = re.compile(r"(^|/)(\.lock|\.staging-[^/]*|\.[^/]*\.tmp|\.[^/]*\.old)(/|$)")
 
 
 def _stage_files(out: Path, key: str) -> list[str]:
     """Every file the stage's folder holds, relative to the run directory (the dataset
     stage writes into the run directory itself: its outputs are its files)."""
+    from synth.io import files_below
+
     if key == "dataset":
         return []
-    d = stage_dir(out, key)
-    if not d.is_dir():
-        return []
-    return sorted(rel for f in d.rglob("*") if not f.is_dir()
-                  and not _HIDDEN_ENTRY.search(rel := f.relative_to(out).as_posix()))
+    return files_below(out, [stage_dir(out, key).relative_to(out).as_posix()], own=False)
 
 
-def check_stage_folders(out: Path) -> None:
+def recorded_stages(out: Path, name: str, *, also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The stages ``out/manifest.json`` records (none when it is missing or damaged: every
+    stage is then checked from scratch). A run directory of another pipeline (by its
+    manifest, and the ``also`` files: ``estimate.json``) is refused."""
+    found: dict[str, Any] = {}
+    for file in (MANIFEST, *also):
+        try:
+            data = orjson.loads((out / file).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        if data.get("pipeline") not in (None, name):
+            raise ConfigError(f"--out {out}: holds the run of pipeline "
+                              f"{data.get('pipeline')!r}, not {name!r} (choose another "
+                              "directory)")
+        if file == MANIFEST and isinstance(data.get("stages"), dict):
+            found = data["stages"]
+    return found
+
+
+def check_stage_folders(out: Path, stages: dict[str, Any]) -> None:
     """Before a run touches ``out``: its stage folders hold only what its stages wrote (as
-    recorded in the manifest) and the state they resume from. A rerun replaces a stage's
-    folder whole, so a file of yours put there is refused here, never deleted."""
-    try:
-        stages = orjson.loads((out / MANIFEST).read_bytes())["stages"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    for key, entry in (stages.items() if isinstance(stages, dict) else ()):
+    ``stages``, the manifest, recorded) and the state they resume from. A rerun replaces a
+    stage's folder whole, so a file of yours put there is refused here, never deleted."""
+    for key, entry in stages.items():
         recorded = entry.get("files") if isinstance(entry, dict) else None
         if not isinstance(recorded, list) or key == "dataset":
             continue  # a stage recorded before its files were: trusted
@@ -569,18 +569,20 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None,
                  on_event: Callable[[str, str, dict], None] | None = None) -> PipelineResult:
     """Run (or resume) a pipeline. ``out`` defaults to ``runs/<name>``. ``on_event(kind,
     stage, info)`` is called as each stage starts, finishes or is skipped."""
-    from synth.io import claim_out_dir, exclusive_dir, make_out_dir, managed_dir, write_atomic
+    from synth.io import claim_out_dir, exclusive_dir, make_out_dir, write_atomic
 
     p = load_pipeline(path)
     out = claim_out_dir(Path(out) if out is not None else Path("runs") / p.name, "synth run",
                         default=None if out is not None else "the default")
     run_set, force = _selected(p, from_stage, only)
-    check_stage_folders(out)  # a file of yours in a stage folder: refused, never deleted
+    stages = recorded_stages(out, p.name)
+    check_stage_folders(out, stages)  # a file of yours in a stage folder: refused, not deleted
     check_before_run(p, run_set)  # inputs, templates, licences: a mistake writes nothing
-    _need_before(p, out, run_set)  # and --only on a directory that lacks earlier stages
+    _need(p, out, run_set, stages)  # and --only on a directory that lacks earlier stages
     make_out_dir(out)
-    with exclusive_dir(out), managed_dir(out):  # its stages write inside it
-        run = _Run(p, out, on_event, progress)
+    with exclusive_dir(out):  # its stages write inside it
+        # read again under the lock: a run that held it until now may have moved on
+        run = _Run(p, out, on_event, progress, recorded_stages(out, p.name))
         write_atomic(out / "pipeline.yaml", p.text)
 
         def want(key: str) -> bool:
@@ -590,44 +592,26 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None,
             key = f"generate.{g.name}"
             if want(key):
                 _generate(run, g, key in force)
-        _need(run, [f"generate.{g.name}" for g in p.generate], run_set)
         if p.generate and want("dataset"):
             _dataset(run, "dataset" in force)
         if p.eval is not None and want("split"):
-            _need(run, ["dataset"], run_set)
             _split(run, "split" in force)
-        split = ["split"] if p.eval is not None else []
         if p.curate is not None and want("curate"):
-            _need(run, ["dataset"] + split, run_set)
             _curate(run, "curate" in force)
         if p.train is not None and want("train"):
-            _need(run, split + (["curate"] if p.curate is not None else []), run_set)
             _train(run, "train" in force)
         if p.eval is not None and want("eval"):
-            _need(run, ["train", "split"], run_set)
             _eval(run, "eval" in force)
         report = _report(run)
     return PipelineResult(out=out, manifest=run.manifest, report=report, ran=run.ran,
                           skipped=run.skipped)
 
 
-def _need(run: _Run, keys: list[str], run_set: set[str]) -> None:
-    """With --only, the stages before the chosen one must have finished in an earlier run."""
-    for k in keys:
-        if k in run_set:
-            continue
-        e = run.manifest["stages"].get(k)
-        if not e or e.get("status") != "done":
-            raise ConfigError(f"--only: stage {k} has not run in {run.out} yet (run the "
-                              "pipeline without --only first)")
-
-
-def _need_before(p: Pipeline, out: Path, run_set: set[str]) -> None:
-    """:func:`_need` for every stage ``run_set`` holds, against the manifest already in
-    ``out``, before the run directory is made or touched."""
-    gens = [f"generate.{g.name}" for g in p.generate]
+def _need(p: Pipeline, out: Path, run_set: set[str], stages: dict[str, Any]) -> None:
+    """With --only / --from, the stages the chosen ones read must have finished in an
+    earlier run (``stages``, the manifest): checked before the run directory is touched."""
     split = ["split"] if p.eval is not None else []
-    keys = list(gens)
+    keys = [f"generate.{g.name}" for g in p.generate]
     if p.eval is not None and "split" in run_set:
         keys += ["dataset"]
     if p.curate is not None and "curate" in run_set:
@@ -636,14 +620,8 @@ def _need_before(p: Pipeline, out: Path, run_set: set[str]) -> None:
         keys += split + (["curate"] if p.curate is not None else [])
     if p.eval is not None and "eval" in run_set:
         keys += ["train", "split"]
-    if all(k in run_set for k in keys):
-        return
-    try:
-        stages = orjson.loads((out / MANIFEST).read_bytes())["stages"]
-    except (OSError, ValueError, KeyError, TypeError):
-        stages = {}
     for k in keys:
-        e = stages.get(k) if isinstance(stages, dict) else None
+        e = stages.get(k)
         if k not in run_set and (not isinstance(e, dict) or e.get("status") != "done"):
             raise ConfigError(f"--only: stage {k} has not run in {out} yet (run the "
                               "pipeline without --only first)")

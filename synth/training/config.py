@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from synth.generation.config import _opt
+from synth.generation.config import MAX_TOKENS, _opt
 
 __all__ = ["TrainConfig", "EvalConfig", "DEFAULT_LR_CUT", "DEFAULT_LR_FULL", "DEFAULT_LR_LORA",
            "MIN_STEPS"]
@@ -210,7 +210,7 @@ class EvalConfig(BaseModel):
         "sandbox), exact (normalised match), none; auto: choice for a one-letter reference, "
         "code when it holds tests, else math when it parses as math, else exact.")
     max_new_tokens: int = _opt(256, "Generation length for task accuracy.", ge=1,
-                               le=1_000_000, strict=True)
+                               le=MAX_TOKENS, strict=True)
     limit: int | None = _opt(None, "Evaluate only the first N held-out source prompts.",
                              ge=1, strict=True)
     device: Literal["auto", "cpu", "cuda"] = _opt("auto", "Where to run.")

@@ -506,8 +506,6 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
 
     make_out_dir(out)
     step = 0
-    if resume_from is None:
-        _restore_log(out, 0)  # a run killed before its first checkpoint left a log: gone
     if resume_from is not None:
         saved = json.loads((resume_from / "state.json").read_text())
         if saved.get("fingerprint") != fingerprint:
@@ -520,8 +518,10 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
                               "curve. Use the original settings or a new --out")
         step = _load_checkpoint(resume_from, model=model, lora=lora, optimizer=optimizer,
                                 scheduler=scheduler)["step"]
-        _restore_log(out, step)
         log.info("resuming from %s (step %d of %d)", resume_from, step, total)
+    # the log up to the checkpoint; from scratch, none (a run killed before its first
+    # checkpoint left one)
+    _restore_log(out, step)
 
     # -- train -------------------------------------------------------------------------------
     from synth.progress import TrainProgress
