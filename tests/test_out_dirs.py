@@ -357,3 +357,28 @@ def test_holding_a_directory_again_is_a_no_op_but_another_thread_is_refused(tmp_
     assert len(errors) == 1 and "another synth run is using this directory" in errors[0]
     with exclusive_dir(tmp_path):  # released: free again
         pass
+
+
+def test_a_failed_merge_leaves_nothing_or_the_earlier_merge(tmp_path, src, monkeypatch):
+    import synth.io as io
+
+    real = io.write_atomic
+
+    def disk_full(path, data):
+        if path.name == "README.md":
+            raise synth.errors.OutputError("cannot write: No space left on device",
+                                           path=str(path))
+        return real(path, data)
+
+    kw = dict(intent="research", accept=("unknown",))
+    monkeypatch.setattr(io, "write_atomic", disk_full)
+    with pytest.raises(synth.errors.OutputError):
+        merge_runs([src], out=tmp_path / "new", **kw)
+    assert not (tmp_path / "new").exists()  # nothing behind, not even .lock
+    monkeypatch.setattr(io, "write_atomic", real)
+    merge_runs([src], out=tmp_path / "m", **kw)
+    before = tree(tmp_path / "m")
+    monkeypatch.setattr(io, "write_atomic", disk_full)
+    with pytest.raises(synth.errors.OutputError):
+        merge_runs([src], out=tmp_path / "m", **kw)
+    assert tree(tmp_path / "m") == before  # the earlier merge, whole

@@ -25,6 +25,7 @@ see :func:`synth.dataset.card.acceptance_covers`.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,15 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
     directory or parquet, unreadable, not trace rows, columns whose types disagree), then
     the licence (deny: exit 6; unknown terms not accepted: exit 7; see the module docstring
     for when acceptances recorded on the rows count)."""
-    from synth.io import check_not_input, claim_out_dir, exclusive_dir, make_out_dir, write_atomic
+    from synth.io import (
+        check_not_input,
+        claim_out_dir,
+        commit_staged,
+        exclusive_dir,
+        make_out_dir,
+        staging_dir,
+        write_atomic,
+    )
 
     if intent not in INTENTS:
         raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
@@ -320,14 +329,23 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
                        accepted_by="The merge was allowed only because terms were accepted "
                        "(with `--accept-terms`, or recorded on the rows: see Why above)",
                        sections=[_curation_section(inputs), score_section(scores)])
+    created = not out.exists()
     make_out_dir(out)
-    with exclusive_dir(out):  # one writer per directory (a run's own merge: already held)
-        write_atomic(out / "traces.parquet", table)
-        write_atomic(out / "README.md", card)
-        write_atomic(out / "merge.json", orjson.dumps({  # last: marks a finished merge
-            "synth_version": __version__, "merged_from": [str(p) for p in paths],
-            "rows": table.num_rows, "intent": intent,
-            "licence": {"decision": decision.decision, "rule": decision.rule},
-            "files": ["README.md", "merge.json", "traces.parquet"]},
-            option=orjson.OPT_INDENT_2))
+    try:
+        # one writer per directory (a run's own merge: already held); staged, so a failed
+        # write leaves the earlier merge (or nothing) in place
+        with exclusive_dir(out), staging_dir(out) as stage:
+            write_atomic(stage / "traces.parquet", table)
+            write_atomic(stage / "README.md", card)
+            write_atomic(stage / "merge.json", orjson.dumps({
+                "synth_version": __version__, "merged_from": [str(p) for p in paths],
+                "rows": table.num_rows, "intent": intent,
+                "licence": {"decision": decision.decision, "rule": decision.rule},
+                "files": ["README.md", "merge.json", "traces.parquet"]},
+                option=orjson.OPT_INDENT_2))
+            commit_staged(stage, out)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out / "traces.parquet", decision
