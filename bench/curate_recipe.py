@@ -1,13 +1,13 @@
-"""A whole curation recipe at scale: seconds per step on 100k generated trace rows.
+"""A whole filter set at scale: seconds per step on 100k generated trace rows.
 
-    python bench/curate_recipe.py                    # default recipe, 100k rows
-    python bench/curate_recipe.py --recipe textbook --rows 20000
+    python bench/curate_recipe.py                    # default filter set, 100k rows
+    python bench/curate_recipe.py --filters textbook --rows 20000
 
 Rows: the corpus of ``bench/minhash.py`` (100-400 words, 5% planted near-duplicates) as
 trace rows with ``status=ok``, 2% ``finish_reason=length`` and prompts from 5,000 distinct
-questions. Prints each step's rows, drops and seconds, and rows/s for the whole recipe
-(the recipe only: reading and writing files are not timed). There is no peer tool that
-runs the same recipe, so this is a regression figure rather than a ratio.
+questions. Prints each step's rows, drops and seconds, and rows/s for the whole filter set
+(the filter set only: reading and writing files are not timed). There is no peer tool that
+runs the same filter set, so this is a regression figure rather than a ratio.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from synth.curate import curate  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="default")
+    ap.add_argument("--filters", default="default",
+                    help="a shipped filter set name or a YAML path")
+    # the old spelling of --filters, from when filter sets were called curation recipes
+    ap.add_argument("--recipe", dest="filters", default=argparse.SUPPRESS,
+                    help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -43,9 +47,9 @@ def main() -> None:
         "prompt": [f"question {i % 5000}" for i in range(n)], "status": ["ok"] * n,
         "finish_reason": np.where(rng.random(n) < 0.02, "length", "stop").tolist()})
     t = time.perf_counter()
-    res = curate(df, recipe=args.recipe)
+    res = curate(df, filters=args.filters)
     dt = time.perf_counter() - t
-    print(f"{n:,} rows, recipe {args.recipe}: {res.kept.height:,} kept, "
+    print(f"{n:,} rows, filter set {args.filters}: {res.kept.height:,} kept, "
           f"{res.rejected.height:,} rejected in {dt:.1f} s ({n / dt:,.0f} rows/s)")
     for st in res.summary["steps"]:
         why = ", ".join(f"{k}={v}" for k, v in st["reasons"].items())

@@ -112,7 +112,7 @@ CURRENT = dict(lr=5e-5, epochs=1.0, warmup=0.03, scheduler="cosine", batch_size=
 
 def teacher_dir() -> str:
     """The embedded teacher as a Hugging Face directory (converted once, then cached)."""
-    from synth.teachers.local import EMBEDDED_MODELS, load_model, model_cache_dir
+    from synth.models import EMBEDDED_MODELS, load_model, model_cache_dir
 
     path = model_cache_dir(EMBEDDED_MODELS["smollm2-135m-instruct"].sha256)
     if not (path / "config.json").is_file():

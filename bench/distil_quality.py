@@ -62,7 +62,7 @@ def main() -> None:
     a = ap.parse_args()
     t0 = time.perf_counter()
     import synth
-    from synth.teachers.local import EMBEDDED_MODELS, load_model, model_cache_dir
+    from synth.models import EMBEDDED_MODELS, load_model, model_cache_dir
 
     load_model("smollm2-135m-instruct")
     teacher = str(model_cache_dir(EMBEDDED_MODELS["smollm2-135m-instruct"].sha256))
@@ -83,7 +83,7 @@ def main() -> None:
 
     cut = OUT / f"cut-{a.layers}"
     if not (cut / "config.json").is_file():
-        from synth.training.student import cut_student, load_pretrained
+        from synth.train.student import cut_student, load_pretrained
 
         s = cut_student(load_pretrained(teacher), a.layers)
         s.model.save_pretrained(cut)

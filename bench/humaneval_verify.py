@@ -27,7 +27,7 @@ import polars as pl
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from synth.curate import curate, load_recipe  # noqa: E402
+from synth.curate import curate, load_filter_set  # noqa: E402
 
 
 def break_last_return(solution: str) -> str | None:
@@ -62,12 +62,12 @@ def run(problems: dict, *, workers: int = 2, wall_s: float = 10.0) -> dict:
     d = Path(tempfile.mkdtemp())
     (d / "verify.yaml").write_text(
         f"steps:\n  - verify_code: {{wall_s: {wall_s}, workers: {workers}}}\n")
-    recipe = load_recipe(d / "verify.yaml")
+    recipe = load_filter_set(d / "verify.yaml")
     out = {}
     for name, broken, want in (("canonical", False, "correct"), ("broken", True, "wrong")):
         df, skipped = rows(problems, broken)
         t = time.perf_counter()
-        res = curate(df, recipe=recipe)
+        res = curate(df, filters=recipe)
         seconds = time.perf_counter() - t
         both = pl.concat([res.kept, res.rejected], how="diagonal_relaxed")
         counts = dict(both["code_verdict"].value_counts().iter_rows())

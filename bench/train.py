@@ -78,13 +78,13 @@ def make_data(rows: int, max_tokens: int) -> tuple[Path, Path]:
 
 def model_dirs() -> tuple[Path, Path]:
     """The teacher's HF directory and the half-depth student cut from it, saved once."""
-    from synth.teachers.local import EMBEDDED_MODELS, load_model, model_cache_dir
+    from synth.models import EMBEDDED_MODELS, load_model, model_cache_dir
 
     load_model("smollm2-135m-instruct")  # converts once into the cache
     teacher = model_cache_dir(EMBEDDED_MODELS["smollm2-135m-instruct"].sha256)
     student = RESULTS / "smollm2-cut15"
     if not (student / "config.json").is_file():
-        from synth.training.student import cut_student, load_pretrained
+        from synth.train.student import cut_student, load_pretrained
 
         s = cut_student(load_pretrained(str(teacher)), "15")
         s.model.save_pretrained(student)

@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 import synth  # noqa: E402
 from tests.tiny_models import build_tiny_model  # noqa: E402
 
-#: The old tree named the training package ``synth.train`` and eval ``train.evaluate``.
+#: The old tree (75a2b54) named eval's module ``synth.train.evaluate``, which shadowed the
+#: function; today it is ``synth.train.evaluation`` (the package is callable: synth.train).
 NEW = (Path(synth.__file__).parent / "rows.py").exists()
 WORDS = "the quick brown fox dog cat bird fish tree river red green blue".split()
 
@@ -54,7 +55,7 @@ def packing_over_epochs(tmp: Path, tiny: Path) -> str:
             f.write(json.dumps({"id": f"r{i}", "prompt_id": f"p{i}",
                                 "messages": [{"role": "user", "content": f"repeat {words}"}],
                                 "response": f"{words} .", "status": "ok"}) + "\n")
-    D = importlib.import_module("synth.training.data" if NEW else "synth.train.data")
+    D = importlib.import_module("synth.train.data")
     seen: Counter = Counter()
     real = D.collate
 
@@ -81,7 +82,7 @@ def eval_denominator(tmp: Path, tiny: Path) -> str:
         "id": f"q{i}:0", "prompt_id": f"q{i}", "response": f"it is {i + 2} .", "status": "ok",
         "messages": [{"role": "user", "content": f"two and {i}"}], "reference": str(i + 2)})
         + "\n" for i in range(12)))
-    E = importlib.import_module("synth.training.evaluation" if NEW else "synth.train.evaluate")
+    E = importlib.import_module("synth.train.evaluation" if NEW else "synth.train.evaluate")
 
     def answer(spec: str, i: int) -> str:
         if spec.endswith("student") and i % 2:
@@ -195,7 +196,7 @@ def main(argv: list[str]) -> int:
         return 0 if verdict.startswith("PASS") else 1
     # each check in a process of its own: on the old tree, importing the module
     # synth.train.evaluate rebound the name the pipeline's `from synth.train import evaluate`
-    # reads (the shadowing the rename to synth.training fixed)
+    # reads (the shadowing that naming it synth.train.evaluation fixed)
     import subprocess
 
     print("synth from", Path(synth.__file__).parent, flush=True)

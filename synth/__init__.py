@@ -12,6 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# synth.generate and synth.train are packages that are also their verbs (callable modules,
+# synth/callable_module.py): `synth.train(...)` trains and `import synth.train.config` works,
+# and no function is ever bound over a subpackage.
+import synth.generate as generate  # noqa: E402
+import synth.train as train  # noqa: E402
 from synth.errors import (
     ConfigError,
     InputError,
@@ -19,11 +24,9 @@ from synth.errors import (
     TeacherError,
     UserError,
 )
-
-# The functions live in packages named for the stage (synth.generation, synth.training), so no
-# function is bound over a subpackage and `import synth.training.config as c` works.
-from synth.generation import agenerate, generate  # noqa: E402
-from synth.training import evaluate, train  # noqa: E402
+from synth.generate import agenerate  # noqa: E402
+from synth.train import evaluate  # noqa: E402
+from synth.version import __version__
 
 
 def run(pipeline: Any, /, **kwargs: Any) -> Any:
@@ -49,11 +52,10 @@ def export(source: Any, /, **kwargs: Any) -> Any:
 
     return export_run(source, **kwargs)
 
-__version__ = "0.1.0"
 
 _LAZY = {  # public name → the module that defines it
-    "GenerateConfig": "synth.generation.config",
-    "RunResult": "synth.generation.run",
+    "GenerateConfig": "synth.generate.config",
+    "RunResult": "synth.generate.run",
     "read_prompts": "synth.inputs",
     "Prompt": "synth.records",
     "Params": "synth.records",
@@ -64,9 +66,9 @@ _LAZY = {  # public name → the module that defines it
     "TeacherOptions": "synth.teachers",
     "make_teacher": "synth.teachers",
     "register_provider": "synth.teachers",
-    "TrainConfig": "synth.training.config",
-    "EvalConfig": "synth.training.config",
-    "TrainResult": "synth.training.recipe",
+    "TrainConfig": "synth.train.config",
+    "EvalConfig": "synth.train.config",
+    "TrainResult": "synth.train.trainer",
 }
 
 __all__ = [
@@ -121,10 +123,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
-    from synth.generation.config import GenerateConfig
-    from synth.generation.run import RunResult
+    from synth.generate.config import GenerateConfig
+    from synth.generate.run import RunResult
     from synth.inputs import read_prompts
     from synth.records import TRACE_SCHEMA, Completion, Params, Prompt, Request
     from synth.teachers import Teacher, TeacherOptions, make_teacher, register_provider
-    from synth.training.config import EvalConfig, TrainConfig
-    from synth.training.recipe import TrainResult
+    from synth.train.config import EvalConfig, TrainConfig
+    from synth.train.trainer import TrainResult

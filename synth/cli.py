@@ -10,7 +10,8 @@ import inspect
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import typer
 
@@ -22,7 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _version(value: bool) -> None:
     if value:
-        from synth import __version__
+        from synth.version import __version__
 
         typer.echo(f"synth {__version__}")
         raise typer.Exit()
@@ -55,29 +56,39 @@ def _cli_type(annotation: Any) -> tuple[Any, str | None]:
 
 
 def _generate_signature() -> inspect.Signature:
-    """``synth generate``'s options, built from :class:`~synth.generation.config.GenerateConfig`
+    """``synth generate``'s options, built from :class:`~synth.generate.config.GenerateConfig`
     (the one place each option, its default, bounds and help are defined)."""
-    from synth.generation.config import GenerateConfig
+    from synth.generate.config import GenerateConfig
 
     return _signature(GenerateConfig)
 
 
 def _signature(cls: Any) -> inspect.Signature:
     """A command's options from its config model's fields."""
-    from synth.generation.config import cli_fields
+    from synth.options import cli_fields
 
     params = []
     for name, info, decl, short in cli_fields(cls):
         ann, metavar = _cli_type(info.annotation)
         default = ... if info.is_required() else info.default
-        if decl == "INPUT":
-            ann, spec = Path, typer.Argument(..., help=info.description)
+        if decl.isupper():  # a positional argument: INPUT, RUNS, SOURCE, PIPELINE
+            # always required on the command line (GenerateConfig's input may instead be
+            # prompts=, from Python)
+            args = [a for a in get_args(ann) if a is not type(None)]
+            if get_origin(ann) in (Union, UnionType) and len(args) == 1:
+                ann = args[0]
+            spec = typer.Argument(..., help=info.description, metavar=decl,
+                                  show_default=False)
         else:
             if isinstance(default, tuple):
                 default = list(default)
             names = [decl] + ([short] if short else [])
+            extra = info.json_schema_extra or {}
+            if extra.get("cli_required"):
+                default = ...
             spec = typer.Option(default, *names, help=info.description, metavar=metavar,
-                                show_default=default not in (None, ..., [], False))
+                                show_default=default not in (None, ..., [], False),
+                                hidden=bool(extra.get("hidden")))
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec,
                                         annotation=ann))
     return inspect.Signature(params)
@@ -97,7 +108,7 @@ def _call(run: Any, *, interrupted: str, **options: Any) -> Any:
 
 def generate(**options: Any) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
-    from synth.generation import generate as run
+    from synth.generate import generate as run
 
     result = _call(run, interrupted=f"answers so far are in {options['out']}/cache.sqlite: "
                    "run the same command to resume", **options)
@@ -117,17 +128,23 @@ def generate(**options: Any) -> None:
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _generate_entry(ctx: typer.Context) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
-    from synth.generation.config import GenerateConfig
+    from synth.generate.config import GenerateConfig
 
     _run_sub(ctx, "generate", generate, GenerateConfig)
 
 
-def _run_sub(ctx: typer.Context, name: str, fn: Any, cls: Any) -> None:
+def _run_sub(ctx: typer.Context, name: str, fn: Any, cls: Any,
+             extra: dict[str, Any] | None = None) -> None:
     """Run ``fn`` as command ``name`` with options built from config model ``cls``
     (pydantic, ~90 ms to import): built only when the command runs, so ``synth --help`` and
     the other commands start without paying for them. Its own parser then handles --help
     and bad options."""
-    fn.__signature__ = _signature(cls)
+    sig = _signature(cls)
+    if extra:  # the command's own flags (how it prints), beside the options
+        sig = sig.replace(parameters=[*sig.parameters.values(), *(
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=bool)
+            for k, v in extra.items())])
+    fn.__signature__ = sig
     sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     sub.command(name=name)(fn)
     typer.main.get_command(sub).main(args=ctx.args, prog_name=f"synth {name}")
@@ -137,7 +154,7 @@ def train_command(**options: Any) -> None:
     """Train a student on trace rows: SFT, KL distillation (online teacher logits or stored
     top-K logprobs), or both. Writes an HF model directory, train_log.jsonl, loss.png,
     checkpoints/ and a model card to OUT."""
-    from synth.training import train as run
+    from synth.train import train as run
 
     out = options["out"]
     result = _call(run, interrupted=f"the steps done so far are checkpointed in "
@@ -148,7 +165,7 @@ def train_command(**options: Any) -> None:
     ev = s.get("eval") or {}
     held = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in ev.items()
                      if k.startswith("eval_") and isinstance(v, float))
-    from synth.training.data import skipped_rows, skipped_text
+    from synth.train.data import skipped_rows, skipped_text
 
     skipped = skipped_text(skipped_rows(s["data"]))
     typer.echo(f"{s['steps']} steps on {s['data']['train_examples']:,} examples "
@@ -162,10 +179,10 @@ def eval_command(**options: Any) -> None:
     """Compare a student with its teacher on held-out rows: loss, perplexity, per-token KL,
     top-1 agreement, task accuracy through the curation verifiers, speed and size. Writes
     eval.json (and answers.jsonl: every scored answer and its verdict) and prints a table."""
-    from synth.training import evaluate as run
+    from synth.train import evaluate as run
 
     result = _call(run, interrupted="nothing was written", **options)
-    from synth.training.evaluation import print_table
+    from synth.train.evaluation import print_table
 
     print_table(result)
 
@@ -174,7 +191,7 @@ def eval_command(**options: Any) -> None:
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _train_entry(ctx: typer.Context) -> None:
     """Train a student on trace rows (SFT, KL distillation, or both)."""
-    from synth.training.config import TrainConfig
+    from synth.train.config import TrainConfig
 
     _run_sub(ctx, "train", train_command, TrainConfig)
 
@@ -183,22 +200,20 @@ def _train_entry(ctx: typer.Context) -> None:
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _eval_entry(ctx: typer.Context) -> None:
     """Compare a trained student with its teacher on held-out rows."""
-    from synth.training.config import EvalConfig
+    from synth.train.config import EvalConfig
 
     _run_sub(ctx, "eval", eval_command, EvalConfig)
 
 
-@app.command()
-def curate(
-    input: Path = typer.Argument(..., help="Trace rows: a run directory, traces.parquet or "
-                                 "JSONL (needs id and response)."),
-    recipe: str = typer.Option("default", "--recipe", "-r",
-                               help="A shipped recipe name (filters/NAME.yaml) or a YAML path."),
-    out: Path = typer.Option(..., "--out", "-o",
-                             help="Writes curated.parquet, rejects.parquet, curation.json."),
-) -> None:
-    """Apply a curation recipe. Every dropped row goes to rejects.parquet with its reason."""
+def curate(*, input: Path, filters: str | None = None, out: Path,
+           recipe: str | None = None) -> None:
+    """Apply a filter set. Every dropped row goes to rejects.parquet with its reason."""
     from synth.curate import curate as run
+    from synth.errors import ConfigError
+
+    if filters is not None and recipe is not None:
+        _fail(ConfigError("--filters: give --filters or its old name --recipe, not both"))
+    filters = next((f for f in (filters, recipe) if f is not None), "default")
 
     def step_line(st: dict) -> None:  # printed as each step finishes: progress on long runs
         why = ", ".join(f"{k}={v}" for k, v in st["reasons"].items())
@@ -221,12 +236,12 @@ def curate(
         for w in st.get("warnings", []):
             typer.secho(f"  {'':<16} WARNING: {w}", err=True, fg="yellow", bold=True)
 
-    def start_line(rows, rec) -> None:  # once every check has passed
-        typer.echo(f"curating {rows.height:,} rows with {rec.name} ({len(rec.steps)} steps):",
+    def start_line(rows, fs) -> None:  # once every check has passed
+        typer.echo(f"curating {rows.height:,} rows with {fs.name} ({len(fs.steps)} steps):",
                    err=True)
 
     try:
-        result = run(input, recipe=recipe, out=out, on_start=start_line, on_step=step_line)
+        result = run(input, filters=filters, out=out, on_start=start_line, on_step=step_line)
     except UserError as err:
         _fail(err)
     except KeyboardInterrupt:
@@ -236,34 +251,42 @@ def curate(
         raise typer.Exit(130) from None
     s = result.summary
     typer.echo(f"{s['input_rows']} rows → {s['kept']} kept, {s['rejected']} rejected "
-               f"({s['recipe']}) in {s['wall_s']:.1f}s → {out}", err=True)
+               f"({s['filter_set']}) in {s['wall_s']:.1f}s → {out}", err=True)
     if s.get("warnings"):
         typer.secho(f"{len(s['warnings'])} warning(s): see above and {out}/curation.json",
                     err=True, fg="yellow", bold=True)
 
 
-@app.command()
-def merge(
-    runs: list[Path] = typer.Argument(..., help="Run directories (or traces.parquet files)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where the merged dataset goes."),
-    intent: str = typer.Option(..., "--intent",
-                               help="research | internal | distributed | competing"),
-    accept_terms: list[str] = typer.Option([], "--accept-terms"),
-    licence_file: Optional[Path] = typer.Option(None, "--licence-file"),
-) -> None:
+@app.command(name="curate", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _curate_entry(ctx: typer.Context) -> None:
+    """Apply a filter set. Every dropped row goes to rejects.parquet with its reason."""
+    from synth.curate.config import CurateConfig
+
+    _run_sub(ctx, "curate", curate, CurateConfig)
+
+
+def merge(**options: Any) -> None:
     """Combine runs of several teachers (run directories, `synth curate` output directories
     or .parquet files of trace rows) into one dataset with a card, keeping every column
     curation added. The dataset inherits the most restrictive licence rule and every
     obligation; a denied intent exits 6, unknown terms not accepted exit 7."""
     from synth.dataset import merge_runs
 
-    try:  # merge_runs checks --intent and --out before it reads any input
-        path, d = merge_runs(runs, out=out, intent=intent, accept=tuple(accept_terms),
-                             licence_file=licence_file)
-    except UserError as err:
-        _fail(err)
+    # merge_runs checks --intent and --out before it reads any input
+    path, d = _call(merge_runs, interrupted="nothing was written", **options)
     typer.echo(f"{path}: licence {d.decision} (rule {d.rule}, entries {d.entry}); "
-               f"{len(d.obligations)} obligations in {out / 'README.md'}", err=True)
+               f"{len(d.obligations)} obligations in {Path(options['out']) / 'README.md'}",
+               err=True)
+
+
+@app.command(name="merge", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _merge_entry(ctx: typer.Context) -> None:
+    """Combine runs of several teachers into one dataset with a card."""
+    from synth.dataset.config import MergeConfig
+
+    _run_sub(ctx, "merge", merge, MergeConfig)
 
 
 def _stage_line(kind: str, stage: str, info: dict) -> None:
@@ -284,52 +307,37 @@ def _stage_line(kind: str, stage: str, info: dict) -> None:
     if isinstance(info.get("final"), dict):
         bits.append("final " + ", ".join(f"{k} {v:.4f}" for k, v in info["final"].items()))
     if isinstance(info.get("skipped"), dict) and any(info["skipped"].values()):
-        from synth.training.data import skipped_text  # rows the train stage left out
+        from synth.train.data import skipped_text  # rows the train stage left out
 
         bits.append(skipped_text(info["skipped"]))
     typer.echo(f"✔ {stage}: {'; '.join(bits)} ({info.get('seconds', 0):.1f}s)", err=True)
 
 
-@app.command(name="run")
-def run_command(
-    pipeline: Path = typer.Argument(..., help="A pipeline YAML file (see examples/)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Run directory (default: runs/<name>)."),
-    from_stage: Optional[str] = typer.Option(None, "--from",
-                                             help="Rerun this stage and every one after it."),
-    only: Optional[str] = typer.Option(None, "--only",
-                                       help="Run only this stage (the earlier ones must "
-                                       "have run)."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
-                                            help="Default: on when stderr is a terminal."),
-) -> None:
+def run_command(**options: Any) -> None:
     """Run a pipeline: generate stages → curate → train → eval → report.html, in one run
     directory. Stages whose inputs and settings are unchanged are skipped; a killed stage
     resumes."""
     from synth.pipeline import run_pipeline
 
-    target = out or "runs/<name>"
+    target = options.get("out") or "runs/<name>"
     result = _call(run_pipeline, interrupted=f"finished stages are kept in {target} and a "
-                   "killed stage resumes: run the same command again", path=pipeline,
-                   out=out, from_stage=from_stage, only=only, progress=progress,
+                   "killed stage resumes: run the same command again", **options,
                    on_event=_stage_line)
     typer.echo(f"{len(result.ran)} stage(s) ran, {len(result.skipped)} skipped → "
                f"{result.out}" + (f"; report: {result.report}" if result.report else ""),
                err=True)
 
 
-@app.command(name="estimate")
-def estimate_command(
-    pipeline: Path = typer.Argument(..., help="A pipeline YAML file."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Run directory (default: runs/<name>): the dry "
-                                       "run's answers are cached there, so the real run "
-                                       "never pays for them again."),
-    dry_run: Optional[int] = typer.Option(None, "--dry-run",
-                                          help="Prompts per stage sent to measure answer "
-                                          "lengths (default 8; 0: assume max_tokens)."),
-    as_json: bool = typer.Option(False, "--json", help="Print estimate.json."),
-) -> None:
+@app.command(name="run", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _run_entry(ctx: typer.Context) -> None:
+    """Run a pipeline: generate stages → curate → train → eval → report.html."""
+    from synth.pipeline.config import RunConfig
+
+    _run_sub(ctx, "run", run_command, RunConfig)
+
+
+def estimate_command(*, json: bool = False, **options: Any) -> None:
     """Requests, input tokens (counted), output tokens (p50/p90 from a small dry run) and
     cost of every generate stage before spending, the batch-API price, and the break-even
     of distilling versus calling the teacher. Writes RUN/estimate.json."""
@@ -337,9 +345,8 @@ def estimate_command(
 
     from synth.pipeline import estimate_pipeline
 
-    est = _call(estimate_pipeline, interrupted="nothing was written", path=pipeline,
-                out=out, dry_run=dry_run)
-    if as_json:
+    est = _call(estimate_pipeline, interrupted="nothing was written", **options)
+    if json:
         typer.echo(orjson.dumps(est, option=orjson.OPT_INDENT_2).decode())
         return
     from synth.pipeline.estimate import format_estimate
@@ -347,31 +354,35 @@ def estimate_command(
     typer.echo(format_estimate(est))
 
 
-@app.command(name="export")
-def export_command(
-    source: Path = typer.Argument(..., help="A run directory (synth run, curate or "
-                                  "generate) or a parquet/JSONL file of trace rows."),
-    format: str = typer.Option(..., "--format", "-f",
-                               help="hf | chat-jsonl | openai-finetune"),
-    out: Path = typer.Option(..., "--out", "-o", help="Where the export goes."),
-    split: Optional[float] = typer.Option(None, "--split",
-                                          help="Train share (e.g. 0.9); the rest is the test "
-                                          "split, whole prompts on one side."),
-    reasoning: Optional[str] = typer.Option(None, "--reasoning",
-                                            help="keep | drop the reasoning trace."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
-) -> None:
+@app.command(name="estimate", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _estimate_entry(ctx: typer.Context) -> None:
+    """Requests, tokens and cost of a pipeline before spending, and the break-even."""
+    from synth.pipeline.config import EstimateConfig
+
+    # --json is how the command prints, not an option of the estimate
+    _run_sub(ctx, "estimate", estimate_command, EstimateConfig,
+             extra={"json": typer.Option(False, "--json", help="Print estimate.json.")})
+
+
+def export_command(**options: Any) -> None:
     """Export the curated rows for other trainers: HF datasets on disk, chat JSONL (TRL,
     axolotl), or OpenAI fine-tuning JSONL (roles and token limits checked)."""
     from synth.dataset.export import export_run
 
-    kwargs = {"format": format, "out": out, "split": split, "seed": seed}
-    if reasoning is not None:
-        kwargs["reasoning"] = reasoning
-    res = _call(export_run, interrupted="nothing was written", source=source, **kwargs)
+    res = _call(export_run, interrupted="nothing was written", **options)
     for w in res.warnings:
         typer.secho(f"WARNING: {w}", err=True, fg="yellow", bold=True)
     typer.echo(_export_line(res), err=True)
+
+
+@app.command(name="export", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _export_entry(ctx: typer.Context) -> None:
+    """Export the curated rows for other trainers (HF datasets, chat JSONL, OpenAI)."""
+    from synth.dataset.config import ExportConfig
+
+    _run_sub(ctx, "export", export_command, ExportConfig)
 
 
 def _export_line(res: Any) -> str:

@@ -8,6 +8,8 @@
     │   ├── InputError              a bad input file: names file, line and field (exit 3)
     │   ├── TeacherSpecError        an unknown or malformed ``--teacher`` spec (exit 2)
     │   ├── MissingAPIKeyError      the key variable is unset           (exit 2)
+    │   ├── PluginError             an installed plugin's entry point failed to load; names
+    │   │                           the plugin and why                   (exit 2)
     │   ├── TeacherUnreachableError the base URL does not answer        (exit 4)
     │   ├── ModelLoadError          a local model cannot be found/loaded/verified (exit 5)
     │   ├── OutputError             an output file or cache cannot be written: names the
@@ -38,6 +40,7 @@ __all__ = [
     "InputError",
     "TeacherSpecError",
     "MissingAPIKeyError",
+    "PluginError",
     "TeacherUnreachableError",
     "ModelLoadError",
     "OutputError",
@@ -93,6 +96,10 @@ class TeacherSpecError(ConfigError):
 
 class MissingAPIKeyError(ConfigError):
     """The environment variable that should hold the API key is unset or empty."""
+
+
+class PluginError(ConfigError):
+    """A provider, step or recipe a plugin package declares could not be loaded."""
 
 
 class TeacherUnreachableError(UserError):

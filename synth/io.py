@@ -252,7 +252,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {k.command: k for k in (
     OutputKind("synth export", "export.json", frozenset({"format", "files"}),
                ("train.jsonl", "test.jsonl", "train", "test", "dataset_dict.json",
                 "README.md", "export.json")),
-    # a trained student never is overwritten (synth/training/recipe.py refuses any non-empty
+    # a trained student never is overwritten (synth/train/trainer.py refuses any non-empty
     # --out but a --resume), so its names need no list
     OutputKind("synth train", "train.json", frozenset({"student", "loss"}), ("*",),
                state=(("checkpoints/step-*/state.json", frozenset({"step", "fingerprint"})),

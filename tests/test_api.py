@@ -19,14 +19,16 @@ def test_public_names():
 
 def test_training_names_and_a_light_import():
     import importlib
+    import inspect
     import subprocess
     import sys
 
-    train = importlib.import_module("synth.training")  # the package of synth.train
+    train = importlib.import_module("synth.train")  # the package that is also synth.train
 
     assert sorted(train.__all__) == sorted(["train", "evaluate", "TrainConfig", "EvalConfig",
                                             "TrainResult"])
-    assert synth.train is train.train and callable(synth.train)
+    assert synth.train is train and callable(synth.train)
+    assert inspect.signature(synth.train) == inspect.signature(train.train)
     # `import synth` (and `synth --help`) never imports torch
     code = "import sys, synth; synth.train; synth.evaluate; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -38,8 +40,8 @@ def test_curation_and_template_names():
     import synth.templates as templates
 
     assert sorted(curate.__all__) == sorted([
-        "curate", "read_rows", "CurationResult", "Recipe", "load_recipe", "recipe_names",
-        "Step", "Verdict", "STEPS", "register_step"])
+        "curate", "read_rows", "CurationResult", "FilterSet", "load_filter_set",
+        "filter_set_names", "Step", "StepContext", "Verdict", "STEPS", "register_step"])
     assert sorted(templates.__all__) == sorted([
         "Template", "load_template", "parse_template", "template_names", "SUFFIX"])
     for mod in (curate, templates):
@@ -77,19 +79,38 @@ def test_trace_schema_has_the_issue_columns():
 
 
 def test_every_submodule_imports_as_a_name():
-    """``import synth.X.Y as z`` works for every module: no function of synth's API is bound
-    over a subpackage (``synth.train`` the function and ``synth.training`` the package)."""
+    """``import synth.X.Y as z`` works for every module, ``synth.train.config`` and
+    ``synth.generate.config`` included: no function of synth's API is bound over a subpackage
+    (``synth.train`` and ``synth.generate`` are packages that are also their verbs)."""
     import pkgutil
     import subprocess
     import sys
 
     names = [m.name for m in pkgutil.walk_packages(synth.__path__, "synth.")
              if not m.name.endswith("__main__") and not m.name.split(".")[-1].startswith("_")]
-    assert "synth.training.config" in names and "synth.generation.config" in names
+    assert "synth.train.config" in names and "synth.generate.config" in names
     code = "\n".join(f"import {n} as m{i}" for i, n in enumerate(names)) + (
-        # and once every submodule is imported, the API's names are still its functions
-        "\nimport types, synth, synth.training as t, synth.generation as g"
-        "\nfns = [synth.train, synth.evaluate, synth.generate, t.train, t.evaluate, g.generate]"
-        "\nprint('ok' if all(isinstance(f, types.FunctionType) for f in fns) else fns)")
+        # and once every submodule is imported, the API's verbs still call the stage
+        "\nimport inspect, sys, types, synth, synth.train as t, synth.generate as g"
+        "\nimport synth.train.config as a, synth.generate.config as b"
+        "\nok = synth.train is sys.modules['synth.train'] is t and synth.generate is g"
+        "\nok &= all(callable(m) for m in (synth.train, synth.generate))"
+        "\nok &= inspect.signature(t) == inspect.signature(t.train)"
+        "\nok &= inspect.signature(g) == inspect.signature(g.generate)"
+        "\nfns = [synth.evaluate, synth.agenerate, t.train, t.evaluate, g.generate]"
+        "\nok &= all(isinstance(f, types.FunctionType) for f in fns)"
+        "\nprint('ok' if ok else fns)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_the_verbs_call_their_stage(monkeypatch):
+    """``synth.train(...)`` and ``synth.generate(...)`` reach the stage's runner."""
+    import synth.generate.run as gen_run
+    import synth.train.trainer as trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda cfg, **kw: seen.append(("train", kw)) or 1)
+    monkeypatch.setattr(gen_run, "generate", lambda cfg, **kw: seen.append(("gen", kw)) or 2)
+    assert synth.train(data="d") == 1 and synth.generate(input="p") == 2
+    assert seen == [("train", {"data": "d"}), ("gen", {"input": "p"})]

@@ -15,7 +15,7 @@ import pytest
 
 import synth
 from synth.errors import ConfigError
-from synth.generation.config import GenerateConfig
+from synth.generate.config import GenerateConfig
 from tests.conftest import ROOT
 
 LICENCE = ["--intent", "research", "--accept-terms", "unknown"]
@@ -106,7 +106,7 @@ def test_invalid_overrides_from_python_are_checked_as_the_cli_checks(tmp_path, s
 def test_generate_options_have_one_source():
     """The CLI's generate options are GenerateConfig's fields: same names, defaults, help."""
     from synth.cli import _generate_signature
-    from synth.generation.config import GenerateConfig
+    from synth.generate.config import GenerateConfig
 
     sig = _generate_signature()
     python_only = {"prompts", "retry_initial_delay"}

@@ -8,7 +8,7 @@ import sys
 import polars as pl
 import pytest
 
-from synth.curate import curate, load_recipe
+from synth.curate import curate, load_filter_set
 from synth.curate.steps import ExactDedup, Length, Refusal, Repetition, normalize_text
 from synth.errors import InputError
 from tests.conftest import ROOT
@@ -65,7 +65,7 @@ def test_normalize_text():
     assert normalize_text("Ｆｕｌｌ width") == "full width"
 
 
-def test_default_recipe_end_to_end_nothing_lost(tmp_path):
+def test_default_filter_set_end_to_end_nothing_lost(tmp_path):
     df = rows("Fine answer with enough words.", "Fine answer with enough words!",
               "", "I'm sorry, but I can't do that.", "cut off in the mid", "x",
               " ".join(["loop again"] * 30), None, "Another good answer, long enough.",
@@ -75,7 +75,7 @@ def test_default_recipe_end_to_end_nothing_lost(tmp_path):
                              "stop"])
     src = tmp_path / "traces.parquet"
     df.write_parquet(src)
-    res = curate(src, recipe="default", out=tmp_path / "cur")
+    res = curate(src, filters="default", out=tmp_path / "cur")
     kept = pl.read_parquet(tmp_path / "cur" / "curated.parquet")
     rej = pl.read_parquet(tmp_path / "cur" / "rejects.parquet")
     assert sorted(kept["id"].to_list()) == ["r0", "r8"]
@@ -100,7 +100,7 @@ def test_default_recipe_end_to_end_nothing_lost(tmp_path):
 
 
 def test_runner_refuses_a_step_that_loses_rows(tmp_path):
-    from synth.curate.recipe import Origin, Recipe
+    from synth.curate.filterset import FilterSet, Origin
     from synth.curate.steps import Verdict
 
     class Lossy:
@@ -110,7 +110,7 @@ def test_runner_refuses_a_step_that_loses_rows(tmp_path):
             return Verdict(df.head(1), pl.Series("drop", [None], dtype=pl.String))
 
     with pytest.raises(Exception, match="changed the number of rows"):
-        curate(rows("a", "b"), recipe=Recipe("x", [Lossy()], [Origin("x", 1)]))
+        curate(rows("a", "b"), filters=FilterSet("x", [Lossy()], [Origin("x", 1)]))
 
 
 @pytest.mark.parametrize("text, line, needle", [
@@ -121,20 +121,20 @@ def test_runner_refuses_a_step_that_loses_rows(tmp_path):
     ("steps: [\n", None, "not valid YAML"),
     ("name: x\n", None, "'steps' list"),
 ])
-def test_bad_recipe_names_file_line_step(tmp_path, text, line, needle):
+def test_bad_filter_set_names_file_line_step(tmp_path, text, line, needle):
     p = tmp_path / "recipe.yaml"
     p.write_text(text)
     with pytest.raises(InputError) as exc:
-        load_recipe(p)
+        load_filter_set(p)
     assert str(exc.value).startswith(str(p)) and needle in str(exc.value)
     if line:
         assert exc.value.line == line
 
 
-def test_recipe_round_trip(tmp_path):
+def test_filter_set_round_trip(tmp_path):
     p = tmp_path / "mine.yaml"
     p.write_text("name: mine\nsteps:\n  - empty\n  - length: {min_words: 2}\n")
-    r = load_recipe(p)
+    r = load_filter_set(p)
     assert r.name == "mine" and [s.name for s in r.steps] == ["empty", "length"]
     assert r.steps[1] == Length(min_words=2)
     assert [o.line for o in r.origins] == [3, 4]
@@ -162,7 +162,7 @@ def test_minimal_rows_only_need_id_and_response(tmp_path):
     src = tmp_path / "rows.jsonl"
     src.write_text('{"id": "a", "response": "a perfectly fine answer"}\n'
                    '{"id": "b", "response": ""}\n')
-    res = curate(src, recipe="default")
+    res = curate(src, filters="default")
     assert res.kept["id"].to_list() == ["a"]
     assert res.rejected["drop_reason"].to_list() == ["empty"]
 
@@ -186,20 +186,20 @@ def test_decontamination_names_the_benchmark_item(tmp_path):
                                  "contaminated: humaneval/HumanEval/0", None, None]
 
 
-def test_decontamination_recipe_errors(tmp_path):
+def test_decontamination_filter_set_errors(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text("steps:\n  - decontaminate: {benchmarks: [nope.jsonl]}\n")
     with pytest.raises(InputError) as exc:
-        load_recipe(p)
+        load_filter_set(p)
     assert str(exc.value).startswith(f"{p}:2: field 'decontaminate': nope.jsonl: no such")
 
 
 @pytest.mark.parametrize("name", ["default", "math-cot", "code", "textbook"])
-def test_shipped_recipes_load(name):
-    from synth.curate import recipe_names
+def test_shipped_filter_sets_load(name):
+    from synth.curate import filter_set_names
 
-    assert name in recipe_names()
-    r = load_recipe(name)
+    assert name in filter_set_names()
+    r = load_filter_set(name)
     assert r.name == name and r.steps and all(o.line for o in r.origins)
 
 
@@ -311,7 +311,7 @@ def test_near_dedup_reports_what_lsh_checked(tmp_path):
     df = rows(text, text + " extra", "something else entirely, with its own words here")
     p = tmp_path / "r.yaml"
     p.write_text("steps:\n  - near_dedup: {threshold: 0.8}\n")
-    res = curate(df, recipe=p)
+    res = curate(df, filters=p)
     info = res.summary["steps"][0]["info"]["minhash"]
     assert info["pairs_checked"] >= 1 and info["pairs_confirmed"] == 1
     assert info["clusters"] == 2 and info["largest_cluster"] == 2

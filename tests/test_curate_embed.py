@@ -114,8 +114,9 @@ def test_cli_train_scorer(tmp_path):
 def test_similar_components_forest_reduction_keeps_the_components():
     import numpy as np
 
-    from synth.curate.embed import _representatives, _similar_components
-    from synth.curate.minhash import _components
+    from synth.curate.clusters import connected_components as _components
+    from synth.curate.clusters import keepers as _representatives
+    from synth.curate.embed import _similar_components
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(6, 16))

@@ -40,7 +40,7 @@ def judge(server, **kw):
     return LLMJudge(base_url=f"{server.url}/v1", **kw)
 
 
-def recipe(tmp_path, server, price_file=None, **params):
+def filter_set(tmp_path, server, price_file=None, **params):
     params = {"teacher": "openai:gpt-test", "intent": "research",
               "base_url": f"{server.url}/v1", **params}
     if price_file is not None:
@@ -84,12 +84,12 @@ def test_reference_reaches_the_judge(server, tmp_path):
     assert "<reference>\nthe answer is 7\n</reference>" in user["content"]
 
 
-def test_min_score_drops_through_a_recipe(server, tmp_path, price_file):
+def test_min_score_drops_through_a_filter_set(server, tmp_path, price_file):
     df = rows(reply({"score": 5, "reason": "a"}), reply({"score": 2, "reason": "b"}),
               reply({"score": 3, "reason": "c"}), None,
               status=["ok", "ok", "ok", "error"])
     out = tmp_path / "cur"
-    res = curate(df, recipe=recipe(tmp_path, server, price_file, min_score=3), out=out)
+    res = curate(df, filters=filter_set(tmp_path, server, price_file, min_score=3), out=out)
     assert sorted(res.kept["id"].to_list()) == ["r0", "r2"]
     rej = {r["id"]: (r["dropped_by"], r["drop_reason"]) for r in res.rejected.to_dicts()}
     assert rej == {"r1": ("llm_judge", "judge: 2 < 3"), "r3": ("drop_errors", "error ")}
@@ -142,10 +142,10 @@ def test_faults_are_retried_and_failures_unscored(server, tmp_path):
 
 def test_rerun_sends_nothing(server, tmp_path):
     df = rows(reply({"score": 5}), reply({"score": 1}))
-    rec = recipe(tmp_path, server, min_score=2)
-    first = curate(df, recipe=rec, out=tmp_path / "cur")
+    fs = filter_set(tmp_path, server, min_score=2)
+    first = curate(df, filters=fs, out=tmp_path / "cur")
     assert server.n_requests == 2
-    second = curate(df, recipe=rec, out=tmp_path / "cur")
+    second = curate(df, filters=fs, out=tmp_path / "cur")
     assert server.n_requests == 2  # every answer from the cache in cur/judge/
     info = second.summary["steps"][1]["info"]["judge"]
     assert (info["sent"], info["from_cache"]) == (0, 2)
@@ -156,8 +156,8 @@ def test_rerun_sends_nothing(server, tmp_path):
 def test_default_run_dir_without_out(server, tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
     df = rows(reply({"score": 5}))
-    curate(df, recipe=recipe(tmp_path, server))
-    curate(df, recipe=recipe(tmp_path, server))
+    curate(df, filters=filter_set(tmp_path, server))
+    curate(df, filters=filter_set(tmp_path, server))
     assert (tmp_path / "cache" / "judge" / SLUG / "cache.sqlite").exists()
     assert server.n_requests == 1
 
@@ -168,9 +168,9 @@ async def test_works_inside_a_running_event_loop(server, tmp_path):
 
 
 def test_licence_deny_raises_before_any_request(server, tmp_path):
-    rec = recipe(tmp_path, server, teacher="openai:gpt-4o-mini", intent="competing")
+    fs = filter_set(tmp_path, server, teacher="openai:gpt-4o-mini", intent="competing")
     with pytest.raises(LicenceDeniedError, match="may not teach for intent 'competing'"):
-        curate(rows(reply({"score": 5})), recipe=rec, out=tmp_path / "cur")
+        curate(rows(reply({"score": 5})), filters=fs, out=tmp_path / "cur")
     assert server.n_requests == 0
     assert not (tmp_path / "cur").exists()
 
@@ -190,11 +190,11 @@ def test_licence_deny_raises_before_any_request(server, tmp_path):
     ({"teacher": "openai:gpt-test", "intent": "research", "temprature": 0},
      "unknown parameter(s) temprature"),
 ])
-def test_bad_recipe_params_name_file_line_step(tmp_path, params, needle):
+def test_bad_filter_set_params_name_file_line_step(tmp_path, params, needle):
     p = tmp_path / "bad.yaml"
     p.write_text(f"name: bad\nsteps:\n  - empty\n  - llm_judge: {json.dumps(params)}\n")
     with pytest.raises(InputError) as exc:
-        curate(rows("x"), recipe=p)
+        curate(rows("x"), filters=p)
     e = exc.value
     assert (e.path, e.line, e.field) == (str(p), 4, "llm_judge")
     assert needle in str(e)
@@ -327,8 +327,8 @@ def test_cli_prints_the_judge_summary(server, tmp_path):
 
     rows(reply({"score": 4, "reason": "ok"}), reply("no verdict here")).write_parquet(
         tmp_path / "t.parquet")
-    args = [sys.executable, "-m", "synth", "curate", str(tmp_path / "t.parquet"), "--recipe",
-            str(recipe(tmp_path, server, min_score=3)), "--out", str(tmp_path / "cur")]
+    args = [sys.executable, "-m", "synth", "curate", str(tmp_path / "t.parquet"), "--filters",
+            str(filter_set(tmp_path, server, min_score=3)), "--out", str(tmp_path / "cur")]
     for cached in (0, 2):  # the rerun is answered from the judge's cache
         p = subprocess.run(args, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr

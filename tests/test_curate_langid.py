@@ -1,4 +1,4 @@
-"""The language step on hand-made rows in known languages; recipe wiring and bad params."""
+"""The language step on hand-made rows in known languages; filter set wiring and bad params."""
 
 import sys
 
@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("py3langid")
 
-from synth.curate import curate, load_recipe  # noqa: E402
+from synth.curate import curate, load_filter_set  # noqa: E402
 from synth.curate.langid import Language, identifier, strip_code  # noqa: E402
 from synth.errors import ConfigError, InputError  # noqa: E402
 
@@ -68,14 +68,14 @@ def test_strip_code():
     assert strip_code("plain") == "plain"
 
 
-def test_recipe_round_trip(tmp_path):
+def test_filter_set_round_trip(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text("name: mine\nsteps:\n  - empty\n"
                  "  - language: {languages: [en], min_confidence: 0.6}\n")
-    rec = load_recipe(p)
+    rec = load_filter_set(p)
     assert rec.steps[1] == Language(languages=("en",), min_confidence=0.6)
     df = rows(EN, FR, "", DE, CODE)
-    res = curate(df, recipe=p)
+    res = curate(df, filters=p)
     assert res.kept["id"].to_list() == ["r0", "r4"]
     assert res.kept.height + res.rejected.height == df.height
     assert sorted(res.rejected["id"].to_list()) == ["r1", "r2", "r3"]
@@ -100,7 +100,7 @@ def test_bad_params_name_file_line_step(tmp_path, params, needle):
     p = tmp_path / "r.yaml"
     p.write_text(f"steps:\n  - empty\n  - language: {params}\n")
     with pytest.raises(InputError) as exc:
-        load_recipe(p)
+        load_filter_set(p)
     assert str(exc.value).startswith(f"{p}:3: field 'language': bad parameters")
     assert exc.value.line == 3 and exc.value.field == "language"
     assert needle in str(exc.value)

@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from synth.curate import curate, load_recipe
+from synth.curate import curate, load_filter_set
 
 pytest.importorskip("math_verify")
 
@@ -15,7 +15,7 @@ def test_verify_math_step_keeps_unverifiable_drops_wrong():
                        "response": ["So the total is \\boxed{72}.", "#### 71",
                                     "I am not sure.", "The answer is 0.5"],
                        "reference": ["72", "72", "72", None]})
-    res = curate(df, recipe=_recipe("verify_math: {timeout_s: 5}"))
+    res = curate(df, filters=_filter_set("verify_math: {timeout_s: 5}"))
     assert res.kept["id"].to_list() == ["a", "c", "d"]
     assert res.kept["math_verdict"].to_list() == ["correct", "unverifiable", "unverifiable"]
     assert res.rejected["drop_reason"][0].startswith("wrong: ")
@@ -27,7 +27,7 @@ def test_self_consistency_majority():
                        "prompt_id": ["q"] * 5 + ["r", "r"],
                        "response": ["#### 7", "#### 7", "answer is 7.0", "#### 8", "no idea",
                                     "#### 1", "#### 2"]})
-    res = curate(df, recipe=_recipe("self_consistency: {min_agreement: 0.6}"))
+    res = curate(df, filters=_filter_set("self_consistency: {min_agreement: 0.6}"))
     assert res.kept["id"].to_list() == ["q:0", "q:1", "q:2"]
     why = dict(zip(res.rejected["id"].to_list(), res.rejected["drop_reason"].to_list()))
     assert why["q:3"].startswith("minority answer: 8")
@@ -48,7 +48,7 @@ def test_verify_code_step_with_humaneval():
     df = pl.DataFrame({"id": ["g", "b", "h", "n", "mg", "mb"],
                        "response": [good, bad, hostile, "no code", good, bad],
                        "reference": [ref, ref, ref, ref, mbpp, mbpp]})
-    res = curate(df, recipe=_recipe("verify_code: {wall_s: 5}"))
+    res = curate(df, filters=_filter_set("verify_code: {wall_s: 5}"))
     assert sorted(res.kept["id"].to_list()) == ["g", "mg", "n"]
     assert dict(zip(res.kept["id"].to_list(), res.kept["code_verdict"].to_list())) == {
         "g": "correct", "n": "unverifiable", "mg": "correct"}
@@ -60,10 +60,10 @@ def test_verify_code_step_with_humaneval():
     assert info["sandbox"]["summary"].startswith("sandbox (")
 
 
-def _recipe(step: str):
+def _filter_set(step: str):
     import tempfile
     from pathlib import Path
 
     d = Path(tempfile.mkdtemp())
     (d / "r.yaml").write_text(f"steps:\n  - {step}\n")
-    return load_recipe(d / "r.yaml")
+    return load_filter_set(d / "r.yaml")

@@ -34,7 +34,7 @@ def gen(server, tmp_path, name, *, teacher=LLAMA, intent="distributed", **kw):
 
 def test_curated_llama_card_lists_obligations_recipe_and_step_counts(server, tmp_path):
     gen(server, tmp_path, "run")
-    res = curate(tmp_path / "run", recipe="default", out=tmp_path / "cur")
+    res = curate(tmp_path / "run", filters="default", out=tmp_path / "cur")
     assert res.summary["kept"] == 6 and res.rejected.height == 2
     card = (tmp_path / "cur" / "README.md").read_text()
     header = card.split("---")[1]
@@ -53,7 +53,7 @@ def test_curated_llama_card_lists_obligations_recipe_and_step_counts(server, tmp
     assert "700 million monthly active users" in card
     assert "| distributed | llama-3.1 | allow-with-conditions | warn | - | 6 |" in card
     # the recipe and the counts per step and reason, as curation.json has them
-    assert "Recipe **default** (`filters/default.yaml`): 8 rows in, 6 kept, 2 rejected" in card
+    assert "Filter set **default** (`filters/default.yaml`): 8 rows in, 6 kept, 2 rejected" in card
     assert "`rejects.parquet`" in card
     assert "| `length` | 8 | 7 | 1 | too short=1 |" in card
     assert "| `exact_dedup` | 7 | 6 | 1 | duplicate=1 |" in card
@@ -71,7 +71,7 @@ def test_curated_llama_card_lists_obligations_recipe_and_step_counts(server, tmp
 def test_curated_rows_keep_their_provenance_columns(server, tmp_path):
     run = gen(server, tmp_path, "run", intent="research")
     before = {r["id"]: r for r in pq.read_table(run.traces).to_pylist()}
-    res = curate(tmp_path / "run", recipe="default", out=tmp_path / "cur")
+    res = curate(tmp_path / "run", filters="default", out=tmp_path / "cur")
     on_disk = pq.read_table(tmp_path / "cur" / "curated.parquet")
     assert set(TRACE_SCHEMA.names) <= set(on_disk.column_names)
     assert set(TRACE_SCHEMA.names) <= set(res.kept.columns)
@@ -91,7 +91,7 @@ def test_curated_rows_keep_their_provenance_columns(server, tmp_path):
 
 def test_the_card_licence_depends_on_the_rows_intent(server, tmp_path):
     gen(server, tmp_path, "run", intent="internal")
-    curate(tmp_path / "run", recipe="default", out=tmp_path / "cur")
+    curate(tmp_path / "run", filters="default", out=tmp_path / "cur")
     card = (tmp_path / "cur" / "README.md").read_text()
     assert "Declared intent: **internal**" in card
     assert "Built with Llama" not in card and "Acceptable Use Policy" in card
@@ -105,20 +105,20 @@ def test_rows_of_several_intents_are_cleared_for_the_narrowest(server, tmp_path)
         ("b/" + pl.col("id")).alias("id"))
     recipe = tmp_path / "light.yaml"
     recipe.write_text("name: light\nsteps:\n  - drop_errors\n")
-    res = curate(pl.concat([a, b]), recipe=recipe)
+    res = curate(pl.concat([a, b]), filters=recipe)
     assert set(res.kept["intent"]) == {"research", "distributed"}
     card = render_curated_card(name="mixed", kept=res.kept, summary=res.summary,
                                rejected_rows=res.rejected.height)
     assert "Declared intent: **research**" in card
     assert "generated for intents research, distributed" in card
     assert "cleared for **research** only" in card and "Built with Llama" not in card
-    assert "Recipe **light**" in card and "| `drop_errors` | 16 | 16 | 0 |" in card
+    assert "Filter set **light**" in card and "| `drop_errors` | 16 | 16 | 0 |" in card
 
 
 def test_terms_accepted_at_generate_time_carry_into_the_card(server, tmp_path):
     gen(server, tmp_path, "run", teacher="openai:mystery-model", intent="research",
         accept_terms=("unknown",))
-    curate(tmp_path / "run", recipe="default", out=tmp_path / "cur")
+    curate(tmp_path / "run", filters="default", out=tmp_path / "cur")
     card = (tmp_path / "cur" / "README.md").read_text()
     assert "license: other" in card and "license_name: unknown" in card
     assert "| unknown | no registry entry matched | - |" in card
@@ -170,9 +170,19 @@ def test_a_curation_that_keeps_nothing_still_gets_a_card(server, tmp_path):
     gen(server, tmp_path, "run")
     recipe = tmp_path / "strict.yaml"
     recipe.write_text("name: strict\nsteps:\n  - length: {field: response, min_words: 500}\n")
-    res = curate(tmp_path / "run", recipe=recipe, out=tmp_path / "cur")
+    res = curate(tmp_path / "run", filters=recipe, out=tmp_path / "cur")
     assert res.kept.height == 0
     card = (tmp_path / "cur" / "README.md").read_text()
     assert "No rows were kept: there is nothing to license" in card
     assert "license_name: unknown" in card and "Provenance unknown" not in card
     assert "| `length` | 8 | 0 | 8 | too short=8 |" in card
+
+
+def test_step_details_never_show_a_python_repr():
+    from synth.dataset.card import step_details
+
+    text = step_details({"minhash": {"pairs_checked": 1200, "kernel": "numpy"},
+                         "rounds": [{"round": 1, "pool": 4}], "operations": ["deepen"]})
+    assert text == ("minhash: pairs_checked 1,200, kernel numpy; rounds: (round 1, pool 4); "
+                    "operations: (deepen)")
+    assert "{" not in text and "[" not in text

@@ -379,3 +379,47 @@ def test_summarise_fills_break_even_from_the_estimate(server, tmp_path, price_fi
                                                                rel=1e-4)
     text = format_estimate(s)
     assert "break-even" in text and "(yours)" in text
+
+
+# ---------------------------------------------------------------------------- the text
+
+
+def test_the_text_is_made_from_the_data_alone():
+    """The numbers are data (estimate.json); the terminal text is a function of them: the
+    same data read back from JSON prints the same, with no teacher, server or file."""
+    entry = dict.fromkeys(STAGE_KEYS)
+    a = {**entry, "stage": "gen", "teacher": "openai:a", "requests": 10, "input_tokens": 100,
+         "output_tokens_p50": 50, "output_tokens_p90": 80, "output_tokens": 60,
+         "cost_usd": 0.5, "cost_usd_p90": 0.8, "batch_cost_usd": 0.25,
+         "dry_run_requests": 2, "dry_run_cost_usd": 0.1, "token_counter": "estimate_tokens",
+         "notes": ["a note"]}
+    b = {**a, "teacher": "relay:b", "requests": 5, "input_tokens": None,
+         "cost_usd": None, "cost_usd_p90": None, "batch_cost_usd": None,
+         "token_counter": "tokenizer", "notes": ["a note", "no price"]}
+    est = {"stages": [a, b], "total_cost_usd": 0.5, "total_cost_usd_p90": 0.8,
+           "total_batch_cost_usd": 0.25,
+           "break_even": break_even(requests_per_day=1000, **BASE)}
+    text = format_estimate(est)
+    assert format_estimate(json.loads(json.dumps(est))) == text
+    lines = text.splitlines()
+    total = next(x for x in lines if x.startswith("total")).split()
+    # requests and output tokens add up; unknown input tokens count as nothing
+    assert total[1:5] == ["15", "100", "100", "160"] and total[5:7] == ["$0.5000", "$0.8000"]
+    assert "input tokens counted with: estimate_tokens, tokenizer" in lines
+    assert "  gen / openai:a: a note" in lines and "  gen / relay:b: no price" in lines
+    assert any(x.startswith("1,000") and "(yours)" in x for x in lines)
+    missing = {**est, "break_even": {"missing": ["student_cost_per_hour"], "reason": "why"}}
+    assert format_estimate(missing).rstrip().endswith("break-even: not computed: why")
+
+
+def test_the_package_keeps_its_entry_points():
+    import synth
+    import synth.pipeline
+    from synth.pipeline import estimate
+
+    assert set(estimate.__all__) == {"estimate_pipeline", "estimate_stage", "break_even",
+                                     "summarise", "format_estimate", "BREAK_EVEN_TABLE",
+                                     "STAGE_KEYS"}
+    for name in estimate.__all__:
+        assert getattr(estimate, name) is not None
+    assert callable(synth.pipeline.estimate_pipeline) and callable(synth.estimate)

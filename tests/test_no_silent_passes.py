@@ -10,7 +10,7 @@ import orjson
 import polars as pl
 import pytest
 
-from synth.curate import curate, load_recipe
+from synth.curate import curate, load_filter_set
 from synth.curate.steps import field_texts
 from synth.errors import InputError
 
@@ -51,7 +51,7 @@ def test_missing_dependency_fails_at_recipe_load(tmp_path, monkeypatch, step, mo
     (tmp_path / "ex.txt").write_text("an exemplar\n")
     p = recipe(tmp_path, "empty", step)
     with pytest.raises(InputError) as exc:
-        load_recipe(p)
+        load_filter_set(p)
     msg = str(exc.value)
     assert f"{p}:3:" in msg and f"pip install {pip}" in msg and "synth[curate]" in msg
 
@@ -75,7 +75,7 @@ def test_local_judge_without_torch_fails_at_load(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     p = recipe(tmp_path, "llm_judge: {teacher: 'local:smollm2-135m-instruct'}")
     with pytest.raises(InputError, match=r"needs torch.*pip install torch==2\.13\.0"):
-        load_recipe(p)
+        load_filter_set(p)
 
 
 # ----------------------------------------------------------------------- columns
@@ -85,7 +85,7 @@ def test_a_column_the_rows_lack_fails_before_any_step_runs(tmp_path):
     p = recipe(tmp_path, "empty", "exact_dedup", "near_dedup: {field: prompt}")
     seen = []
     with pytest.raises(InputError) as exc:
-        curate(df, recipe=p, out=tmp_path / "out", on_step=seen.append)
+        curate(df, filters=p, out=tmp_path / "out", on_step=seen.append)
     msg = str(exc.value)
     assert f"{p}:4: field 'near_dedup'" in msg
     assert "'messages' or 'prompt'" in msg and "the rows have: id, response" in msg
@@ -96,24 +96,24 @@ def test_columns_added_by_earlier_steps_count(tmp_path):
     df = pl.DataFrame({"id": ["a", "b", "c"], "response": ["one two three"] * 2 + ["four"]})
     ok = recipe(tmp_path, "length: {min_words: 1}",
                 "near_dedup: {score_column: response_words}")
-    res = curate(df, recipe=ok)
+    res = curate(df, filters=ok)
     assert res.kept["id"].to_list() == ["a", "c"]
     bad = recipe(tmp_path, "near_dedup: {score_column: response_words}", "length",
                  name="bad.yaml")
     with pytest.raises(InputError, match=r"bad\.yaml:2: .*'response_words'"):
-        curate(df, recipe=bad)
+        curate(df, filters=bad)
 
 
 def test_verify_steps_need_a_reference_column(tmp_path):
     df = pl.DataFrame({"id": ["a"], "response": ["#### 4"]})
     with pytest.raises(InputError, match="'reference'"):
-        curate(df, recipe=recipe(tmp_path, "verify_math"))
+        curate(df, filters=recipe(tmp_path, "verify_math"))
 
 
 def test_a_field_that_is_not_text_is_refused(tmp_path):
     df = pl.DataFrame({"id": ["a"], "response": ["hi"], "score": [3]})
     with pytest.raises(InputError, match="field 'score' holds Int64, not text"):
-        curate(df, recipe=recipe(tmp_path, "length: {field: score}"))
+        curate(df, filters=recipe(tmp_path, "length: {field: score}"))
 
 
 # ----------------------------------------------------------------------- one meaning of field
@@ -122,24 +122,24 @@ def test_field_prompt_means_the_request_in_every_step(tmp_path):
     df = chat_rows()
     prompt = field_texts(df, "prompt").to_list()
     assert prompt[0] == "Be brief.\nWhat is two plus two?"
-    res = curate(df, recipe=recipe(
+    res = curate(df, filters=recipe(
         tmp_path, "length: {field: prompt, min_words: 1}", "exact_dedup: {field: prompt}"))
     assert res.kept["prompt_words"].to_list() == [7, 6, 8]
     assert res.rejected["drop_reason"].to_list() == ["duplicate: of r0"]
-    near = curate(df, recipe=recipe(tmp_path, "near_dedup: {field: prompt, shingle: 2, "
+    near = curate(df, filters=recipe(tmp_path, "near_dedup: {field: prompt, shingle: 2, "
                                               "threshold: 0.9}", name="n.yaml"))
     assert near.rejected["id"].to_list() == ["r1"]
     # a plain `prompt` column works the same for rows that have no messages
     plain = pl.DataFrame({"id": ["a", "b"], "prompt": ["same words", "same words"],
                           "response": ["1", "2"]})
-    assert curate(plain, recipe=recipe(tmp_path, "exact_dedup: {field: prompt}",
+    assert curate(plain, filters=recipe(tmp_path, "exact_dedup: {field: prompt}",
                                        name="p.yaml")).kept.height == 1
 
 
 def test_field_both_keeps_prompt_and_response_apart(tmp_path):
     df = pl.DataFrame({"id": ["a", "b", "c"], "prompt": ["x y", "x", "x y"],
                        "response": ["z", "y z", "z"]})
-    res = curate(df, recipe=recipe(tmp_path, "exact_dedup: {field: both}"))
+    res = curate(df, filters=recipe(tmp_path, "exact_dedup: {field: both}"))
     assert res.kept["id"].to_list() == ["a", "b"]
 
 
@@ -149,11 +149,11 @@ def test_decontaminate_fields_follow_the_same_rule(tmp_path):
     bench.write_text(json.dumps({"id": "b1", "text": leak}) + "\n")
     df = pl.DataFrame({"id": ["a", "b"], "response": ["fine", "fine"],
                        "notes": [leak, "nothing here"]})
-    res = curate(df, recipe=recipe(
+    res = curate(df, filters=recipe(
         tmp_path, f"decontaminate: {{benchmarks: [{bench}], fields: [notes]}}"))
     assert res.rejected["id"].to_list() == ["a"]
     with pytest.raises(InputError, match="'messages' or 'prompt'"):
-        curate(df, recipe=recipe(tmp_path, f"decontaminate: {{benchmarks: [{bench}]}}",
+        curate(df, filters=recipe(tmp_path, f"decontaminate: {{benchmarks: [{bench}]}}",
                                  name="d.yaml"))
 
 
@@ -164,7 +164,7 @@ def test_all_unverifiable_is_a_warning_everywhere(tmp_path):
     df = pl.DataFrame({"id": ["a", "b", "c"], "response": ["no idea", "hmm", "#### 3"],
                        "reference": [None, None, None]})
     p = recipe(tmp_path, "verify_math")
-    res = curate(df, recipe=p, out=tmp_path / "out")
+    res = curate(df, filters=p, out=tmp_path / "out")
     (w,) = res.summary["warnings"]
     assert w.startswith("verify_math: every row could not be verified (no reference (3))")
     step = res.summary["steps"][0]
@@ -181,15 +181,15 @@ def test_a_few_unverifiable_rows_stay_quiet_and_the_share_is_a_setting(tmp_path)
     pytest.importorskip("math_verify")
     df = pl.DataFrame({"id": ["a", "b", "c"], "response": ["#### 4", "#### 5", "no idea"],
                        "reference": ["4", "4", "4"]})
-    res = curate(df, recipe=recipe(tmp_path, "verify_math"))
+    res = curate(df, filters=recipe(tmp_path, "verify_math"))
     assert res.summary["warnings"] == []
-    strict = curate(df, recipe=recipe(tmp_path, "verify_math: {max_unverifiable: 0.2}",
+    strict = curate(df, filters=recipe(tmp_path, "verify_math: {max_unverifiable: 0.2}",
                                       name="s.yaml"))
     assert strict.summary["warnings"] == [
         "verify_math: 1 of 3 rows (33%) could not be verified (no answer extracted (1)); they "
         "were kept unchecked (drop_unverifiable: true drops them)"]
     with pytest.raises(InputError, match="max_unverifiable must be a share"):
-        load_recipe(recipe(tmp_path, "verify_math: {max_unverifiable: 2}", name="b.yaml"))
+        load_filter_set(recipe(tmp_path, "verify_math: {max_unverifiable: 2}", name="b.yaml"))
 
 
 def test_cli_prints_the_warning_on_the_step_line(tmp_path):
@@ -211,5 +211,5 @@ def test_decontaminate_fields_that_are_not_text_are_refused(tmp_path):
     bench.write_text(json.dumps({"id": "b1", "text": "one two three four"}) + "\n")
     df = pl.DataFrame({"id": ["a"], "response": ["hi"], "score": [3]})
     with pytest.raises(InputError, match="field 'score' holds Int64, not text"):
-        curate(df, recipe=recipe(
+        curate(df, filters=recipe(
             tmp_path, f"decontaminate: {{benchmarks: [{bench}], fields: [response, score]}}"))

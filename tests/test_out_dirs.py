@@ -133,9 +133,9 @@ def test_nor_inside_an_export_or_a_curation(tmp_path, src):
     with pytest.raises(ConfigError, match="is inside .*the output of `synth export`"):
         export_run(src, format="hf", out=exp / "hf")
     cur = tmp_path / "cur"
-    curate(src, recipe="default", out=cur)
+    curate(src, filters="default", out=cur)
     with pytest.raises(ConfigError, match="is inside .*the output of `synth curate`"):
-        curate(src, recipe="default", out=cur / "plots")
+        curate(src, filters="default", out=cur / "plots")
 
 
 # ------------------------------------------------------------------ a folder of yours
@@ -144,9 +144,9 @@ def test_every_command_refuses_a_folder_of_yours(server, tmp_path, src):
     out = yours(tmp_path / "mine")
     before = tree(out)
     calls = {
-        "synth curate": lambda: curate(src, recipe="default", out=out),
+        "synth curate": lambda: curate(src, filters="default", out=out),
         "synth merge": lambda: merge_runs([src], out=out, intent="research",
-                                          accept=("unknown",)),
+                                          accept_terms=("unknown",)),
         "synth export": lambda: export_run(src, format="chat-jsonl", out=out),
         "synth generate": lambda: synth.generate(
             prompts=PROMPTS[:1], teacher="openai:gpt-test", out=out,
@@ -170,23 +170,23 @@ def test_a_run_directory_is_not_a_curation(server, tmp_path, src):
     synth.generate(prompts=PROMPTS, teacher="openai:gpt-test", out=gen,
                    base_url=f"{server.url}/v1", intent="research", progress=False)
     with pytest.raises(ConfigError, match="holds an output of `synth generate`"):
-        curate(src, recipe="default", out=gen)
+        curate(src, filters="default", out=gen)
 
 
 # ------------------------------------------------------------- reruns into their own
 
 def test_reruns_into_their_own_output_work(server, tmp_path, src):
     cur = tmp_path / "cur"
-    curate(src, recipe="default", out=cur)
+    curate(src, filters="default", out=cur)
     (cur / "notes.txt").write_text("mine")  # none of a curation's names: left alone
-    curate(src, recipe="default", out=cur)
+    curate(src, filters="default", out=cur)
     assert (cur / "notes.txt").read_text() == "mine"
     (cur / "plots" / "mine.png").write_bytes(b"x")  # its plots/ is replaced whole: refused
     with pytest.raises(ConfigError, match=r"holds plots/mine\.png"):
-        curate(src, recipe="default", out=cur)
+        curate(src, filters="default", out=cur)
     merged = tmp_path / "merged"
     for _ in range(2):
-        merge_runs([src], out=merged, intent="research", accept=("unknown",))
+        merge_runs([src], out=merged, intent="research", accept_terms=("unknown",))
     assert json.loads((merged / "merge.json").read_text())["rows"] == 16
     gen = tmp_path / "gen"
     for _ in range(2):
@@ -215,7 +215,7 @@ def test_eval_writes_beside_a_student_never_over_its_files(tmp_path, monkeypatch
     pytest.importorskip("transformers")
     import shutil
 
-    from synth.training import evaluation as E
+    from synth.train import evaluation as E
     from tests.test_eval import held_rows
     from tests.tiny_models import build_tiny_model
 
@@ -320,7 +320,7 @@ def test_a_lock_file_is_never_followed_or_truncated(tmp_path, src):
     out.mkdir()
     (out / ".lock").symlink_to(precious)
     with pytest.raises(synth.errors.OutputError, match="cannot create the lock file"):
-        curate(src, recipe="default", out=out)
+        curate(src, filters="default", out=out)
     assert precious.read_text() == "keep me"
 
 
@@ -370,7 +370,7 @@ def test_a_failed_merge_leaves_nothing_or_the_earlier_merge(tmp_path, src, monke
                                            path=str(path))
         return real(path, data)
 
-    kw = dict(intent="research", accept=("unknown",))
+    kw = dict(intent="research", accept_terms=("unknown",))
     monkeypatch.setattr(io, "write_atomic", disk_full)
     with pytest.raises(synth.errors.OutputError):
         merge_runs([src], out=tmp_path / "new", **kw)

@@ -45,7 +45,7 @@ accept_terms: [unknown]
   max_retries: 2
   concurrency: 4
 generate:
-{stages}curate: {{recipe: default}}
+{stages}curate: {{filters: default}}
 report: {{vendi: {str(vendi).lower()}}}
 {extra}""")
 
@@ -298,7 +298,7 @@ def quickstart_for(tmp_path, teacher: str, *, tiny: bool) -> "os.PathLike":
         first.write_text("".join(first.read_text().splitlines(keepends=True)[:40]))
         # a random model never stops by itself: every answer would be 'truncated'
         write(tmp_path / "tiny.yaml", "name: tiny\nsteps:\n  - drop_errors\n  - empty\n")
-        spec["curate"] = {"recipe": "tiny.yaml"}
+        spec["curate"] = {"filters": "tiny.yaml"}
         spec["train"].update(student="from-teacher:layers=1", epochs=1, max_steps=2,
                              batch_size=4, max_len=128)
         spec["eval"].update(max_new_tokens=4, holdout=0.3)

@@ -257,15 +257,38 @@ def test_a_template_path_without_j2_is_relative_to_the_pipeline_file(tmp_path, s
     assert not (tmp_path / "run2").exists()
 
 
-def test_a_curation_recipe_without_yaml_is_found_beside_the_pipeline_file(tmp_path, server,
-                                                                          monkeypatch):
+def test_a_filter_set_without_yaml_is_found_beside_the_pipeline_file(tmp_path, server,
+                                                                      monkeypatch):
     d = tmp_path / "project"
     write(d / "mine", "steps:\n  - exact_dedup\n")  # no suffix: a file here, not a name
     write(tmp_path / "elsewhere" / "mine", "steps: [nonsense\n")
     p = pipeline(d, server, "  - {name: a, recipe: responses, input: prompts.jsonl}\n",
                  extra="curate: mine\n")
     monkeypatch.chdir(tmp_path / "elsewhere")
-    assert load_pipeline(p).curate == {"recipe": str(d / "mine")}
+    assert load_pipeline(p).curate == {"filters": str(d / "mine")}
+
+
+def test_curate_recipe_is_the_old_spelling_of_filters(tmp_path, server):
+    stage = "  - {name: a, recipe: responses, input: prompts.jsonl}\n"
+
+    def curate_line(line):
+        return pipeline(tmp_path, server, stage, extra=f"curate: {line}\n")
+
+    for line in ("default", "{filters: default}", "{recipe: default}"):
+        assert load_pipeline(curate_line(line)).curate == {"filters": "default"}
+    for line, field in (("{filters: nope}", "curate.filters"),
+                        ("{recipe: nope}", "curate.recipe")):
+        with pytest.raises(InputError, match="no such filter set") as e:
+            load_pipeline(curate_line(line))
+        assert (e.value.line, e.value.field) == (12, field)
+    with pytest.raises(InputError, match="give filters or its old name recipe, not both"):
+        load_pipeline(curate_line("{filters: default, recipe: default}"))
+    # a run directory curated under the old spelling is up to date under the new one
+    out = tmp_path / "run"
+    assert "curate" in run_pipeline(curate_line("{recipe: default}"), out=out,
+                                    progress=False).ran
+    res = run_pipeline(curate_line("{filters: default}"), out=out, progress=False)
+    assert res.ran == [] and "curate" in res.skipped
 
 
 def test_a_topics_file_that_is_not_utf8_names_its_line(tmp_path):
@@ -434,15 +457,15 @@ def test_an_input_outside_the_pipeline_folder_is_read_and_named(tmp_path, server
 
 
 def test_every_yaml_reader_refuses_a_bomb(tmp_path):
-    """Price tables, licence files and curation recipes share the one loader."""
-    from synth.curate.recipe import load_recipe
+    """Price tables, licence files and filter sets share the one loader."""
+    from synth.curate.filterset import load_filter_set
     from synth.licences import load_registry
     from synth.teachers.pricing import load_prices
 
     levels = "".join(f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
     f = write(tmp_path / "b.yaml", "l0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, "
               f"lol]\n{levels}")
-    for load in (load_recipe, load_registry, load_prices):
+    for load in (load_filter_set, load_registry, load_prices):
         with pytest.raises(UserError, match="alias bomb"):
             load(f)
 

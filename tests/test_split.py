@@ -169,8 +169,8 @@ def test_export_split_keeps_every_source_prompt_on_one_side(leak_run, tmp_path):
 
 def test_train_eval_split_keeps_every_source_prompt_on_one_side(leak_run, tmp_path):
     import synth
-    from synth.training import data as D
-    from synth.training.student import load_pretrained
+    from synth.train import data as D
+    from synth.train.student import load_pretrained
 
     out, _, tiny = leak_run
     rows = D.load_rows(out / "traces.parquet")
@@ -219,7 +219,7 @@ def test_every_command_means_the_same_rows_by_a_run_directory(leak_run, tmp_path
     from synth.curate import read_rows as curate_rows
     from synth.dataset.export import export_run
     from synth.errors import InputError
-    from synth.training import data as D
+    from synth.train import data as D
 
     out, _, _ = leak_run
     assert R.locate(out).file == out / "curate/curated.parquet"

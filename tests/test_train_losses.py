@@ -1,4 +1,4 @@
-"""synth.training.losses against independent reference computations on random tensors.
+"""synth.train.losses against independent reference computations on random tensors.
 
 The references below use torch.nn.functional.kl_div / cross_entropy and plain probabilities
 with torch.log, never the module's helpers, and the chunked driver is compared with an
@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synth.training.data import Example, collate
-from synth.training.losses import (
+from synth.train.data import Example, collate
+from synth.train.losses import (
     HeadLoss,
     chunked_head_loss,
     cross_entropy,
@@ -544,7 +544,7 @@ def test_no_grad_evaluation_builds_no_head_gradient(kind, teacher, monkeypatch):
     """Regression: under torch.no_grad() (evaluation) the chunked head still computed the
     (V, H) weight gradient in its forward pass, because it asked weight.requires_grad, not
     whether gradients are wanted at all."""
-    import synth.training.losses as L
+    import synth.train.losses as L
 
     hidden, weight, _, labels, t_hidden, t_weight = _inputs(3)
     weight.requires_grad_(True)  # a model parameter, as in evaluate_loss

@@ -16,7 +16,7 @@ import textwrap
 import polars as pl
 import pytest
 
-from synth.curate import curate, load_recipe
+from synth.curate import curate, load_filter_set
 from synth.curate.sandbox import SandboxLimits, containment, run_python
 from synth.curate.verify_code import BadReference, TestSpec, check_solution, parse_reference
 from synth.errors import InputError
@@ -532,7 +532,7 @@ def test_an_answer_that_steers_the_tests_past_their_asserts_is_wrong():
 
 def _recipe(tmp_path, params="{wall_s: 5}"):
     (tmp_path / "r.yaml").write_text(f"steps:\n  - verify_code: {params}\n")
-    return load_recipe(tmp_path / "r.yaml")
+    return load_filter_set(tmp_path / "r.yaml")
 
 
 def test_step_reports_containment_and_verdicts(tmp_path):
@@ -541,7 +541,7 @@ def test_step_reports_containment_and_verdicts(tmp_path):
         "response": [RIGHT, WRONG, ATTACKS["os._exit(0) at module level"], RIGHT, RIGHT, RIGHT],
         "reference": [json.dumps(REF)] * 3 + [json.dumps({"test_list": ["assert add(1, 1) == 2"]}),
                                               None, "not a test"]})
-    res = curate(df, recipe=_recipe(tmp_path), out=tmp_path / "out")
+    res = curate(df, filters=_recipe(tmp_path), out=tmp_path / "out")
     got = dict(zip(res.kept["id"].to_list(), res.kept["code_verdict"].to_list()))
     assert got == {"good": "correct", "mbpp": "correct", "noref": "unverifiable",
                    "broken": "unverifiable"}
@@ -565,7 +565,7 @@ def test_all_references_malformed_is_an_error_naming_a_row(tmp_path):
     df = pl.DataFrame({"id": ["r1", "r2"], "response": [RIGHT, RIGHT],
                        "reference": ["72", "the answer is 5"]})
     with pytest.raises(InputError) as e:
-        curate(df, recipe=_recipe(tmp_path))
+        curate(df, filters=_recipe(tmp_path))
     msg = str(e.value)
     assert msg.startswith("verify_code: field 'reference': row 'r1': ")
     assert "no assert statement" in msg and "all 2 references are malformed" in msg
@@ -575,19 +575,19 @@ WEAK_SCRIPT = """
 import json, sys, tempfile
 from pathlib import Path
 import polars as pl
-from synth.curate import curate, load_recipe
+from synth.curate import curate, load_filter_set
 from synth.errors import UserError
 d = Path(tempfile.mkdtemp())
 (d / "strict.yaml").write_text("steps:\\n  - drop_errors\\n  - verify_code: {wall_s: 5}\\n")
 (d / "weak.yaml").write_text("steps:\\n  - verify_code: {wall_s: 5, allow_weak_sandbox: true}\\n")
 out = {}
 try:
-    load_recipe(d / "strict.yaml")
+    load_filter_set(d / "strict.yaml")
 except UserError as e:
     out["refused"] = str(e)
 df = pl.DataFrame({"id": ["g", "b"], "response": [sys.argv[1], sys.argv[2]],
                    "reference": [sys.argv[3]] * 2})
-res = curate(df, recipe=load_recipe(d / "weak.yaml"))
+res = curate(df, filters=load_filter_set(d / "weak.yaml"))
 out["verdicts"] = res.kept["code_verdict"].to_list() + res.rejected["code_verdict"].to_list()
 out["info"] = res.summary["steps"][0]["info"]
 print(json.dumps(out))

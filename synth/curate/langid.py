@@ -95,9 +95,9 @@ class _Batch:
         return [(self.classes[b], float(c)) for b, c in zip(best.tolist(), conf.tolist())]
 
     def __call__(self, texts: list[str]) -> list[tuple[str, float]]:
-        from synth.curate.minhash import _chunks
+        from synth.hashing import text_chunks
 
-        pieces = _chunks(texts, max_docs=max(len(texts), 1), max_chars=self._CHUNK_BYTES)
+        pieces = text_chunks(texts, max_docs=max(len(texts), 1), max_chars=self._CHUNK_BYTES)
         return [r for piece in pieces for r in self._chunk(piece)]
 
 

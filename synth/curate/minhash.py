@@ -39,7 +39,7 @@ Pipeline (all numpy, no per-shingle Python objects):
    looked at, and the recall-leaning banding (see ``optimal_bands``) is affordable
    because false candidates are cheap to reject.
 7. **Cluster**: connected components of the confirmed pairs (a small vectorised
-   union-find; ``scipy.sparse.csgraph.connected_components`` from ``_SCIPY_MIN_EDGES``
+   union-find; ``scipy.sparse.csgraph.connected_components`` from ``synth.curate.clusters.SCIPY_MIN_EDGES``
    pairs on, when scipy is installed: both give the same labels, and importing scipy costs
    ~0.15 s, more than the union-find takes on a million pairs).  ``cluster_id[i]`` is the
    **lowest document index in i's cluster**, so a singleton's ``cluster_id`` is its own
@@ -67,11 +67,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_UNLOADED = object()
-# scipy.sparse(.csgraph), imported on first need (None without scipy: it is optional)
-_coo_matrix: object = _UNLOADED
-_connected_components: object = _UNLOADED
-_SCIPY_MIN_EDGES = 1_000_000  # fewer confirmed pairs: the union-find (as fast, no import)
+from synth.curate.clusters import connected_components, keepers, sorted_unique
+from synth.hashing import mix64, ngram_sums, text_chunks
 
 log = logging.getLogger("synth")
 
@@ -175,17 +172,6 @@ def _bands(cfg: MinHashConfig) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- hashing
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser, in place on a uint64 array."""
-    with np.errstate(over="ignore"):
-        z ^= z >> _U64(30)
-        z *= _U64(0xBF58476D1CE4E5B9)
-        z ^= z >> _U64(27)
-        z *= _U64(0x94D049BB133111EB)
-        z ^= z >> _U64(31)
-    return z
-
-
 class _Params:
     """Seed-derived constants shared by every chunk."""
 
@@ -256,50 +242,6 @@ def _separators(body: np.ndarray, punct: bool) -> np.ndarray:
     return sep
 
 
-def _ngram_sums(wh: np.ndarray, wcount: np.ndarray, k: int, M: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Unmixed word ``k``-gram hashes ``sum_j wh[i + j] * M[j]`` of every window inside one
-    document of the flat word-hash array ``wh`` (documents of ``wcount`` words, back to
-    back), in document order; a document of 1..k-1 words gives one hash of all its words
-    tagged with its length (``* M[k]``), an empty one none. Returns ``(sums, counts)``.
-    Shared by the MinHash shingles and decontamination's n-grams."""
-    W = len(wh)
-    with np.errstate(over="ignore"):
-        if W >= k:
-            acc = wh[: W - k + 1] * M[0]
-            tmp = np.empty_like(acc)
-            for j in range(1, k):  # in place: k passes, no temporaries
-                np.multiply(wh[j : W - k + 1 + j], M[j], out=tmp)
-                acc += tmp
-            valid = np.ones(W - k + 1, bool)
-            wend = np.cumsum(wcount)
-            for j in range(1, k):  # windows starting in a document's last k-1 words
-                e = wend[wcount >= j] - j
-                valid[e[e < W - k + 1]] = False
-            sums = acc[valid]
-        else:
-            sums = np.zeros(0, np.uint64)
-        counts = np.maximum(wcount - k + 1, 0)
-        short = np.flatnonzero((wcount > 0) & (wcount < k))
-        if len(short):
-            # one hash from all the words of a short doc, tagged with its length
-            f = (np.cumsum(wcount) - wcount)[short]
-            m = wcount[short]
-            acc_s = m.astype(np.uint64) * M[k]
-            for j in range(k - 1):
-                okj = j < m
-                acc_s += np.where(okj, wh[np.where(okj, f + j, 0)], _U64(0)) * M[j]
-            counts[short] = 1
-            full = np.empty(len(sums) + len(short), np.uint64)
-            off = np.cumsum(counts) - counts
-            is_short = np.zeros(len(full), bool)
-            is_short[off[short]] = True
-            full[is_short] = acc_s
-            full[~is_short] = sums
-            sums = full
-    return sums, counts
-
-
 def _chunk_shingles(texts: list[str], pr: _Params) -> tuple[np.ndarray, np.ndarray]:
     """Shingle hashes of a chunk of documents.
 
@@ -357,7 +299,7 @@ def _chunk_shingles(texts: list[str], pr: _Params) -> tuple[np.ndarray, np.ndarr
         q = 16
         while len(long_):  # rare: words longer than 16 bytes, 8 more bytes per round
             rest = ln[long_] - q
-            h = _mix(wh[long_])
+            h = mix64(wh[long_])
             x = U[starts[long_] + q] & _LOW_MASKS[np.minimum(rest, 8)]
             if casefold:
                 x &= _CASEFOLD
@@ -365,10 +307,10 @@ def _chunk_shingles(texts: list[str], pr: _Params) -> tuple[np.ndarray, np.ndarr
             wh[long_] = h
             q += 8
             long_ = long_[rest > 8]
-        _mix(wh)
-        sh, counts = _ngram_sums(wh, wcount, k, pr.M)
+        mix64(wh)
+        sh, counts = ngram_sums(wh, wcount, k, pr.M)
         sh ^= pr.salt
-    _mix(sh)
+    mix64(sh)
     return sh, counts
 
 
@@ -439,6 +381,12 @@ def _kernel():
     return _KERNEL[0]
 
 
+def kernel_name() -> str:
+    """Which MinHash kernel this process has run: ``numba`` once the compiled kernel is
+    loaded, else ``numpy`` (recorded in a step's figures; never loads numba itself)."""
+    return "numba" if _KERNEL and _KERNEL[0] is not None else "numpy"
+
+
 def _chunk_jit(kernel, texts: list[str], pr: _Params, want_sh: bool):
     buf, casefold = _encode(texts, pr)
     if len(buf) >= 2**31 - 64:  # one document of 2 GB: the kernel's int32 offsets overflow
@@ -463,29 +411,9 @@ def _workers() -> int:
     return max(1, min(n, 8))
 
 
-def _chunks(texts: list[str], max_docs: int | None = None,
-            max_chars: int | None = None) -> list[list[str]]:
-    """Consecutive runs of at most ``max_docs`` documents and ``max_chars`` characters
-    (default ``_CHUNK_DOCS`` / ``_CHUNK_CHARS``; a longer document is a chunk of its own):
-    working memory per chunk is a few times its text, so long documents must not make
-    huge chunks."""
-    max_docs = _CHUNK_DOCS if max_docs is None else max_docs
-    max_chars = _CHUNK_CHARS if max_chars is None else max_chars
-    out, start, size = [], 0, 0
-    for i, t in enumerate(texts):
-        n = len(t)
-        if i > start and (i - start >= max_docs or size + n > max_chars):
-            out.append(texts[start:i])
-            start, size = i, 0
-        size += n
-    if start < len(texts):
-        out.append(texts[start:])
-    return out
-
-
 def _process(texts: list[str], cfg: MinHashConfig, want_shingles: bool):
     pr = _params(cfg)
-    chunks = _chunks(texts)
+    chunks = text_chunks(texts, _CHUNK_DOCS, _CHUNK_CHARS)
 
     # Loading numba and the compiled kernel costs ~0.7 s per process; at ~7 ns saved per
     # character it pays for itself from ~100M characters, or at once when already loaded.
@@ -539,7 +467,7 @@ def _candidates(sig: np.ndarray, valid: np.ndarray, cfg: MinHashConfig) -> np.nd
         with np.errstate(over="ignore"):
             cols *= pr.band_M[band * r : (band + 1) * r]
             key = cols.sum(axis=1, dtype=np.uint64)
-        _mix(key)
+        mix64(key)
         order = np.argsort(key)
         ks = key[order]
         docs = idx[order]
@@ -560,17 +488,7 @@ def _candidates(sig: np.ndarray, valid: np.ndarray, cfg: MinHashConfig) -> np.nd
         found = [p for band in range(b) for p in band_pairs(band)]
     if not found:
         return np.zeros(0, np.int64)
-    return _sorted_unique(np.concatenate(found))
-
-
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """``np.unique`` for big integer arrays: in numpy 2.4 it is ~80x slower than a sort."""
-    a = np.sort(a)
-    if len(a):
-        keep = np.ones(len(a), bool)
-        keep[1:] = a[1:] != a[:-1]
-        a = a[keep]
-    return a
+    return sorted_unique(np.concatenate(found))
 
 
 def _exact_jaccard(pairs_a: np.ndarray, pairs_b: np.ndarray, sh32: np.ndarray,
@@ -612,62 +530,6 @@ def _exact_jaccard(pairs_a: np.ndarray, pairs_b: np.ndarray, sh32: np.ndarray,
     return out
 
 
-def _scipy_components():
-    """scipy's ``connected_components`` (imported now if need be), or None without scipy."""
-    global _coo_matrix, _connected_components
-    if _connected_components is _UNLOADED:
-        try:
-            from scipy.sparse import coo_matrix
-            from scipy.sparse.csgraph import connected_components
-        except ImportError:  # pragma: no cover - scipy is optional
-            coo_matrix = connected_components = None
-        _coo_matrix, _connected_components = coo_matrix, connected_components
-    return _connected_components
-
-
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Label = lowest node index in each connected component."""
-    if len(a) < _SCIPY_MIN_EDGES or _scipy_components() is None:  # vectorised union-find
-        parent = np.arange(n, dtype=np.int64)
-        a, b = a.astype(np.int64), b.astype(np.int64)
-        while True:
-            pa, pb = parent[a], parent[b]
-            lo = np.minimum(pa, pb)
-            np.minimum.at(parent, pa, lo)
-            np.minimum.at(parent, pb, lo)
-            # pointer jumping
-            while True:
-                nxt = parent[parent]
-                if np.array_equal(nxt, parent):
-                    break
-                parent = nxt
-            if np.array_equal(parent[a], parent[b]):
-                return parent
-    g = _coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    _, lab = _connected_components(g, directed=False)
-    first = np.full(lab.max() + 1 if n else 0, n, np.int64)
-    np.minimum.at(first, lab, np.arange(n, dtype=np.int64))
-    return first[lab]
-
-
-def _representatives(labels: np.ndarray, scores: np.ndarray | list | None) -> np.ndarray:
-    """Per row, the row its cluster keeps: the highest score (first on ties, NaN lowest),
-    else the first row."""
-    n = len(labels)
-    idx = np.arange(n)
-    if scores is None:
-        s = np.zeros(n)
-    else:
-        s = np.asarray(scores, dtype=np.float64)
-        s = np.where(np.isnan(s), -np.inf, s)
-    order = np.lexsort((idx, -s, labels))
-    first = np.ones(n, bool)
-    first[1:] = labels[order][1:] != labels[order][:-1]
-    keeper = np.empty(labels.max() + 1 if n else 0, np.int64)
-    keeper[labels[order[first]]] = order[first]
-    return keeper[labels]
-
-
 def near_duplicates(texts: list[str], cfg: MinHashConfig = MinHashConfig(), *,
                     scores: list[float] | None = None) -> DedupResult:
     """Cluster near-duplicate documents (exact shingle Jaccard >= ``cfg.threshold``)."""
@@ -683,8 +545,8 @@ def near_duplicates(texts: list[str], cfg: MinHashConfig = MinHashConfig(), *,
     jac = _exact_jaccard(a, b, sh, offs, counts)
     ok = jac >= cfg.threshold - 1e-12
     a, b = a[ok], b[ok]
-    cluster = _components(n, a, b) if n else np.zeros(0, np.int64)
-    keep = _representatives(cluster, scores) == np.arange(n)
+    cluster = connected_components(n, a, b) if n else np.zeros(0, np.int64)
+    keep = keepers(cluster, scores) == np.arange(n)
     return DedupResult(cluster_id=cluster.astype(np.int64), keep=keep,
                        pairs_checked=int(len(cand)), pairs_confirmed=int(ok.sum()))
 
@@ -706,7 +568,7 @@ def repeated_ngram_ratios(texts: list[str], n: int) -> np.ndarray:
     cfg = MinHashConfig(num_perm=1, shingle=n, lowercase=False, normalize_punct=False)
     _, sh32, counts = _process(texts, cfg, True)
     doc = np.repeat(np.arange(len(texts), dtype=np.uint64), counts)
-    keys = _sorted_unique((doc << _U64(32)) | sh32.astype(np.uint64))
+    keys = sorted_unique((doc << _U64(32)) | sh32.astype(np.uint64))
     distinct = np.bincount((keys >> _U64(32)).astype(np.int64), minlength=len(texts))
     # ``counts`` is words - n + 1 for texts of >= n words (1 for shorter ones)
     long_enough = counts >= n + 1

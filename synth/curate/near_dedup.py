@@ -10,7 +10,6 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from synth.curate.runner import CURRENT_STEP
 from synth.curate.steps import (
     Step,
     Verdict,
@@ -44,7 +43,7 @@ class NearDedup(Step):
         check_field(self.field)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        from synth.curate.minhash import _KERNEL, MinHashConfig, near_duplicates
+        from synth.curate.minhash import MinHashConfig, kernel_name, near_duplicates
 
         cfg = MinHashConfig(num_perm=self.num_perm, shingle=self.shingle,
                             threshold=self.threshold, seed=self.seed)
@@ -64,13 +63,12 @@ class NearDedup(Step):
         drops = pl.repeat(None, n, dtype=pl.String, eager=True).alias("drop")
         if len(gone):
             drops = drops.scatter(gone, pl.Series(reasons, dtype=pl.String))
-        ctx = CURRENT_STEP.get()
-        if ctx is not None:  # what LSH looked at, for curation.json
-            ctx.info["minhash"] = {
-                "pairs_checked": res.pairs_checked, "pairs_confirmed": res.pairs_confirmed,
-                "clusters": res.num_clusters, "largest_cluster": int(sizes.max(initial=0)),
-                "kernel": "numba" if _KERNEL and _KERNEL[0] is not None else "numpy",
-                "keeper_by": ranked_by or "first"}
+        # what LSH looked at, for curation.json
+        figures = {"minhash": {
+            "pairs_checked": res.pairs_checked, "pairs_confirmed": res.pairs_confirmed,
+            "clusters": res.num_clusters, "largest_cluster": int(sizes.max(initial=0)),
+            "kernel": kernel_name(),
+            "keeper_by": ranked_by or "first"}}
         out = df.with_columns(pl.Series("cluster_id", cluster),
                               pl.Series("cluster_size", sizes.astype(np.int64)))
-        return Verdict(out, drops)
+        return Verdict(out, drops, figures=figures)

@@ -1,110 +1,16 @@
-"""Curation recipes are data: a YAML file naming steps and their parameters.
+"""Deprecated: curation recipes are now called filter sets; see
+:mod:`synth.curate.filterset`. This module keeps the old names importable
+(``Recipe``, ``load_recipe``, ``recipe_names``) for code written before the rename."""
 
-    name: default
-    steps:
-      - drop_errors
-      - length: {min_words: 3, max_words: 4000}
-      - exact_dedup: {field: response}
+import warnings
 
-A recipe name (``default``) resolves to ``filters/<name>.yaml`` shipped with synth. Every
-mistake names the file, the line and the step.
-"""
-
-from __future__ import annotations
-
-import dataclasses
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any
-
-import yaml
-
-from synth.curate.steps import STEPS
-from synth.deps import require
-from synth.errors import InputError, UserError
-from synth.yamlfile import load_yaml
+from synth.curate.filterset import FilterSet, Origin, build_step, filter_set_names, load_filter_set
 
 __all__ = ["Recipe", "Origin", "load_recipe", "recipe_names", "build_step"]
 
+Recipe = FilterSet
+load_recipe = load_filter_set
+recipe_names = filter_set_names
 
-@dataclass(frozen=True)
-class Origin:
-    path: str
-    line: int | None
-
-
-@dataclass
-class Recipe:
-    name: str
-    steps: list
-    origins: list[Origin]
-    path: str | None = None
-
-
-def recipe_names() -> list[str]:
-    folder = resources.files("synth") / "filters"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def build_step(name: str, params: dict[str, Any], *, path: str, line: int | None):
-    """One step from its recipe entry, or an InputError naming file, line and step."""
-    cls = STEPS.get(name)
-    if cls is None:
-        raise InputError(f"unknown step (known: {', '.join(sorted(STEPS))})", path=path,
-                         line=line, field=name)
-    allowed = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise InputError(f"unknown parameter(s) {', '.join(unknown)} (takes: "
-                         f"{', '.join(sorted(allowed)) or 'nothing'})", path=path, line=line,
-                         field=name)
-    try:  # a missing package fails here, at load, not after the earlier steps ran
-        require(cls.requires, what=f"the {name} step", extra=cls.extra)
-        return cls(**params)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"bad parameters: {e}", path=path, line=line, field=name) from None
-    except UserError as e:  # e.g. a benchmark file the step needs is missing
-        raise InputError(str(e), path=path, line=line, field=name) from None
-
-
-def load_recipe(recipe: str | Path) -> Recipe:
-    """A shipped recipe by name, or a YAML file by path."""
-    path = Path(recipe)
-    if not path.suffix and not path.exists():
-        shipped = resources.files("synth") / "filters" / f"{recipe}.yaml"
-        if not shipped.is_file():
-            raise InputError(f"no such recipe (shipped: {', '.join(recipe_names())})",
-                             path=str(recipe))
-        with resources.as_file(shipped) as p:
-            return _parse(p, display=f"filters/{recipe}.yaml")
-    return _parse(path, display=str(path))
-
-
-def _parse(path: Path, *, display: str) -> Recipe:
-    data, node = load_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
-        raise InputError("expected a mapping with a 'steps' list", path=display, field="steps")
-    lines = []
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if k.value == "steps" and isinstance(v, yaml.SequenceNode):
-                lines = [item.start_mark.line + 1 for item in v.value]
-    steps, origins = [], []
-    for i, item in enumerate(data["steps"]):
-        line = lines[i] if i < len(lines) else None
-        if isinstance(item, str):
-            name, params = item, {}
-        elif isinstance(item, dict) and len(item) == 1:
-            name, params = next(iter(item.items()))
-            params = params or {}
-            if not isinstance(params, dict):
-                raise InputError("parameters must be a mapping", path=display, line=line,
-                                 field=str(name))
-        else:
-            raise InputError("each step is a name or {name: {parameters}}", path=display,
-                             line=line)
-        steps.append(build_step(str(name), params, path=display, line=line))
-        origins.append(Origin(display, line))
-    return Recipe(name=str(data.get("name") or path.stem), steps=steps, origins=origins,
-                  path=display)
+warnings.warn("synth.curate.recipe is deprecated: use synth.curate.filterset (FilterSet, "
+              "load_filter_set, filter_set_names)", DeprecationWarning, stacklevel=2)

@@ -124,11 +124,11 @@ def write_report(out: Path, summary: dict[str, Any], kept: pl.DataFrame,
         warnings = (f"<div role='alert' style='border:2px solid #c60;background:#fff4e5;"
                     f"padding:0.5em 1em'><h2>Warnings</h2><ul>{items}</ul></div>")
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>synth curation: {esc(summary['recipe'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>synth curation: {esc(summary['filter_set'])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;
 text-align:left;font-size:14px}}figure{{display:inline-block;margin:0.5em}}</style></head><body>
-<h1>Curation report — recipe <code>{esc(summary['recipe'])}</code></h1>
+<h1>Curation report — filter set <code>{esc(summary['filter_set'])}</code></h1>
 <p>{summary['input_rows']:,} rows in, <b>{summary['kept']:,} kept</b>,
 {summary['rejected']:,} rejected (every rejected row is in <code>rejects.parquet</code>
 with <code>dropped_by</code> and <code>drop_reason</code>). {summary['wall_s']:.2f} s.</p>

@@ -1,4 +1,4 @@
-"""Run a curation recipe: rows in, kept rows and rejected rows (with who and why) out.
+"""Run a filter set: rows in, kept rows and rejected rows (with who and why) out.
 Writes ``curated.parquet``, ``rejects.parquet``, ``curation.json`` and ``report.html``.
 
 setup (read rows, build steps) → each step sees the rows the previous steps kept → kept rows
@@ -6,44 +6,31 @@ to ``curated.parquet``, dropped rows to ``rejects.parquet`` with ``dropped_by`` 
 ``drop_reason``, counts to ``curation.json``. Nothing is lost: the runner checks that kept +
 rejected ids are exactly the input ids before writing anything.
 
-While a step runs, :data:`CURRENT_STEP` holds a :class:`StepContext`: the output directory
-(so a step that makes files of its own, like ``llm_judge``'s generation run, can put them
-beside the curation outputs) and an ``info`` dict whose contents land in ``curation.json``
-under that step's entry. A context variable keeps the step protocol ``step(df)`` unchanged.
+A step gets what it needs from the runner as an argument (a
+:class:`~synth.curate.steps.StepContext`, for the steps that set ``takes_context``) and
+returns everything it reports in its :class:`~synth.curate.steps.Verdict`; the verdict's
+``figures`` land in ``curation.json`` as that step's ``info``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections import Counter
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import orjson
 import polars as pl
 
-from synth.curate.recipe import Recipe, load_recipe
+from synth.curate.filterset import FilterSet, load_filter_set
 from synth.curate.report import write_report
+from synth.curate.steps import StepContext
 from synth.errors import InputError, SynthError
 
-__all__ = ["CurationResult", "curate", "read_rows", "check_columns", "StepContext",
-           "CURRENT_STEP"]
-
-
-@dataclass
-class StepContext:
-    """What the runner tells the running step: ``out`` is the curation's output directory
-    (None when ``curate()`` writes nothing); a step may put a small JSON-able summary in
-    ``info``."""
-
-    out: Path | None
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-CURRENT_STEP: ContextVar[StepContext | None] = ContextVar("synth_curate_step", default=None)
+__all__ = ["CurationResult", "curate", "read_rows", "check_columns"]
 
 
 def read_rows(path: str | Path) -> pl.DataFrame:
@@ -71,12 +58,12 @@ class CurationResult:
     summary: dict[str, Any]
 
 
-def check_columns(recipe: Recipe, schema: dict[str, Any]) -> None:
-    """Refuse, before any step runs, a recipe whose step reads a column the rows lack (and
-    that no earlier step adds), or a text ``field`` that is not text. The error names the
-    recipe file, the line and the step, and what the rows do have."""
+def check_columns(filters: FilterSet, schema: dict[str, Any]) -> None:
+    """Refuse, before any step runs, a filter set whose step reads a column the rows lack
+    (and that no earlier step adds), or a text ``field`` that is not text. The error names
+    the filter set's file, the line and the step, and what the rows do have."""
     have = dict(schema)
-    for step, where in zip(recipe.steps, recipe.origins):
+    for step, where in zip(filters.steps, filters.origins):
         # a step need not inherit from Step: one that only declares ``needs`` is checked
         # for those columns
         reads = step.reads() if hasattr(step, "reads") else \
@@ -99,21 +86,18 @@ def check_columns(recipe: Recipe, schema: dict[str, Any]) -> None:
             have.setdefault(c, None)  # added by the step: present for later steps
 
 
-def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
+def _apply(filters: FilterSet, df: pl.DataFrame, out_dir: Path | None = None,
            on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
-    """Run the steps (the caller has checked the recipe against the rows)."""
+    """Run the steps (the caller has checked the filter set against the rows)."""
     t0 = time.perf_counter()
     kept = df
     rejected: list[pl.DataFrame] = []
     steps = []
-    for step in recipe.steps:
+    ctx = StepContext(out=out_dir)
+    for step in filters.steps:
         t = time.perf_counter()
-        ctx = StepContext(out=out_dir)
-        token = CURRENT_STEP.set(ctx)
-        try:
-            verdict = step(kept)
-        finally:
-            CURRENT_STEP.reset(token)
+        # duck-typed steps need not declare takes_context: they are called step(df)
+        verdict = step(kept, ctx) if getattr(step, "takes_context", False) else step(kept)
         if verdict.df.height != kept.height or len(verdict.drop) != kept.height:
             raise SynthError(f"step {step.name!r} changed the number of rows")
         out = verdict.df.with_columns(verdict.drop.alias("_drop"))
@@ -127,8 +111,9 @@ def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
                       "dropped": dropped.height,
                       "reasons": dict(reasons.most_common()),
                       "seconds": round(time.perf_counter() - t, 4)})
-        if ctx.info:
-            steps[-1]["info"] = ctx.info
+        figures = getattr(verdict, "figures", None)
+        if figures:
+            steps[-1]["info"] = dict(figures)
         if getattr(verdict, "warnings", None):
             steps[-1]["warnings"] = list(verdict.warnings)
         if on_step is not None:
@@ -140,45 +125,53 @@ def _apply(recipe: Recipe, df: pl.DataFrame, out_dir: Path | None = None,
     if seen.len() != df.height or not seen.unique().sort().equals(df["id"].unique().sort()):
         raise SynthError("curation lost or duplicated rows: kept + rejected != input")
     summary = {
-        "recipe": recipe.name, "recipe_file": recipe.path, "input_rows": df.height,
+        "filter_set": filters.name, "filter_set_file": filters.path, "input_rows": df.height,
         "kept": kept.height, "rejected": rej.height, "steps": steps,
         "warnings": [w for st in steps for w in st.get("warnings", [])],
         "wall_s": round(time.perf_counter() - t0, 3),
+        # the keys curation.json had when filter sets were called recipes: what reads
+        # curation.json (the dataset card, merge, the output-folder check of synth.io, an
+        # older synth) finds them there, in new folders as in old ones
+        "recipe": filters.name, "recipe_file": filters.path,
     }
     return CurationResult(kept, rej, summary)
 
 
-def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
+def curate(input: str | Path | pl.DataFrame, *,
+           filters: str | Path | FilterSet | None = None,
            out: str | Path | None = None,
-           on_start: Callable[[pl.DataFrame, Recipe], None] | None = None,
-           on_step: Callable[[dict[str, Any]], None] | None = None) -> CurationResult:
-    """Apply a recipe (a name like ``default``, a YAML path, or a :class:`Recipe`).
+           on_start: Callable[[pl.DataFrame, FilterSet], None] | None = None,
+           on_step: Callable[[dict[str, Any]], None] | None = None,
+           recipe: str | Path | FilterSet | None = None) -> CurationResult:
+    """Apply a filter set (a name like ``default``, a YAML path, or a :class:`FilterSet`).
 
     Everything that can be wrong with the request is checked first, in this order: ``out``
-    (a usable directory, not the input's own), the rows, the recipe, the recipe against the
-    rows (:func:`check_columns`). ``on_start`` is then called with the rows and the recipe,
-    before any step runs, and ``on_step`` with each step's summary as soon as it is done."""
+    (a usable directory, not the input's own), the rows, the filter set, the filter set
+    against the rows (:func:`check_columns`). ``on_start`` is then called with the rows and
+    the filter set, before any step runs, and ``on_step`` with each step's summary as soon
+    as it is done. ``recipe=`` is the deprecated spelling of ``filters=``."""
     from synth.io import check_not_input, claim_out_dir, exclusive_dir, make_out_dir
 
+    filters = _filters_argument(filters, recipe)
     if out is not None and not isinstance(input, pl.DataFrame):
         check_not_input(Path(out), [input], why="the curated rows and their card would "
                         "replace the run's own, and a rerun would read its own output")
     # before anything is read: new, empty or an earlier curation's (synth.io's rule)
     out = claim_out_dir(out, "synth curate") if out is not None else None
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
-    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    check_columns(rec, dict(df.schema))  # a recipe that cannot run creates nothing
+    fs = filters if isinstance(filters, FilterSet) else load_filter_set(filters)
+    check_columns(fs, dict(df.schema))  # a filter set that cannot run creates nothing
     if on_start is not None:
-        on_start(df, rec)
+        on_start(df, fs)
     if out is None:
-        return _apply(rec, df, None, on_step)
+        return _apply(fs, df, None, on_step)
     created = not out.exists()
     make_out_dir(out)
     try:
         # two curations into one directory would mix their files; the judge's generation
         # run lives inside it (out/judge/...), which holding it allows
         with exclusive_dir(out):
-            result = _apply(rec, df, out, on_step)
+            result = _apply(fs, df, out, on_step)
             _write(out, result)
     except BaseException:
         if created:  # leave no empty folder behind (a judge's cached answers do stay)
@@ -187,6 +180,19 @@ def curate(input: str | Path | pl.DataFrame, *, recipe: str | Path | Recipe,
                 out.rmdir()
         raise
     return result
+
+
+def _filters_argument(filters, recipe):
+    """``filters=``, or the deprecated ``recipe=`` that means the same (not both)."""
+    if recipe is not None:
+        if filters is not None:
+            raise TypeError("curate() takes filters= or its old name recipe=, not both")
+        warnings.warn("curate(recipe=...) is deprecated: use curate(filters=...) (curation "
+                      "recipes are now called filter sets)", DeprecationWarning, stacklevel=3)
+        return recipe
+    if filters is None:
+        raise TypeError("curate() missing required keyword argument: 'filters'")
+    return filters
 
 
 def _write(out: Path, result: CurationResult) -> None:

@@ -1,9 +1,13 @@
 """Curation steps: each takes a columnar batch of trace rows and says, per row, keep or drop
 with a reason; scoring steps add columns. A reason reads ``kind`` or ``kind: detail``; the
-runner counts by ``kind`` and keeps the whole reason on the rejected row. The runner (``synth.curate.runner``) counts the
-reasons and sends every dropped row to ``rejects.parquet``.
+runner (``synth.curate.runner``) counts the reasons by ``kind`` and sends every dropped row,
+with its whole reason, to ``rejects.parquet``.
 
 A step is a small keyword-only config object with ``name`` and ``__call__(df) -> Verdict``.
+Everything a step reports goes back in its :class:`Verdict`: the decisions, the rows with
+any new columns, warnings, and extra figures (``figures``, recorded in ``curation.json``).
+A step that needs to know about the run it is part of (where the curation writes) sets
+``takes_context = True`` and is called ``step(df, ctx)`` with a :class:`StepContext`.
 Batches are polars DataFrames so the same step can later run unchanged on a distributed
 engine that hands out Arrow batches.
 
@@ -11,21 +15,24 @@ engine that hands out Arrow batches.
 ``response`` is the answer, ``prompt`` the request (every message of it, or a ``prompt``
 column), ``both`` the two joined, and any other name a text column of that name. A step
 declares the columns it reads (:meth:`Step.reads`) and adds (:meth:`Step.adds`), so the
-runner can refuse a recipe that reads a column the data lacks before any step runs, and
-the packages it needs (``requires``), so a missing one fails at recipe load.
+runner can refuse a filter set that reads a column the data lacks before any step runs,
+and the packages it needs (``requires``), so a missing one fails when the filter set loads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import polars as pl
 
 from synth.deps import Requirement
+from synth.plugins import GROUPS, Registry, named_class
 
 __all__ = [
     "Verdict",
+    "StepContext",
     "Step",
     "STEPS",
     "register_step",
@@ -52,11 +59,24 @@ class Verdict:
     """What a step decided for a batch: ``drop`` holds a reason per row (null = keep);
     ``df`` is the batch, possibly with new score columns, same rows in the same order.
     ``warnings``: what the user must hear even though the step ran (e.g. most rows could
-    not be verified); the runner prints them and keeps them in ``curation.json``."""
+    not be verified); the runner prints them and keeps them in ``curation.json``.
+    ``figures``: the step's extra figures, small and JSON-able, by section (e.g.
+    ``{"verdicts": {"correct": 3, ...}}``); the runner records them as the step's ``info``
+    in ``curation.json``, where the card and the report show them."""
 
     df: pl.DataFrame
     drop: pl.Series
     warnings: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What the runner tells a step that sets ``takes_context``: ``out`` is the curation's
+    output directory (None when ``curate()`` writes nothing), so a step that makes files
+    of its own, like ``llm_judge``'s generation run, can put them beside the outputs."""
+
+    out: Path | None = None
 
 
 class Step:
@@ -67,6 +87,8 @@ class Step:
     produces: ClassVar[tuple[str, ...]] = ()    # columns it adds
     requires: ClassVar[tuple[Requirement, ...]] = ()  # (import name, pip name) it needs
     extra: ClassVar[str | None] = "curate"      # the synth extra that installs them
+    # True: the runner calls ``step(df, ctx)`` with a StepContext; else ``step(df)``
+    takes_context: ClassVar[bool] = False
 
     def text_fields(self) -> tuple[str, ...]:
         """The ``field:`` values the step reads text from (its ``field`` parameter)."""
@@ -90,20 +112,22 @@ class Step:
         raise NotImplementedError
 
 
-STEPS: dict[str, type] = {}
+#: name → :class:`Step` subclass: synth's own (registered as :mod:`synth.curate` imports
+#: their modules) and every installed plugin's ``synth.steps`` entry point.
+STEPS: Registry[type] = Registry("step", GROUPS["step"], builtins=("synth.curate",),
+                                 check=named_class(Step))
 
 
 def register_step(cls: type) -> type:
-    """Make a step available to recipes under ``cls.name``."""
-    STEPS[cls.name] = cls
-    return cls
+    """Class decorator: make a step available to filter sets under ``cls.name``."""
+    return STEPS.register(cls.name, cls)
 
 
 def _keep_all(df: pl.DataFrame) -> pl.Series:
     return pl.Series("drop", [None] * df.height, dtype=pl.String)
 
 
-def _reason_where(df: pl.DataFrame, mask: pl.Expr, reason: pl.Expr | str) -> pl.Series:
+def reason_where(df: pl.DataFrame, mask: pl.Expr, reason: pl.Expr | str) -> pl.Series:
     r = pl.lit(reason) if isinstance(reason, str) else reason
     return df.select(pl.when(mask).then(r).otherwise(None).cast(pl.String).alias("drop"))[
         "drop"]
@@ -123,7 +147,7 @@ class DropErrors(Step):
             df = df.with_columns(pl.lit(None, pl.String).alias("error"))
         reason = pl.concat_str([pl.lit("error "),
                                 pl.col("error").fill_null("").str.split(":").list.first()])
-        return Verdict(df, _reason_where(df, pl.col("status") != "ok", reason))
+        return Verdict(df, reason_where(df, pl.col("status") != "ok", reason))
 
 
 @register_step
@@ -136,7 +160,7 @@ class Truncated(Step):
     def __call__(self, df: pl.DataFrame) -> Verdict:
         if "finish_reason" not in df.columns:
             return Verdict(df, _keep_all(df))
-        return Verdict(df, _reason_where(df, pl.col("finish_reason") == "length",
+        return Verdict(df, reason_where(df, pl.col("finish_reason") == "length",
                                          "truncated"))
 
 
@@ -150,7 +174,7 @@ class Empty(Step):
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         blank = pl.col("response").is_null() | (pl.col("response").str.strip_chars() == "")
-        return Verdict(df, _reason_where(df, blank, "empty"))
+        return Verdict(df, reason_where(df, blank, "empty"))
 
 
 _REFUSALS = (
@@ -176,7 +200,7 @@ class Refusal(Step):
     def __call__(self, df: pl.DataFrame) -> Verdict:
         rx = "(?i)" + "|".join(f"(?:{p})" for p in self.patterns)
         head = pl.col("response").fill_null("").str.slice(0, self.head_chars)
-        return Verdict(df, _reason_where(df, head.str.contains(rx), "refusal"))
+        return Verdict(df, reason_where(df, head.str.contains(rx), "refusal"))
 
 
 @register_step
@@ -202,7 +226,7 @@ class Repetition(Step):
         ratios = pl.Series("repetition_ratio", repeated_ngram_ratios(texts, self.ngram),
                            dtype=pl.Float64)
         out = df.with_columns(ratios)
-        return Verdict(out, _reason_where(
+        return Verdict(out, reason_where(
             out, pl.col("repetition_ratio") > self.max_ratio,
             pl.format("repetition: {}", pl.col("repetition_ratio").round(2))))
 
@@ -258,7 +282,7 @@ def normalize_text(text: str | None) -> str:
     return normalized(pl.Series("t", [text], dtype=pl.String))[0]
 
 
-#: Score columns a dedup step keeps the best of when its recipe names none: the
+#: Score columns a dedup step keeps the best of when its filter set names none: the
 #: ``quality`` step's and the ``llm_judge`` step's.
 SCORE_COLUMNS = ("quality", "judge_score")
 

@@ -18,18 +18,17 @@ from typing import ClassVar
 
 import polars as pl
 
-from synth.curate.runner import CURRENT_STEP
 from synth.curate.steps import Step, Verdict, register_step
 
 __all__ = ["VerifyMath", "SelfConsistency", "VerifyCode"]
 
 
 def _report(step: str, outcomes: list[str], reasons: list[str],
-            max_unverifiable: float) -> list[str]:
-    """Counts of each outcome (into the step's ``curation.json`` entry, ``verdicts``) and
-    the warning owed to the user when more than ``max_unverifiable`` of the rows could not
-    be checked: a verify step that verified nothing must say so, never pass its rows off as
-    checked."""
+            max_unverifiable: float) -> tuple[dict, list[str]]:
+    """The step's figures (counts of each outcome, ``verdicts`` in its ``curation.json``
+    entry) and the warning owed to the user when more than ``max_unverifiable`` of the rows
+    could not be checked: a verify step that verified nothing must say so, never pass its
+    rows off as checked."""
     from collections import Counter
 
     counts = Counter(outcomes)
@@ -45,10 +44,7 @@ def _report(step: str, outcomes: list[str], reasons: list[str],
         what = "every row" if unv == n else f"{unv} of {n} rows ({unv / n:.0%})"
         warnings.append(f"{step}: {what} could not be verified ({top}); they were kept "
                         "unchecked (drop_unverifiable: true drops them)")
-    ctx = CURRENT_STEP.get()
-    if ctx is not None:
-        ctx.info["verdicts"] = info
-    return warnings
+    return {"verdicts": info}, warnings
 
 
 def _check_share(value: object) -> None:
@@ -110,8 +106,9 @@ class VerifyMath(Step):
             pl.Series("math_answer", [extract_answer(r)[0] for r in responses], pl.String),
             pl.Series("math_verdict", outcomes, pl.String),
             pl.Series("math_reason", reasons, pl.String))
-        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable),
-                       _report(self.name, outcomes, reasons, self.max_unverifiable))
+        figures, warnings = _report(self.name, outcomes, reasons, self.max_unverifiable)
+        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable), warnings,
+                       figures)
 
 
 @register_step
@@ -165,9 +162,10 @@ class VerifyCode(Step):
     Python script of ``assert`` lines. ``correct`` means the tests ran to the end in a
     process the answer's code cannot reach. Adds ``code_verdict``, ``code_reason``.
 
-    Refuses (at recipe load) to run model code where the kernel's protections are not
-    in force, unless ``allow_weak_sandbox``; what is in force goes to ``curation.json``
-    (``info.sandbox``). References that are all malformed are an error naming a row."""
+    Refuses (when the filter set loads) to run model code where the kernel's protections
+    are not in force, unless ``allow_weak_sandbox``; what is in force goes to
+    ``curation.json`` (``info.sandbox``). References that are all malformed are an error
+    naming a row."""
 
     name: ClassVar[str] = "verify_code"
     needs: ClassVar[tuple[str, ...]] = ("response", "reference")
@@ -225,17 +223,16 @@ class VerifyCode(Step):
             results = list(pool.map(one, zip(responses, specs)))
         outcomes = [o for o, _ in results]
         reasons = [r for _, r in results]
-        warnings = _report(self.name, outcomes, reasons, self.max_unverifiable)
-        ctx = CURRENT_STEP.get()
-        if ctx is not None:
-            box = containment()
-            box["allow_weak_sandbox"] = self.allow_weak_sandbox
-            ctx.info["sandbox"] = box
-            if bad:
-                ctx.info["malformed_references"] = len(bad)
+        figures, warnings = _report(self.name, outcomes, reasons, self.max_unverifiable)
+        box = containment()
+        box["allow_weak_sandbox"] = self.allow_weak_sandbox
+        figures["sandbox"] = box
+        if bad:
+            figures["malformed_references"] = len(bad)
         out = df.with_columns(pl.Series("code_verdict", outcomes, pl.String),
                               pl.Series("code_reason", reasons, pl.String))
-        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable), warnings)
+        return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable), warnings,
+                       figures)
 
 
 def _bad_references(rid, why: str, n: int):

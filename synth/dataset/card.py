@@ -30,12 +30,12 @@ if TYPE_CHECKING:
 
 __all__ = ["render_card", "render_curated_card", "teacher_summaries", "teacher_decisions",
            "provenance_groups", "score_columns", "score_section", "acceptance_covers",
-           "inherited_licence"]
+           "inherited_licence", "CARD_COLUMNS", "size_category", "details_text"]
 
 #: Columns of trace rows a card's teacher table and licence section read.
-_PROVENANCE = ("provider", "model", "base_url", "status", "input_tokens", "output_tokens",
-               "cost_usd", "model_version", "intent", "licence_entries", "terms_versions",
-               "licence_rule", "licence_decision", "terms_accepted", "accepted_terms")
+CARD_COLUMNS = ("provider", "model", "base_url", "status", "input_tokens", "output_tokens",
+                "cost_usd", "model_version", "intent", "licence_entries", "terms_versions",
+                "licence_rule", "licence_decision", "terms_accepted", "accepted_terms")
 #: Columns that are neither trace columns nor scores: the rejects' bookkeeping.
 _BOOKKEEPING = {"drop_reason", "dropped_by"}
 #: Integer columns that name a cluster: counted, not averaged.
@@ -219,7 +219,8 @@ def score_section(scores: list[dict[str, Any]]) -> list[str]:
 
 # ------------------------------------------------------------------------ cards
 
-def _size_category(n: int) -> str:
+def size_category(n: int) -> str:
+    """The Hugging Face Hub's size bucket for ``n`` rows (``1K<n<10K``)."""
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                         (1_000_000, "100K<n<1M")):
         if n < limit:
@@ -234,7 +235,7 @@ def _header(*, name: str, spdx: list[str] | None, rows: int, data_file: str) -> 
         "license": spdx[0] if len(spdx) == 1 else "other",
         "pretty_name": name,
         "tags": ["synthetic", "distillation", "synth"],
-        "size_categories": [_size_category(rows)],
+        "size_categories": [size_category(rows)],
         "configs": [{"config_name": "default",
                      "data_files": [{"split": "train", "path": data_file}]}],
     }
@@ -268,7 +269,7 @@ def render_card(*, name: str, licence: Decision, teachers: list[dict[str, Any]],
     """The card of a run directory; ``intro`` replaces the generate run's first paragraph,
     ``sections`` (lists of Markdown lines) go after the licence and ``accepted_by`` says how
     accepted terms were accepted (``synth merge``)."""
-    from synth import __version__
+    from synth.version import __version__
 
     if intro is None:
         intro = (f"Teacher traces generated with synth {__version__}: {rows} rows. Every row "
@@ -283,6 +284,50 @@ def render_card(*, name: str, licence: Decision, teachers: list[dict[str, Any]],
     return "\n".join(out + _FOOTER)
 
 
+#: A recipe detail's list shows this many entries, then how many more there are.
+MAX_LIST_SHOWN = 8
+#: A recipe detail's text value is cut past this many characters (paths, hashes).
+MAX_TEXT_SHOWN = 60
+
+
+def _detail_value(v: Any, depth: int) -> str:
+    if isinstance(v, dict):
+        inner = ", ".join(f"{k} {_detail_value(x, depth + 1)}" for k, x in v.items())
+        # the first level reads as a list after its key; deeper ones are grouped
+        return inner if depth == 0 else f"({inner})"
+    if isinstance(v, (list, tuple)):
+        if not v:
+            return "none"
+        shown = [_detail_value(x, depth + 1) for x in v[:MAX_LIST_SHOWN]]
+        more = len(v) - len(shown)
+        text = ", ".join(shown) + (f", … {more:,} more" if more > 0 else "")
+        # inside a dict a list is grouped, unless its entries already are (dicts)
+        grouped = depth > 0 and not any(isinstance(x, dict) for x in v)
+        return f"({text})" if grouped else text
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    s = str(v)
+    return s if len(s) <= MAX_TEXT_SHOWN else s[:MAX_TEXT_SHOWN] + "…"
+
+
+def details_text(info: dict[str, Any] | None) -> str:
+    """A stage's or step's extra figures (``info`` in stage.json or curation.json) as readable text, never a Python
+    repr: ``key: value`` per entry, a dict's items as ``name value``, nested dicts and
+    lists in parentheses, long lists and texts shortened.
+
+    >>> details_text({"inputs": 4, "eliminated": {"rule1": 2, "rule2": 0},
+    ...               "rounds": [{"round": 1, "pool": 4}]})
+    'inputs: 4; eliminated: rule1 2, rule2 0; rounds: (round 1, pool 4)'
+    """
+    return "; ".join(f"{k}: {_detail_value(v, 0)}" for k, v in (info or {}).items())
+
+
 def step_details(info: dict[str, Any] | None) -> str:
     """A step's extra figures (``info`` in curation.json) as one line, e.g. the judge's
     requests and cost or what MinHash-LSH checked; long values (paths, hashes) left out.
@@ -290,7 +335,7 @@ def step_details(info: dict[str, Any] | None) -> str:
     parts = []
     for section, fields in (info or {}).items():
         if not isinstance(fields, dict):
-            parts.append(f"{section}: {fields}")
+            parts.append(f"{section}: {_detail_value(fields, 1)}")
             continue
         items = [f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}"
                  for k, v in fields.items()
@@ -301,11 +346,13 @@ def step_details(info: dict[str, Any] | None) -> str:
 
 def curation_lines(summary: dict[str, Any], *, rejected_rows: int,
                    rejects: str = "`rejects.parquet` beside this card") -> list[str]:
-    """The recipe and its counts per step and reason, from ``curate()``'s summary."""
-    recipe, path = summary.get("recipe"), summary.get("recipe_file")
+    """The filter set and its counts per step and reason, from ``curate()``'s summary."""
+    # filter_set: since filter sets got their name; recipe: what older curation.json hold
+    recipe = summary.get("filter_set", summary.get("recipe"))
+    path = summary.get("filter_set_file", summary.get("recipe_file"))
     where = f" (`{path}`)" if path else ""
     out = ["## Curation", "",
-           f"Recipe **{recipe}**{where}: {summary.get('input_rows', 0):,} rows in, "
+           f"Filter set **{recipe}**{where}: {summary.get('input_rows', 0):,} rows in, "
            f"{summary.get('kept', 0):,} kept, {rejected_rows:,} rejected. The rejected rows "
            f"are in {rejects}, each with `dropped_by` (the step) and `drop_reason`; they are "
            "not part of the dataset.", "",
@@ -326,7 +373,7 @@ def provenance_groups(kept: "pl.DataFrame") -> list[dict[str, Any]]:
     rows passed curation)."""
     import polars as pl
 
-    have = [c for c in _PROVENANCE if c in kept.columns]
+    have = [c for c in CARD_COLUMNS if c in kept.columns]
     df = kept.select(have).filter(pl.col("provider").is_not_null()
                                   & pl.col("model").is_not_null())
     summed = [c for c in ("input_tokens", "output_tokens", "cost_usd") if c in have]
@@ -337,7 +384,7 @@ def provenance_groups(kept: "pl.DataFrame") -> list[dict[str, Any]]:
     keys = [c for c in have if c not in summed]
     rows = df.group_by(keys, maintain_order=True).agg(aggs).to_dicts()
     for r in rows:
-        for c in _PROVENANCE:
+        for c in CARD_COLUMNS:
             r.setdefault(c, "ok" if c == "status" else None)
     return rows
 
@@ -375,7 +422,7 @@ def render_curated_card(*, name: str, kept: "pl.DataFrame", summary: dict[str, A
     mixing ``research`` and ``distributed`` rows is cleared for research only. The decisions
     recorded on the rows are listed too. Rows without provenance columns (a JSONL of
     ``id`` and ``response``) get a card that says their terms are unknown."""
-    from synth import __version__
+    from synth.version import __version__
 
     registry = registry if registry is not None else load_registry()
     rows = provenance_groups(kept) if {"provider", "model"} <= set(kept.columns) else []

@@ -21,7 +21,7 @@ the file, the line (1-based row number for parquet) and the field, and nothing i
 Each row becomes one conversation: the request's messages, then one assistant message whose
 text is the teacher's answer, with the reasoning kept as
 ``<think>\\n{reasoning}\\n</think>\\n\\n{response}`` or dropped
-(:func:`synth.training.data.target_text`, the format ``synth train`` learns). ``system``, when
+(:func:`synth.train.data.target_text`, the format ``synth train`` learns). ``system``, when
 given, is put first as a system message in every conversation that has none.
 
 Formats (``out`` holds, besides the files below, ``README.md``, the source's dataset card
@@ -271,11 +271,11 @@ def _card(src: Any, fmt: str, summary: dict[str, Any]) -> str | None:
 
         meta, _ = parse_yaml(head, path=str(src.card), first_line=2)  # bad: file:line
         if isinstance(meta, dict):
-            from synth.dataset.card import _size_category
+            from synth.dataset.card import size_category
 
             meta["configs"] = [{"config_name": "default",
                                 "data_files": _data_files(fmt, list(summary["rows"]))}]
-            meta["size_categories"] = [_size_category(total)]
+            meta["size_categories"] = [size_category(total)]
             text = "---\n" + yaml.safe_dump(meta, sort_keys=False).strip() + "\n---\n" + body
     rows = ", ".join(f"{k} {v:,}" for k, v in summary["rows"].items())
     skipped = ", ".join(f"{k} {v:,}" for k, v in summary["skipped"].items()) or "none"
@@ -319,7 +319,6 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
     Checked in this order, nothing written unless all pass: the options
     (:class:`~synth.errors.ConfigError`), ``out`` (a usable directory, not the source's),
     ``datasets`` for ``hf``, then the source and every row (:class:`InputError`)."""
-    from synth import __version__
     from synth.deps import require
     from synth.io import (
         check_not_input,
@@ -333,6 +332,7 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
         write_atomic,
     )
     from synth.records import messages_hash
+    from synth.version import __version__
 
     if format not in FORMATS:
         raise ConfigError(f"--format {format}: must be one of {', '.join(FORMATS)}")

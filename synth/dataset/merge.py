@@ -13,9 +13,9 @@ The combined dataset inherits the most restrictive licence rule of any teacher w
 keeps, and the union of their obligations. Before anything is written:
 
 * a rule that forbids the declared intent fails the merge (``LicenceDeniedError``, exit 6)
-  unless the user accepts that entry (``accept``);
+  unless the user accepts that entry (``accept_terms``);
 * a teacher the registry knows nothing about fails it (``TermsNotAcceptedError``, exit 7),
-  as in ``synth generate``, unless ``accept`` holds ``unknown``.
+  as in ``synth generate``, unless ``accept_terms`` holds ``unknown``.
 
 Terms accepted at generate time (``accepted_terms`` on the rows) count for that teacher's
 rows when the run's intent is the merge's intent or a broader one (an acceptance for
@@ -235,7 +235,7 @@ def _licence(rows: list[dict[str, Any]], *, intent: str, accept: tuple[str, ...]
 
 def _curation_section(inputs: list[_Input]) -> list[str]:
     out = ["## Inputs and their curation", "",
-           "| input | rows merged | recipe | rows in → kept |", "|---|---:|---|---|"]
+           "| input | rows merged | filter set | rows in → kept |", "|---|---:|---|---|"]
     for inp in inputs:
         c = inp.curation
         if inp.src.name != "curated.parquet" and c is None:
@@ -243,8 +243,9 @@ def _curation_section(inputs: list[_Input]) -> list[str]:
         elif c is None:
             recipe, counts = f"unknown ({inp.curation_note})", "-"
         else:
-            where = f" (`{c['recipe_file']}`)" if c.get("recipe_file") else ""
-            recipe = f"**{c.get('recipe')}**{where}"
+            path = c.get("filter_set_file", c.get("recipe_file"))  # older: recipe_*
+            where = f" (`{path}`)" if path else ""
+            recipe = f"**{c.get('filter_set', c.get('recipe'))}**{where}"
             counts = f"{c.get('input_rows', '?')} → {c.get('kept', '?')}"
         out.append(f"| `{inp.src}` | {inp.table.num_rows:,} | {recipe} | {counts} |")
     for inp in inputs:
@@ -256,14 +257,14 @@ def _curation_section(inputs: list[_Input]) -> list[str]:
 
 
 def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
-               accept: tuple[str, ...] = (), licence_file: str | Path | None = None,
+               accept_terms: tuple[str, ...] = (), licence_file: str | Path | None = None,
                ok_only: bool = True) -> tuple[Path, Decision]:
     """Write ``out/traces.parquet``, ``out/README.md`` and ``out/merge.json`` (what was
     merged) from several inputs' rows. ``out`` is new, empty or an earlier merge's
     (:func:`synth.io.claim_out_dir`).
 
     Checked in this order, and nothing is written unless all pass: ``intent`` and ``out``
-    (a ``ConfigError`` before any input is read), ``accept`` (known registry ids or
+    (a ``ConfigError`` before any input is read), ``accept_terms`` (known registry ids or
     ``unknown``), each input (an ``InputError`` naming it: missing, not a run or curate
     directory or parquet, unreadable, not trace rows, columns whose types disagree), then
     the licence (deny: exit 6; unknown terms not accepted: exit 7; see the module docstring
@@ -285,7 +286,7 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
     paths = [Path(r) for r in runs]
     check_not_input(Path(out), paths, why="merging into it would overwrite its rows")
     out = claim_out_dir(out, "synth merge")
-    accept = tuple(accept)
+    accept = tuple(accept_terms)
     registry = load_registry(licence_file)
     registry.check_accepted(accept)
 
@@ -309,7 +310,7 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
                          path=", ".join(map(str, runs)))
     import polars as pl
 
-    from synth import __version__
+    from synth.version import __version__
 
     frame = pl.from_arrow(table)
     rows = provenance_groups(frame)  # one per distinct teacher and licence record

@@ -426,6 +426,18 @@ def _worst(a: str, b: str) -> str:
     return a if _DECISION_ORDER[a] >= _DECISION_ORDER[b] else b
 
 
+def _in_process(provider: str) -> bool:
+    """The provider's ``in_process`` trait; False (an API) for one not registered here, such
+    as a plugin's in rows made where it was installed."""
+    from synth.errors import TeacherSpecError
+    from synth.teachers import provider_traits
+
+    try:
+        return provider_traits(provider).in_process
+    except TeacherSpecError:
+        return False
+
+
 def check(registry: Registry, *, provider: str, model: str, base_url: str | None,
           intent: str, accept: Iterable[str] = ()) -> Decision:
     """Decide whether ``provider:model`` at ``base_url`` may teach for ``intent``."""
@@ -436,9 +448,11 @@ def check(registry: Registry, *, provider: str, model: str, base_url: str | None
     parts: list[Decision] = []
     # A host entry applies wherever it names the host (an internal gateway can have terms
     # too); unnamed loopback / private hosts are self-hosted and add nothing.
-    host_entry = registry.host_entry(host) if provider != "local" and host else None
+    # In-process weights reach no service: only the model's own licence applies.
+    served = not _in_process(provider)
+    host_entry = registry.host_entry(host) if served and host else None
     proxied = False
-    if host_entry is None and provider != "local":
+    if host_entry is None and served:
         # A proxy or gateway (LiteLLM on localhost, a company relay) does not launder terms:
         # a provider's own model carries its provider's API terms wherever it is reached.
         host_entry = registry.own_model_entry(model)

@@ -11,7 +11,7 @@
         recipe: responses                    # synth.recipes: responses, cot, textbook, ...
         input: prompts.jsonl                 # recipe parameters (files: relative to this file)
         max_tokens: 160                      # generate options (synth generate's flags)
-    curate: default                          # a recipe name, a file, or {recipe: ...}
+    curate: default                          # a filter set name, a file, or {filters: ...}
     train: {student: "from-teacher:layers=15", loss: sft+kl, epochs: 2}
     eval: {holdout: 0.1}                     # prompts held out of training, then compared
     estimate: {requests_per_day: 1000}       # break-even inputs for `synth estimate`
@@ -35,17 +35,17 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from synth.errors import ConfigError, InputError, UserError
-from synth.generation.config import MAX_TOKENS, error_text
+from synth.options import MAX_TOKENS, error_text, option
 from synth.yamlfile import load_yaml
 
 __all__ = ["Pipeline", "GenerateStage", "load_pipeline", "check_before_run", "STAGE_KINDS",
-           "MAX_TOKENS"]
+           "MAX_TOKENS", "RunConfig", "EstimateConfig"]
 
 log = logging.getLogger("synth")
 
@@ -91,7 +91,7 @@ class Pipeline:
     licence_file: Path | None
     price_file: Path | None
     generate: list[GenerateStage] = field(default_factory=list)
-    curate: dict[str, Any] | None = None     # {"recipe": name or path}
+    curate: dict[str, Any] | None = None     # {"filters": name or path}
     train: dict[str, Any] | None = None      # TrainConfig fields (less data/out)
     eval: dict[str, Any] | None = None       # EvalConfig fields (less student/data/out)
     holdout: float = 0.0
@@ -210,7 +210,7 @@ def _teacher_routes(stage: dict, top_teacher: str | None, ck: _Checker, path: tu
 
 def _generate_stage(stage: Any, i: int, top: dict, ck: _Checker, names: set[str],
                     base_dir: Path) -> GenerateStage:
-    from synth.generation.config import GenerateConfig
+    from synth.generate.config import GenerateConfig
     from synth.recipes.base import get_recipe
 
     path = ("generate", i)
@@ -329,7 +329,7 @@ def _section(top: dict, key: str, cls: type[BaseModel], reserved: set[str], ck: 
 
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read and validate a pipeline file; every error names the file, line and key."""
-    from synth.training.config import EvalConfig, TrainConfig
+    from synth.train.config import EvalConfig, TrainConfig
 
     path = Path(path)
     display = str(path)
@@ -369,25 +369,30 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if curate is True:
         curate = "default"
     if isinstance(curate, str):
-        curate = {"recipe": curate}
+        curate = {"filters": curate}
     if curate is not None and curate is not False:
-        if not isinstance(curate, dict) or set(curate) - {"recipe"} or \
-                not isinstance(curate.get("recipe"), str):
-            raise ck.error(("curate",), "a recipe name (filters/NAME.yaml), a recipe file, "
-                           "or {recipe: ...}")
-        rec = curate["recipe"]
-        if rec.endswith((".yaml", ".yml")) or "/" in rec or _rel(rec, base_dir).is_file():
-            rec = str(_rel(rec, base_dir))  # a file beside the pipeline, never the cwd's
-        from synth.curate.recipe import load_recipe
+        # {recipe: ...} is the old spelling, from when filter sets were curation recipes
+        if isinstance(curate, dict) and {"filters", "recipe"} <= set(curate):
+            raise ck.error(("curate", "recipe"), "give filters or its old name recipe, "
+                           "not both")
+        key = "recipe" if isinstance(curate, dict) and "recipe" in curate else "filters"
+        if not isinstance(curate, dict) or set(curate) - {key} or \
+                not isinstance(curate.get(key), str):
+            raise ck.error(("curate",), "a filter set name (filters/NAME.yaml), a filter set "
+                           "file, or {filters: ...}")
+        fs = curate[key]
+        if fs.endswith((".yaml", ".yml")) or "/" in fs or _rel(fs, base_dir).is_file():
+            fs = str(_rel(fs, base_dir))  # a file beside the pipeline, never the cwd's
+        from synth.curate.filterset import load_filter_set
 
         try:
-            load_recipe(rec)
+            load_filter_set(fs)
         except InputError as e:
-            if e.path and e.path != rec:  # a mistake inside the recipe file: its own line
+            if e.path and e.path != fs:  # a mistake inside the filter set's file: its line
                 raise
-            where = ("curate", "recipe") if isinstance(data["curate"], dict) else ("curate",)
+            where = ("curate", key) if isinstance(data["curate"], dict) else ("curate",)
             raise ck.error(where, str(e)) from None
-        curate = {"recipe": rec}
+        curate = {"filters": fs}
     else:
         curate = None
 
@@ -410,7 +415,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
             str(train["student"]).startswith("from-teacher")
         if needs_teacher and "teacher" not in train:
             t = data.get("teacher")
-            if not t or not str(t).startswith("local:"):
+            if not t or not _in_process(str(t)):
                 raise ck.error(("train",), "teacher: needed for this student or loss "
                                "(an in-process model: local:NAME, a HF dir or a .gguf); "
                                "the pipeline's teacher is not a local one")
@@ -517,12 +522,27 @@ def _note_outside(p: Pipeline, g: GenerateStage, i: int) -> None:
                             "file's folder", p.path, g.line, i, k, resolved)
 
 
+def _in_process(spec: str) -> bool:
+    """Whether a ``PROVIDER:MODEL`` spec's provider runs its model in this process (its
+    ``in_process`` trait), so that a train stage can use it as its online teacher."""
+    from synth.errors import TeacherSpecError
+    from synth.teachers import provider_traits
+
+    provider, sep, _ = spec.partition(":")
+    if not sep:
+        return False
+    try:
+        return provider_traits(provider).in_process
+    except TeacherSpecError:  # no such provider: the load of the generate stages says so
+        return False
+
+
 def _check_teacher(options: dict[str, Any], spec: str) -> None:
     """The teacher's spec, packages and licence, without a request (the same check as
     ``synth generate``'s, which the stage repeats before its first request)."""
     from synth.errors import MissingAPIKeyError
-    from synth.generation.config import GenerateConfig
-    from synth.generation.run import licence_check
+    from synth.generate.config import GenerateConfig
+    from synth.generate.run import licence_check
     from synth.teachers import TeacherOptions, make_teacher, parse_spec, provider_traits
 
     cfg = GenerateConfig(prompts=[], out=Path("."), teacher=spec, **options)
@@ -533,3 +553,37 @@ def _check_teacher(options: dict[str, Any], spec: str) -> None:
     except MissingAPIKeyError:
         return  # a stage skipped as unchanged needs no key; one that runs asks for it
     licence_check(cfg, teacher, provider_traits(provider))
+
+
+# ------------------------------------------------------------- the commands' options
+
+class RunConfig(BaseModel):
+    """Everything ``synth run`` takes (declared once: :mod:`synth.options`); the keywords
+    of :func:`synth.pipeline.run.run_pipeline`, which checks the values."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+    command: ClassVar[str] = "run"
+
+    path: Path = option(..., "A pipeline YAML file (see examples/).", cli="PIPELINE")
+    out: Path | None = option(None, "Run directory (default: runs/<name>).", short="-o")
+    from_stage: str | None = option(None, "Rerun this stage and every one after it.",
+                                    cli="--from")
+    only: str | None = option(None, "Run only this stage (the earlier ones must have run).")
+    progress: bool | None = option(None, "Default: on when stderr is a terminal.",
+                                   cli="--progress/--no-progress")
+
+
+class EstimateConfig(BaseModel):
+    """Everything ``synth estimate`` takes (declared once: :mod:`synth.options`); the
+    keywords of :func:`synth.pipeline.estimate.estimate_pipeline`."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+    command: ClassVar[str] = "estimate"
+
+    path: Path = option(..., "A pipeline YAML file.", cli="PIPELINE")
+    out: Path | None = option(None, "Run directory (default: runs/<name>): the dry run's "
+                              "answers are cached there, so the real run never pays for "
+                              "them again.", short="-o")
+    dry_run: int | None = option(None, "Prompts per stage sent to measure answer lengths "
+                                 "(default 8; 0: assume max_tokens).")
+

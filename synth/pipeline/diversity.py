@@ -226,9 +226,10 @@ def _vendi_of_texts(texts: Sequence[str], encoder: str | None) -> Metric:
     if not texts:
         return Metric("vendi", None, 0, "no texts")
     try:
-        from synth.curate.embed import _encoder_path, embed
+        from synth.curate.embed import embed
+        from synth.models import encoder_path
 
-        _encoder_path(encoder)  # cheap: a missing model is known before torch is imported
+        encoder_path(encoder)  # cheap: a missing model is known before torch is imported
         e = embed(list(texts), encoder=encoder)
     except Exception as e:  # any failure to load or run the model: say so, never guess
         return Metric("vendi", None, len(texts),

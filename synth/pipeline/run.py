@@ -34,8 +34,8 @@ from typing import Any, Callable
 import orjson
 
 from synth.errors import ConfigError
+from synth.models import file_sha256
 from synth.pipeline.config import Pipeline, check_before_run, load_pipeline
-from synth.teachers.local import file_sha256
 
 __all__ = ["run_pipeline", "PipelineResult", "MANIFEST", "stage_dir"]
 
@@ -133,7 +133,7 @@ def _complete(out: Path, entry: dict[str, Any] | None, fingerprint: str) -> bool
 class _Run:
     def __init__(self, p: Pipeline, out: Path, on_event: Callable[..., None] | None,
                  progress: bool | None, stages: dict[str, Any]):
-        from synth import __version__
+        from synth.version import __version__
 
         self.p, self.out, self.progress = p, out, progress
         self.on_event = on_event or (lambda *a, **k: None)
@@ -310,8 +310,8 @@ def _dataset(run: _Run, force: bool) -> None:
                  _files_in(str(p.licence_file or ""), p.base_dir))
 
     def body():
-        merge_runs(inputs, out=out, intent=p.intent or "research", accept=p.accept_terms,
-                   licence_file=p.licence_file)
+        merge_runs(inputs, out=out, intent=p.intent or "research",
+                   accept_terms=p.accept_terms, licence_file=p.licence_file)
         import pyarrow.parquet as pq
 
         n = pq.ParquetFile(out / "traces.parquet").metadata.num_rows
@@ -330,18 +330,20 @@ def _curate(run: _Run, force: bool) -> None:
     from synth.curate import curate
 
     p, out = run.p, run.out
-    rec = p.curate["recipe"]
-    rec_file = Path(rec)
-    if not rec_file.is_file():
+    fs = p.curate["filters"]
+    fs_file = Path(fs)
+    if not fs_file.is_file():
         from importlib import resources
 
-        rec_file = Path(str(resources.files("synth") / "filters" / f"{rec}.yaml"))
+        fs_file = Path(str(resources.files("synth") / "filters" / f"{fs}.yaml"))
     src = _curate_input(run)
-    fp = _digest("curate", run.version, rec, file_sha256(rec_file), str(src.relative_to(out)),
+    # the filter set's name or path and its file's hash, as before the rename from
+    # "recipe": a run directory curated then is still up to date
+    fp = _digest("curate", run.version, fs, file_sha256(fs_file), str(src.relative_to(out)),
                  file_sha256(src))
 
     def body():
-        res = curate(src, recipe=rec, out=out / "curate")
+        res = curate(src, filters=fs, out=out / "curate")
         s = res.summary
         return ["curate/curated.parquet", "curate/rejects.parquet",
                 "curate/curation.json"], {"kept": s["kept"], "rejected": s["rejected"]}
@@ -408,7 +410,7 @@ def _split(run: _Run, force: bool) -> None:
 
 
 def _train(run: _Run, force: bool) -> None:
-    from synth.training import train
+    from synth.train import train
 
     p, out = run.p, run.out
     # the rows the student learns: curated, else the split's training side, else all (what
@@ -430,7 +432,7 @@ def _train(run: _Run, force: bool) -> None:
                        if f.is_file() and f.name in ("train.json", "README.md",
                                                       "config.json", "train_log.jsonl")
                        or f.suffix == ".safetensors")
-        from synth.training.data import skipped_rows
+        from synth.train.data import skipped_rows
 
         return files, {"steps": s["steps"], "final": s["final"], "tokens": s["tokens"],
                        "skipped": skipped_rows(s["data"])}
@@ -505,7 +507,7 @@ def _clear(d: Path) -> None:
 
 
 def _eval(run: _Run, force: bool) -> None:
-    from synth.training import evaluate
+    from synth.train import evaluate
 
     p, out = run.p, run.out
     student = stage_dir(out, "train")

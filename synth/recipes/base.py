@@ -4,7 +4,7 @@ from templates, and what it hands back.
 A recipe is a small class with a parameter model (:class:`RecipeParams`, validated at the
 edge) and a ``run`` method: ``run(params, teaching, base_dir=...) -> RecipeResult``. It
 never talks to a provider itself: every request goes through :meth:`Teaching.ask`, which
-runs :func:`synth.generation.generate` (licence check, request cache, rate limits, retries,
+runs :func:`synth.generate.generate` (licence check, request cache, rate limits, retries,
 cost) once per teacher into ``<stage>/calls/<call>/<teacher>/``. A rerun of a recipe is
 therefore free for every request it already made, and a killed recipe resumes from the
 cache of the call it was in.
@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from synth.errors import ConfigError
+from synth.plugins import GROUPS, Registry, named_class
 from synth.records import Prompt, messages_hash
 from synth.templates import Template
 
@@ -79,22 +80,23 @@ class Recipe:
         raise NotImplementedError
 
 
-RECIPES: dict[str, type[Recipe]] = {}
+#: name → :class:`Recipe` subclass: synth's own (registered as :mod:`synth.recipes` imports
+#: their modules) and every installed plugin's ``synth.recipes`` entry point.
+RECIPES: Registry[type[Recipe]] = Registry("recipe", GROUPS["recipe"],
+                                           builtins=("synth.recipes",),
+                                           check=named_class(Recipe))
 
 
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
     """Class decorator: make a recipe available to pipelines by its ``name``."""
-    RECIPES[cls.name] = cls
-    return cls
+    return RECIPES.register(cls.name, cls)
 
 
 def get_recipe(name: str) -> type[Recipe]:
-    import synth.recipes  # noqa: F401  (registers the shipped recipes)
-
-    cls = RECIPES.get(name)
+    cls = RECIPES.find(name)
     if cls is None:
         raise ConfigError(f"recipe: unknown recipe {name!r} (known: "
-                          f"{', '.join(sorted(RECIPES))})")
+                          f"{', '.join(RECIPES.names())})")
     return cls
 
 
@@ -227,7 +229,7 @@ class Teaching:
         generate options for this call only (``max_tokens``, ``temperature``...). A prompt
         no quota had room for is left out and counted in ``unrouted``. Prompt ids must be
         unique within one call."""
-        from synth.generation import generate
+        from synth.generate import generate
 
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ValueError(f"call name {name!r}: letters, digits, '_', '-', '.' only")

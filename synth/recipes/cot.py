@@ -82,12 +82,12 @@ from synth.recipes.base import (
     reject,
 )
 from synth.recipes.responses import (
-    _overrides,
-    _SourceParams,
+    SourceParams,
     recipe_template,
     render_source,
     set_metadata,
     source_prompts,
+    token_overrides,
 )
 from synth.records import Prompt
 
@@ -173,7 +173,7 @@ class Cot(Recipe):
     name = "cot"
     description = "N reasoning samples per prompt, only verified ones kept"
 
-    class Params(_SourceParams):
+    class Params(SourceParams):
         samples: int = Field(4, ge=1, le=64, strict=True,
                              description="Samples (reasoning traces) per prompt.")
         template: str = Field("cot/solve", description="Template (shipped name or .j2 "
@@ -255,7 +255,7 @@ class Cot(Recipe):
                 raise ConfigError("cot: " + weak_sandbox_message(box))
         before = teaching.unrouted
         rows = teaching.ask("solve", prompts, samples=params.samples,
-                            **_overrides(params.max_tokens))
+                            **token_overrides(params.max_tokens))
 
         def check_of(row: dict[str, Any]) -> str:
             pid = row["prompt_id"]
@@ -376,10 +376,10 @@ class Cot(Recipe):
 
     @staticmethod
     def _exact(s: dict[str, Any]) -> None:
-        from synth.curate.verify_math import _hedge, normalise_answer
+        from synth.curate.verify_math import hedge_reason, normalise_answer
 
         expected = _reference_answer(s["ref"])
-        hedged = _hedge(s["checked"], s["final"], s["ref"])
+        hedged = hedge_reason(s["checked"], s["final"], s["ref"])
         if hedged:
             _set(s, "wrong", hedged)
         elif normalise_answer(s["final"]) == normalise_answer(expected):
@@ -390,7 +390,7 @@ class Cot(Recipe):
 
     @staticmethod
     def _vote(samples: list[dict[str, Any]], params: Params) -> None:
-        from synth.curate.verify_math import _hedge, majority_vote, normalise_answer
+        from synth.curate.verify_math import hedge_reason, majority_vote, normalise_answer
 
         groups: dict[str, list[dict[str, Any]]] = {}
         for s in samples:
@@ -399,7 +399,7 @@ class Cot(Recipe):
         for group in groups.values():
             for s in group:
                 if s["verdict"] is None:
-                    hedged = _hedge(s["checked"], s["final"], "")
+                    hedged = hedge_reason(s["checked"], s["final"], "")
                     if hedged:
                         _set(s, "unverifiable", hedged)
             answers = [s["final"] if s["verdict"] is None else None for s in group]

@@ -140,7 +140,7 @@ def set_metadata(row: dict[str, Any], **values: Any) -> dict[str, Any]:
     return {**row, "metadata": orjson.dumps(meta).decode()}
 
 
-def _failure(row: dict[str, Any]) -> str | None:
+def answer_failure(row: dict[str, Any]) -> str | None:
     """Why a row holds no usable answer, as ``reason: detail``; None when it does."""
     if row.get("status") != "ok":
         return f"failed: {row.get('error') or 'request failed'}"
@@ -149,7 +149,7 @@ def _failure(row: dict[str, Any]) -> str | None:
     return None
 
 
-class _SourceParams(RecipeParams):
+class SourceParams(RecipeParams):
     """Where a recipe's prompts come from (shared by ``responses`` and ``cot``)."""
 
     input: Path | None = Field(
@@ -175,7 +175,7 @@ class _SourceParams(RecipeParams):
         return str(self.input) if self.input is not None else "prompts"
 
 
-def _overrides(max_tokens: int | None) -> dict[str, Any]:
+def token_overrides(max_tokens: int | None) -> dict[str, Any]:
     return {} if max_tokens is None else {"max_tokens": max_tokens}
 
 
@@ -189,7 +189,7 @@ class Responses(Recipe):
     name = "responses"
     description = "prompts → answers (Alpaca-style response distillation)"
 
-    class Params(_SourceParams):
+    class Params(SourceParams):
         template: str | None = Field(
             None, description="Template (shipped name like responses/answer, or a .j2 "
             "file) that renders each prompt from prompt, reference, metadata and the "
@@ -214,11 +214,11 @@ class Responses(Recipe):
         prompts = self._prompts(params, base_dir)
         before = teaching.unrouted
         rows = teaching.ask("answer", prompts, samples=params.samples,
-                            **_overrides(params.max_tokens))
+                            **token_overrides(params.max_tokens))
         kept, rejects = [], []
         failed = empty = 0
         for r in rows:
-            why = _failure(r)
+            why = answer_failure(r)
             if why is None:
                 kept.append(r)
                 continue

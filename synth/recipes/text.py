@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synth.curate.minhash import _mix  # splitmix64 finaliser, one copy
+from synth.hashing import mix64  # splitmix64 finaliser, one copy
 
 __all__ = ["rouge_tokens", "lcs_length", "rouge_l_f", "STOP_WORDS", "words",
            "only_stop_words", "lsh_params", "miss_probability", "MinHasher", "PoolMatch",
@@ -216,7 +216,7 @@ class MinHasher:
         x = np.array(base, dtype=np.uint64)
         with np.errstate(over="ignore"):
             x += np.array(occ, dtype=np.uint64) * _OCC
-        return _mix(x)
+        return mix64(x)
 
     def signatures(self, token_lists: list[list[str]], *, chunk: int = 64) -> np.ndarray:
         """``(n, bands * rows)`` uint64 minima; an empty token list gets all ones."""
@@ -229,7 +229,7 @@ class MinHasher:
                 continue
             xs = [self._tagged(part[i]) for i in idx]
             x = np.concatenate(xs)
-            h = _mix(x[:, None] ^ self.salts[None, :])
+            h = mix64(x[:, None] ^ self.salts[None, :])
             starts = np.cumsum([0] + [len(v) for v in xs[:-1]])
             out[s + np.array(idx)] = np.minimum.reduceat(h, starts, axis=0)
         return out
@@ -241,7 +241,7 @@ class MinHasher:
             prod = sig * self.band_mult[None, :]
             key = prod.reshape(len(sig), self.bands, self.rows).sum(axis=2, dtype=np.uint64)
             key ^= self.band_salt[None, :]
-        return _mix(key)
+        return mix64(key)
 
 
 # ---------------------------------------------------------------------------- the pool

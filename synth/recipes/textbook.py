@@ -57,7 +57,7 @@ from synth.recipes.base import (
     reject,
     resolve_path,
 )
-from synth.recipes.responses import _failure, _overrides, recipe_template, row_metadata
+from synth.recipes.responses import answer_failure, recipe_template, row_metadata, token_overrides
 
 __all__ = ["Textbook", "parse_subtopics", "plan_cells", "read_topics", "FORMATS"]
 
@@ -296,7 +296,7 @@ class Textbook(Recipe):
         sub_rows = teaching.ask("subtopics", sub_prompts) if sub_prompts else []
         for r in sub_rows:  # several rows per topic when every teacher answers (mode all)
             topic = row_metadata(r)["topic"]
-            failure = _failure(r)
+            failure = answer_failure(r)
             found = [] if failure else parse_subtopics(r["response"], params.subtopics)
             have = subs.setdefault(topic, [])
             for s in found:
@@ -332,7 +332,7 @@ class Textbook(Recipe):
             prompts.append(p)
             index_of[p.id] = i
         _check_unique(prompts, [named[index_of[p.id]] for p in prompts], "write_template")
-        rows = teaching.ask("write", prompts, **_overrides(params.max_tokens)) \
+        rows = teaching.ask("write", prompts, **token_overrides(params.max_tokens)) \
             if prompts else []
         kept = []
         failures: dict[str, list[str]] = {}  # prompt id → why its rows failed
@@ -340,7 +340,7 @@ class Textbook(Recipe):
         for r in rows:
             pid = r["prompt_id"]
             pid = pid if pid in index_of else pid.rsplit("@", 1)[0]  # mode all: id@teacher
-            failure = _failure(r)
+            failure = answer_failure(r)
             if failure is None:
                 kept.append(r)
                 done.add(pid)

@@ -1,19 +1,22 @@
 """Teachers and the provider registry.
 
 A spec string ``PROVIDER:MODEL`` picks a provider and a model: ``openai:gpt-4o-mini``,
-``anthropic:claude-sonnet-4-5``, ``local:smollm2-135m-instruct``. Plugins add providers with
-:func:`register_provider` or an entry point in the ``synth.teachers`` group whose object is
-a factory ``(model: str, options: TeacherOptions) -> Teacher``.
+``anthropic:claude-sonnet-4-5``, ``local:smollm2-135m-instruct``. Providers live in
+:data:`PROVIDERS` (a :class:`synth.plugins.Registry`): synth's own register below; a plugin
+package adds one with :func:`register_provider` or an entry point in the ``synth.providers``
+group (``synth.teachers``, its earlier name, still works) whose object is a factory
+``(model: str, options: TeacherOptions) -> Teacher`` carrying its :class:`ProviderTraits`
+as ``.traits``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import metadata
-from typing import Callable
+from typing import Any, Callable
 
 from synth.errors import ConfigError, MissingAPIKeyError, TeacherSpecError
+from synth.plugins import GROUPS, Registry
 from synth.teachers import anthropic as _anthropic_wire
 from synth.teachers import local as _local_mod
 from synth.teachers import openai as _openai_wire
@@ -25,6 +28,7 @@ __all__ = [
     "TeacherFactory",
     "ProviderTraits",
     "register_provider",
+    "PROVIDERS",
     "providers",
     "provider_traits",
     "parse_spec",
@@ -52,8 +56,22 @@ class TeacherOptions:
 
 
 TeacherFactory = Callable[[str, TeacherOptions], Teacher]
-_REGISTRY: dict[str, TeacherFactory] = {}
-_TRAITS: dict[str, ProviderTraits] = {}
+
+
+def _plugin(name: str, factory: Any) -> tuple[TeacherFactory, ProviderTraits]:
+    """What a ``synth.providers`` entry point gives: a factory, its traits on ``.traits``
+    (none: the defaults, which promise nothing a provider may lack)."""
+    if not callable(factory):
+        raise TypeError(f"expected a teacher factory, got {factory!r}")
+    traits = getattr(factory, "traits", None) or ProviderTraits(label=name)
+    if not isinstance(traits, ProviderTraits):
+        raise TypeError(f".traits must be a ProviderTraits, got {type(traits).__name__}")
+    return factory, traits
+
+
+#: name → ``(factory, traits)``: synth's providers and every installed plugin's.
+PROVIDERS: Registry[tuple[TeacherFactory, ProviderTraits]] = Registry(
+    "provider", GROUPS["provider"], check=_plugin)
 
 
 def register_provider(name: str, factory: TeacherFactory,
@@ -61,30 +79,23 @@ def register_provider(name: str, factory: TeacherFactory,
     """Make ``name:MODEL`` specs build teachers with ``factory``. ``traits`` say what the
     provider accepts (logprobs, reasoning, whether ``--intent`` is required); a factory
     may also carry them as a ``traits`` attribute (entry-point plugins)."""
-    _REGISTRY[name] = factory
-    _TRAITS[name] = traits or getattr(factory, "traits", None) or ProviderTraits(label=name)
+    PROVIDERS.register(name, (factory, traits or _plugin(name, factory)[1]))
+
+
+def _known() -> str:
+    return ", ".join(PROVIDERS.names())
 
 
 def provider_traits(provider: str) -> ProviderTraits:
     """The :class:`ProviderTraits` of a registered provider (a spec's part before ``:``)."""
-    if provider not in _TRAITS:
-        _load_plugins()
-    try:
-        return _TRAITS[provider]
-    except KeyError:
-        raise TeacherSpecError(f"unknown provider {provider!r} "
-                               f"(known: {', '.join(sorted(_REGISTRY))})") from None
+    entry = PROVIDERS.find(provider)
+    if entry is None:
+        raise TeacherSpecError(f"unknown provider {provider!r} (known: {_known()})")
+    return entry[1]
 
 
 def providers() -> list[str]:
-    _load_plugins()
-    return sorted(_REGISTRY)
-
-
-def _load_plugins() -> None:
-    for ep in metadata.entry_points(group="synth.teachers"):
-        if ep.name not in _REGISTRY:
-            register_provider(ep.name, ep.load())
+    return PROVIDERS.names()
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -93,12 +104,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
         raise TeacherSpecError(
             f"--teacher {spec!r}: expected PROVIDER:MODEL, e.g. openai:gpt-4o-mini, "
             "anthropic:claude-sonnet-4-5 or local:smollm2-135m-instruct")
-    if provider not in _REGISTRY:
-        _load_plugins()
-    if provider not in _REGISTRY:
+    if PROVIDERS.find(provider) is None:
         raise TeacherSpecError(
-            f"--teacher {spec!r}: unknown provider {provider!r} "
-            f"(known: {', '.join(sorted(_REGISTRY))})")
+            f"--teacher {spec!r}: unknown provider {provider!r} (known: {_known()})")
     return provider, model
 
 
@@ -115,7 +123,7 @@ def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
     """Build (but do not start) the teacher a spec names."""
     provider, model = parse_spec(spec)
     check_requirements(spec)
-    return _REGISTRY[provider](model, options or TeacherOptions())
+    return PROVIDERS[provider][0](model, options or TeacherOptions())
 
 
 def _api_key(options: TeacherOptions, default_env: str, *, required: bool) -> str | None:

@@ -14,10 +14,11 @@ __all__ = ["AnthropicWire", "DEFAULT_BASE_URL", "TRAITS", "API_VERSION", "THINKI
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
-#: The messages API returns no logprobs; extended thinking accepts temperature 1 only.
+#: The messages API returns no logprobs; extended thinking accepts temperature 1 only;
+#: Message Batches is its batch API.
 TRAITS = ProviderTraits(default_base_url=DEFAULT_BASE_URL, max_logprobs=0,
                         reasoning="thinking", reasoning_temperature=1.0,
-                        label="the Anthropic API")
+                        label="the Anthropic API", batch_api=True)
 API_VERSION = "2023-06-01"
 
 #: Extended-thinking budget per ``--reasoning-effort``. ``max_tokens`` sent to the API is

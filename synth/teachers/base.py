@@ -9,20 +9,28 @@ teacher batches concurrent calls into one ``generate``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from synth.records import Completion, Request
 
-__all__ = ["Teacher", "ProviderTraits", "estimate_tokens"]
+__all__ = ["Teacher", "ProviderTraits", "TokenCount", "TokenCounter", "estimate_tokens"]
+
+#: Counts the prompt tokens of one chat (a list of ``{"role", "content"}`` messages).
+TokenCount = Callable[[list[dict[str, str]]], int]
+#: Given a model name: ``(count, None)``, or ``(None, why not)`` when the model's own
+#: tokenizer cannot be had cheaply now.
+TokenCounter = Callable[[str], tuple[TokenCount | None, str | None]]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProviderTraits:
     """What differs between providers before any request is made, declared by each
     provider's own module (``TRAITS``) and passed to :func:`~synth.teachers.register_provider`;
-    the runner, the judge and the CLI read these instead of branching on provider names.
+    the runner, the judge, the CLI, the estimate, the licence check and the trainer read
+    these instead of branching on provider names.
     A plugin that declares nothing is treated as an API provider with no known limits."""
 
     #: Where requests go when ``--base-url`` is not given; None for in-process teachers.
@@ -46,6 +54,17 @@ class ProviderTraits:
     #: that installs them: checked before a run (or a recipe) starts, not at the first call.
     requires: tuple[tuple[str, str], ...] = ()
     install: str | None = None
+    #: The model runs in this process from its own weights: no endpoint, so no service's
+    #: terms apply (neither a host's nor, through a proxy, the model's provider's API
+    #: terms), only the model's licence; and ``synth train`` (or a pipeline's train stage)
+    #: may use it as its online teacher. False: an API, which training turns away.
+    in_process: bool = False
+    #: It has a batch API, which ``synth estimate`` prices from the price table's
+    #: ``batch``. False: there is none to price, and the estimate says so.
+    batch_api: bool = True
+    #: Counts a model's prompt tokens as the provider will, before any request (``synth
+    #: estimate``). None: :func:`estimate_tokens`, calibrated on the dry run's usage.
+    token_counter: TokenCounter | None = None
 
 
 @runtime_checkable

