@@ -149,8 +149,12 @@ def test_audit_hook_keeps_what_it_compares_against(tmp_path, monkeypatch):
     hook = audit.make_hook(network=False, procs=False)
     monkeypatch.setattr(os.path, "realpath", lambda p: str(tmp_path / "fake"))
     monkeypatch.setattr(audit, "MARK_FS", "changed")
+    monkeypatch.setattr(os, "fsdecode", lambda p: str(tmp_path / "x"))
     with pytest.raises(PermissionError, match="SANDBOX: write outside"):
-        hook("open", ("/tmp/x", "w", 0))
+        hook("open", (b"/tmp/x", "w", 0))
+    # its event sets cannot be emptied through the closure
+    sets = [c.cell_contents for c in hook.__closure__ if isinstance(c.cell_contents, frozenset)]
+    assert len(sets) == 4
 
 
 # ----------------------------------------------------------------------------- serve
@@ -332,6 +336,24 @@ def test_sandboxed_code_gets_the_isolated_interpreter():
     flags, paths, listing = r.stdout.splitlines()
     assert flags == "1 1 1 True" and paths == "['solution.py'] []"
     assert LAUNCHER in listing and "__pycache__" not in listing
+
+
+def test_sandboxed_code_cannot_import_the_child_package_again(tmp_path):
+    """The judge imports the names a solution reports as modules: none may be a module of
+    the child package, from its folder (a planted file) or the launcher run again."""
+    code = ("import importlib, os, sys\n"
+            "pkg = sys.modules['synth_sandbox_child']\n"
+            "open(os.path.join(pkg.__spec__.submodule_search_locations[0], 'evil.py'), 'w')"
+            ".write('print(\"planted\")')\n"
+            "for name in ('evil', 'probe', '__main__'):\n"
+            "    try:\n"
+            "        importlib.import_module('synth_sandbox_child.' + name)\n"
+            "        print('imported', name)\n"
+            "    except ImportError:\n"
+            "        print('refused', name)\n")
+    r = run_python(code, limits=SandboxLimits(wall_s=10.0))
+    assert r.stdout.splitlines() == ["refused evil", "refused probe", "refused __main__"], \
+        (r.stdout, r.stderr)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")

@@ -58,9 +58,8 @@ def write_child(workdir: str) -> list[str]:
     os.mkdir(pkg, 0o755)
     made = [boot, pkg]
     for name, data in child_sources():
-        targets = [os.path.join(pkg, name)]
-        if name == "__main__.py":
-            targets.append(os.path.join(boot, name))
+        # the launcher goes beside the package only: inside it, it could be imported again
+        targets = [os.path.join(boot if name == "__main__.py" else pkg, name)]
         for t in targets:
             with open(t, "wb") as f:
                 f.write(data)

@@ -20,28 +20,35 @@ Hook = Callable[[str, tuple[Any, ...]], None]
 
 def make_hook(network: bool, procs: bool) -> Hook:
     """The hook for a process whose working directory is the current one. What it
-    compares against is bound here, in its closure: rebinding ``os.path.realpath`` or this
-    module's marks after it is installed changes nothing."""
+    compares against is bound here, in its closure, and its event sets are frozen:
+    rebinding ``os.fsdecode``, ``os.path.realpath`` or this module's marks after it is
+    installed changes nothing it reads directly. It is a tripwire, not the boundary: code
+    in the same process can still reach what ``realpath`` calls inside ``os`` (or use
+    ctypes), which is why the kernel's layers (private root, own uid, seccomp) are what
+    hold, and why mode ``none`` is reported as weak."""
     wd = os.path.realpath(os.getcwd())
-    realpath, sep, getpid = os.path.realpath, os.sep, os.getpid
+    realpath, fsdecode, sep, getpid = os.path.realpath, os.fsdecode, os.sep, os.getpid
     mark_net, mark_proc, mark_fs, mark_sig, mark_procfs = (
         MARK_NET, MARK_PROC, MARK_FS, MARK_SIG, MARK_PROCFS)
-    socket_events = {"socket.__new__", "socket.connect", "socket.bind", "socket.sendto",
-                     "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr"}
-    proc_events = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system",
-                   "os.exec", "subprocess.Popen", "os.startfile", "pty.spawn"}
-    path_events = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
-                   "os.truncate", "os.utime", "os.chflags", "os.lchflags", "os.mkfifo",
-                   "os.mknod", "shutil.rmtree"}
-    two_path_events = {"os.rename", "os.link", "os.symlink", "shutil.move",
-                       "shutil.copyfile", "shutil.copytree"}
+    socket_events = frozenset({
+        "socket.__new__", "socket.connect", "socket.bind", "socket.sendto",
+        "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr"})
+    proc_events = frozenset({
+        "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system", "os.exec",
+        "subprocess.Popen", "os.startfile", "pty.spawn"})
+    path_events = frozenset({
+        "os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate",
+        "os.utime", "os.chflags", "os.lchflags", "os.mkfifo", "os.mknod", "shutil.rmtree"})
+    two_path_events = frozenset({
+        "os.rename", "os.link", "os.symlink", "shutil.move", "shutil.copyfile",
+        "shutil.copytree"})
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
     def inside(p: Any) -> bool:
         if isinstance(p, int):
             return True
         try:
-            p = os.fsdecode(p)
+            p = fsdecode(p)
         except Exception:
             return False
         r = realpath(p)
@@ -51,7 +58,7 @@ def make_hook(network: bool, procs: bool) -> Hook:
         if isinstance(p, int):
             return False
         try:
-            r = realpath(os.fsdecode(p))
+            r = realpath(fsdecode(p))
         except Exception:
             return True
         parts = r.split(sep)

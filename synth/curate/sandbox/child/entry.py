@@ -41,6 +41,15 @@ def run_solution(hook: audit.Hook) -> None:
     exec(code, {"__name__": "__main__", "__builtins__": builtins, "__file__": "solution.py"})
 
 
+def seal() -> None:
+    """In the sandbox, no module of this package can be imported any more: code the child
+    did not write could otherwise name one (a solution's ``add`` reported as module
+    ``synth_sandbox_child.x``) and have the judge import a file planted in its own folder
+    (writable where the sandbox has no uid of its own), or re-run the launcher."""
+    if __package__ == "synth_sandbox_child":  # the copy the sandbox runs, not synth's own
+        sys.modules[__package__].__path__ = []
+
+
 def main(argv: list[str]) -> int:
     try:
         role, network, procs, fds = parse(argv)
@@ -50,16 +59,20 @@ def main(argv: list[str]) -> int:
     # made first, in the working directory the sandbox gave, which it guards
     hook = audit.make_hook(network, procs)
     # each role imports only what it needs, and all of it before any code it did not write
+    if role == "serve":
+        from . import serve
+    elif role == "judge":
+        from . import judge
+    elif role == "probe":
+        from . import probe
+    seal()
     if role == "run":
         run_solution(hook)
     elif role == "serve":
-        from . import serve
         serve.main(fds["read"], fds["write"], hook)
     elif role == "judge":
-        from . import judge
         judge.main(fds["report"], fds["to"], fds["from"], hook)
     else:
-        from . import probe
         sys.addaudithook(hook)
         probe.main()
     return 0
