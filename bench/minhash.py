@@ -44,7 +44,7 @@ generate`` writes: ids, prompt ids, chat messages, the response, params, token c
 request hashes, provenance; logprobs and reasoning null), zstd like ``synth generate``.
 
 * synth: the ``synth`` command as a subprocess,
-  ``synth curate traces.parquet --recipe near_dedup.yaml --out DIR`` with a recipe of only
+  ``synth curate traces.parquet --filters near_dedup.yaml --out DIR`` with a filter set of only
   ``near_dedup: {field: response, threshold: 0.8}``; it writes curated.parquet,
   rejects.parquet, curation.json, report.html and plots/*.png.  Run ``--e2e-repeat`` times
   (default 3; the median counts).  The numba kernel's on-disk cache is warm (the step-only
@@ -380,7 +380,7 @@ def run_e2e(texts, pairs, true_j, cache, tools: list[str], repeat: int, seed: in
                 walls = []
                 for r in range(repeat):
                     out = os.path.join(td, f"synth-out-{r}")
-                    cmd = _synth_command() + ["curate", traces, "--recipe", recipe, "--out", out]
+                    cmd = _synth_command() + ["curate", traces, "--filters", recipe, "--out", out]
                     t = time.perf_counter()
                     subprocess.run(cmd, check=True, env=env, stderr=subprocess.DEVNULL)
                     walls.append(time.perf_counter() - t)

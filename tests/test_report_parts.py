@@ -159,7 +159,9 @@ def test_page_opens_on_the_headline(full):
     assert hl["size"][1:] == ["12.5% of the teacher",
                               "1.23M vs 9.88M parameters (student vs teacher)"]
     assert hl["spent"][1:] == ["$0.0311", "estimated $0.0300; 1 teacher with no price not counted"]
-    assert hl["rows"][1:] == ["8", "of 17 the teachers generated (47.1%), after curation"]
+    # the split is made before curation: its share is of what curation was given
+    assert hl["rows"][1:] == ["8", "train rows after curation: 72.7% of the 11 it was given; "
+                              "2 held out for eval before it; 17 generated in all"]
 
 
 def test_evol_details_read_as_text_not_a_python_dict(tmp_path):

@@ -72,6 +72,10 @@ class Headline:
     kept_rows: int | None = None
     #: the last step that kept ``kept_rows``: ``curation`` or ``the recipes``
     kept_by: str | None = None
+    #: rows curation was given (the training side of the split, made before curation)
+    #: and rows the split held out for eval; None where there was no curation / split
+    curated_from_rows: int | None = None
+    heldout_rows: int | None = None
 
 
 class ReportData(TypedDict):
@@ -291,7 +295,8 @@ def acceptance(stages: list[dict[str, Any]], curated: pl.DataFrame | None
 
 
 def headline(stages: list[dict[str, Any]], curation: dict[str, Any] | None,
-             cost: dict[str, Any], ev: dict[str, Any] | None) -> Headline:
+             cost: dict[str, Any], ev: dict[str, Any] | None,
+             split: tuple[int | None, int | None] = (None, None)) -> Headline:
     """The figures the page opens on, from the ones the sections below show in full."""
     evaluated = ev is not None
     ev = ev or {}
@@ -317,7 +322,8 @@ def headline(stages: list[dict[str, Any]], curation: dict[str, Any] | None,
         size_ratio=params.get("ratio"),
         spent_usd=total["cost"], unpriced=total["unpriced"],
         estimated_usd=total["est_cost"] if cost["estimate"] else None,
-        generated_rows=generated, kept_rows=kept, kept_by=kept_by)
+        generated_rows=generated, kept_rows=kept, kept_by=kept_by,
+        curated_from_rows=(curation or {}).get("input_rows"), heldout_rows=split[1])
 
 
 # ------------------------------------------------------------------------ textbook grid
@@ -547,6 +553,7 @@ def collect_report(run_dir: str | Path, *, encoder: str | None = "all-minilm-l6-
         not_run.append("cost estimate (no estimate.json)")
     pipeline_yaml = run.text("pipeline.yaml")
     cost = costs(stages, estimate)
+    split_rows = (run.num_rows("split/train.parquet"), run.num_rows("split/heldout.parquet"))
     return {
         "pipeline": manifest.get("pipeline") or run_dir.name, "run_dir": str(run_dir),
         "manifest_stages": [{"key": str(k), "status": effective_status(v),
@@ -556,13 +563,11 @@ def collect_report(run_dir: str | Path, *, encoder: str | None = "all-minilm-l6-
         "status_counts": dict(statuses), "stage_seconds": sum(x for x in seconds
                                                                if isinstance(x, (int, float))),
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "headline": headline(stages, curation, cost, ev),
+        "headline": headline(stages, curation, cost, ev, split=split_rows),
         "stages": stages, "curation": curation, "curation_status":
             manifest_status(manifest, "curate"),
         "funnel": funnel(stages, curation, train,
-                         dataset_rows=run.num_rows("traces.parquet"),
-                         split=(run.num_rows("split/train.parquet"),
-                                run.num_rows("split/heldout.parquet"))),
+                         dataset_rows=run.num_rows("traces.parquet"), split=split_rows),
         "costs": cost, "acceptance": acceptance(stages, curated),
         "diversity": div, "diversity_on": final_what, "grids": grids,
         "train": train, "history": history or [], "train_status":

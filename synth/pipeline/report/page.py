@@ -158,10 +158,18 @@ def headline_view(h: Headline) -> SimpleNamespace:
     if h.kept_rows is None:
         add("rows", "rows kept", None, Absent("no generate stage wrote anything"))
     else:
-        share = h.kept_rows / h.generated_rows if h.generated_rows else None
-        add("rows", "rows kept", h.kept_rows,
-            f"of {num(h.generated_rows)} the teachers generated ({pct(share)}), "
-            f"after {h.kept_by}")
+        if h.heldout_rows is not None and h.kept_by == "curation":
+            # the split comes first, so curation's share is of what it was given; the
+            # held-out rows are not lost, they are what eval scored
+            share = h.kept_rows / h.curated_from_rows if h.curated_from_rows else None
+            how = (f"train rows after curation: {pct(share)} of the "
+                   f"{num(h.curated_from_rows)} it was given; {num(h.heldout_rows)} held out "
+                   f"for eval before it; {num(h.generated_rows)} generated in all")
+        else:
+            share = h.kept_rows / h.generated_rows if h.generated_rows else None
+            how = (f"of {num(h.generated_rows)} the teachers generated ({pct(share)}), "
+                   f"after {h.kept_by}")
+        add("rows", "rows kept", h.kept_rows, how)
     table = Table("headline-table", ["", "this run", "measured as"], rows, keys)
     return section({"headline": table}, {"student": h.student, "teacher": h.teacher})
 
