@@ -62,6 +62,14 @@ class Registry(Mapping[str, T], Generic[T]):
         """Forget ``name`` (tests; a plugin withdrawing an entry)."""
         self._entries.pop(name, None)
 
+    # the registries were plain dicts once: ``STEPS["x"] = cls`` and ``del`` still work
+    __setitem__ = register
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._entries:
+            raise KeyError(name)
+        self.unregister(name)
+
     # ----------------------------------------------------------------------- lookup
     def find(self, name: str) -> T | None:
         """The entry called ``name``, loading synth's own and then plugins as needed; None

@@ -1,4 +1,4 @@
-"""Read YAML data files (price tables, licences, curation recipes, pipeline files, template
+"""Read YAML data files (price tables, licences, filter sets, pipeline files, template
 front matter) with line numbers, so a mistake is reported as ``file:line: field 'x': what is
 wrong``.
 

@@ -107,3 +107,16 @@ def test_importing_the_store_loads_no_model_library():
             "if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stderr[-2000:]
+
+
+def test_the_stores_old_home_still_answers_with_a_warning():
+    import pytest
+
+    import synth.models as m
+    import synth.teachers.local as local
+
+    for name in ("EMBEDDED_MODELS", "resolve_model", "file_sha256", "model_cache_dir"):
+        with pytest.warns(DeprecationWarning, match=f"use synth.models.{name}"):
+            assert getattr(local, name) is getattr(m, name)
+    with pytest.raises(AttributeError):
+        local.no_such_name  # noqa: B018

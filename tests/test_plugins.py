@@ -206,3 +206,13 @@ def test_a_broken_plugin_is_named_and_breaks_only_its_own_lookups(tmp_path, monk
     with pytest.raises(PluginError, match="name is None, the entry point says 'misnamed'"):
         reg.find("misnamed")
     assert reg.find("nothing") is None and reg["own"] is json.JSONDecoder
+
+
+def test_a_registry_still_takes_item_assignment_like_the_dicts_it_replaced():
+    reg = Registry("kind", ("test.none",), check=named_class(json.JSONDecoder))
+    reg["own"] = json.JSONDecoder
+    assert "own" in reg and reg.names() == ["own"] and len(reg) == 1
+    del reg["own"]
+    assert "own" not in reg
+    with pytest.raises(KeyError):
+        del reg["own"]

@@ -228,3 +228,23 @@ def test_template_and_script_ship_as_package_data():
     files = [p.name for p in pkg.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc")]
     assert {"page.html.j2", "rows.js"} <= set(files)
     assert all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), files
+
+
+def test_headline_money_counts_teachers_and_never_shows_an_unknown_as_zero():
+    from synth.pipeline.report.figures import headline
+    from synth.pipeline.report.page import headline_view, speedup_text
+
+    rows = [{"stage": s, "teacher": t, "ran": True, "cost": None}
+            for s, t in (("a", "openai:x"), ("b", "openai:x"), ("b", "custom:y"))]
+    cost = {"rows": rows, "total": {"cost": 0, "unpriced": 3, "est_cost": None},
+            "estimate": False}
+    h = headline([], None, cost, None)
+    assert h.spent_usd is None and h.unpriced == 2  # two teachers, over three stage pairs
+    text = str(headline_view(h).__dict__)
+    assert "no price for the 2 teachers that ran" in text and "$0.0000" not in text
+    rows[2]["cost"] = 0.5
+    cost["total"]["cost"] = 0.5
+    h = headline([], None, cost, None)
+    assert h.spent_usd == 0.5 and h.unpriced == 1
+    assert [speedup_text(x) for x in (2.254, 14.06, 1234.5, None)] == \
+        ["2.25×", "14.1×", "1,234×", None]

@@ -193,8 +193,8 @@ class Language(Step):
         if m is not None and (isinstance(m, bool) or not isinstance(m, int)
                               or m < max(1, self.min_chars)):
             raise ValueError("max_chars must be a whole number >= min_chars, or null")
-        # load now: a missing package or a code the model lacks fails at recipe load,
-        # not after the earlier steps have run
+        # load now: a missing package or a code the model lacks fails when the filter set
+        # loads, not after the earlier steps have run
         unknown = sorted(set(langs) - set(identifier().labels))
         if unknown:
             raise ValueError(f"languages: py3langid does not know {', '.join(unknown)}")

@@ -434,3 +434,21 @@ class LocalTeacher:
             top_i.append(i)
         return (torch.stack(chosen, 1).tolist(), torch.stack(top_v, 1).tolist(),
                 torch.stack(top_i, 1).tolist())
+
+
+# The model store's names lived here until it moved to the ground floor (synth.models):
+# still importable from here, with a DeprecationWarning, and not part of __all__.
+_MOVED = ("EMBEDDED_MODELS", "EmbeddedModel", "resolve_model", "file_sha256",
+          "model_cache_dir")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
+
+    import synth.models
+
+    warnings.warn(f"synth.teachers.local.{name} is deprecated: use synth.models.{name}",
+                  DeprecationWarning, stacklevel=2)
+    return getattr(synth.models, name)

@@ -63,7 +63,8 @@ class Headline:
     teacher_params: int | None = None
     #: student parameters / teacher parameters
     size_ratio: float | None = None
-    #: dollars spent by the teachers that have a price; ``unpriced`` teachers ran without one
+    #: dollars spent by the teachers that have a price (None: no teacher ran, or none that
+    #: ran has a price); ``unpriced``: how many distinct teachers ran without one
     spent_usd: float | None = None
     unpriced: int = 0
     estimated_usd: float | None = None
@@ -302,6 +303,9 @@ def headline(stages: list[dict[str, Any]], curation: dict[str, Any] | None,
     ev = ev or {}
     task, speed, params = ev.get("task") or {}, ev.get("speed") or {}, ev.get("params") or {}
     total = cost["total"]
+    ran = [r for r in cost["rows"] if r["ran"]]
+    priced = any(r["cost"] is not None for r in ran)
+    unpriced = {r["teacher"] for r in ran if r["cost"] is None}  # teachers, not stage pairs
     generated = sum(s["generated"] for s in stages) if stages else None
     if curation:
         kept, kept_by = curation.get("kept", 0), "curation"
@@ -320,7 +324,7 @@ def headline(stages: list[dict[str, Any]], curation: dict[str, Any] | None,
         teacher_tokens_per_s=(speed.get("teacher") or {}).get("gen_tokens_per_s"),
         student_params=params.get("student"), teacher_params=params.get("teacher"),
         size_ratio=params.get("ratio"),
-        spent_usd=total["cost"], unpriced=total["unpriced"],
+        spent_usd=total["cost"] if priced else None, unpriced=len(unpriced),
         estimated_usd=total["est_cost"] if cost["estimate"] else None,
         generated_rows=generated, kept_rows=kept, kept_by=kept_by,
         curated_from_rows=(curation or {}).get("input_rows"), heldout_rows=split[1])

@@ -87,6 +87,13 @@ def usd(x: Any) -> str:
     return f"${x:,.4f}" if x < 1 else f"${x:,.2f}"
 
 
+def speedup_text(x: float | None) -> str | None:
+    """``2.25×``, ``14.1×``, ``1,234×``: three figures, never an exponent."""
+    if x is None:
+        return None
+    return f"{x:,.0f}×" if x >= 100 else f"{x:.3g}×"
+
+
 def pct(x: Any) -> str:
     return "—" if x is None else f"{x:.1%}"
 
@@ -138,14 +145,17 @@ def headline_view(h: Headline) -> SimpleNamespace:
         add("speed", "speed-up", None, no_eval)
         add("size", "model size", None, no_eval)
     else:
-        add("speed", "speed-up", f"{h.speedup:.3g}×" if h.speedup is not None else None,
+        add("speed", "speed-up", speedup_text(h.speedup),
             f"{num(h.student_tokens_per_s)} vs {num(h.teacher_tokens_per_s)} generated "
             "tokens/s (student vs teacher)")
         size = (f"{h.size_ratio:.1%} of the teacher" if h.size_ratio is not None else None)
         add("size", "model size", size,
             f"{params_text(h.student_params)} vs {params_text(h.teacher_params)} parameters "
             "(student vs teacher)")
-    if h.spent_usd is None:
+    if h.spent_usd is None and h.unpriced:
+        spent, how = None, Absent(f"unknown: no price for the {h.unpriced} teacher"
+                                  f"{'s' if h.unpriced != 1 else ''} that ran")
+    elif h.spent_usd is None:
         spent, how = None, Absent("no teacher was called")
     else:
         spent = usd(h.spent_usd)
