@@ -9,6 +9,7 @@ Module subclasses are the documented way to give a module behaviour (the import 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
 from typing import Any, Callable
@@ -20,8 +21,14 @@ def make_callable(module: types.ModuleType, fn: Callable[..., Any]) -> None:
     """Make ``module(...)`` call ``fn(...)``; ``inspect.signature(module)`` and ``help``
     show ``fn``'s signature and docstring."""
 
+    name = module.__name__
+
     class _VerbModule(types.ModuleType):
         __call__ = staticmethod(fn)
+
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            # pickled (a process pool's task) and copied by name, as a function is
+            return importlib.import_module, (name,)
 
     _VerbModule.__name__ = f"{module.__name__}  (callable: {fn.__name__})"
     module.__class__ = _VerbModule

@@ -86,8 +86,11 @@ def _signature(cls: Any) -> inspect.Signature:
             extra = info.json_schema_extra or {}
             if extra.get("cli_required"):
                 default = ...
+            # identity, not ==: a default of 0 or 0.0 is worth showing (0 == False)
+            shown = not (default is None or default is ... or default is False or
+                         default == [])
             spec = typer.Option(default, *names, help=info.description, metavar=metavar,
-                                show_default=default not in (None, ..., [], False),
+                                show_default=shown,
                                 hidden=bool(extra.get("hidden")))
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec,
                                         annotation=ann))

@@ -50,6 +50,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self._builtins_loaded = not builtins
         self._scanned: set[str] = set()  # entry points already tried (loaded or failed)
         self._broken: dict[str, str] = {}  # name → why its entry point failed
+        self._warned: set[str] = set()  # broken names a listing has already reported
 
     # ----------------------------------------------------------------- registration
     def register(self, name: str, entry: T) -> T:
@@ -84,9 +85,12 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def names(self) -> list[str]:
         """Every name, plugins included (a plugin that fails to load is left out, with a
-        warning in the log)."""
+        warning in the log, once)."""
         self._load_builtins()
         self._load_entry_points()
+        for name in sorted(set(self._broken) - self._warned):  # a lookup raises instead
+            self._warned.add(name)
+            log.warning("%s %r left out: %s", self.kind, name, self._broken[name])
         return sorted(self._entries)
 
     def __getitem__(self, name: str) -> T:
@@ -96,7 +100,11 @@ class Registry(Mapping[str, T], Generic[T]):
         return entry
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.find(name) is not None
+        """True if ``name`` can be had: a plugin that fails to load is not in."""
+        try:
+            return isinstance(name, str) and self.find(name) is not None
+        except PluginError:
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -128,7 +136,6 @@ class Registry(Mapping[str, T], Generic[T]):
                     why = (f"the plugin {ep.value!r} (entry point {group}) failed to load: "
                            f"{type(e).__name__}: {e}")
                     self._broken[ep.name] = why
-                    log.warning("%s %r: %s", self.kind, ep.name, why)
                     continue
                 self._entries[ep.name] = entry
 

@@ -114,3 +114,12 @@ def test_the_verbs_call_their_stage(monkeypatch):
     monkeypatch.setattr(gen_run, "generate", lambda cfg, **kw: seen.append(("gen", kw)) or 2)
     assert synth.train(data="d") == 1 and synth.generate(input="p") == 2
     assert seen == [("train", {"data": "d"}), ("gen", {"input": "p"})]
+
+
+def test_the_verbs_pickle_and_copy_by_name_as_functions_do():
+    import copy
+    import pickle
+
+    for verb in (synth.train, synth.generate):
+        assert pickle.loads(pickle.dumps(verb)) is verb
+        assert copy.copy(verb) is verb and copy.deepcopy(verb) is verb

@@ -220,3 +220,17 @@ def test_a_deny_accepted_at_generate_time_counts_only_for_that_use(server, tmp_p
     line = one_line_error(p, 6)
     assert "rows from openai:nc-1b may not be used for intent 'distributed'" in line
     assert "--accept-terms nc-model" in line and not (tmp_path / "d").exists()
+
+
+def test_merge_runs_still_takes_its_old_keyword_accept(server, tmp_path):
+    from synth.dataset import merge_runs
+
+    run = gen(server, tmp_path, "a", "mystery-model", intent="research",
+              accept_terms=("unknown",))
+    with pytest.warns(DeprecationWarning, match="use accept_terms="):
+        path, d = merge_runs([run], out=tmp_path / "m", intent="distributed",
+                             accept=("unknown",))
+    assert path.exists() and d.decision != "deny"
+    with pytest.raises(TypeError, match="not both"):
+        merge_runs([run], out=tmp_path / "n", intent="research", accept=("unknown",),
+                   accept_terms=("unknown",))

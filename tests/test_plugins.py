@@ -216,3 +216,25 @@ def test_a_registry_still_takes_item_assignment_like_the_dicts_it_replaced():
     assert "own" not in reg
     with pytest.raises(KeyError):
         del reg["own"]
+
+
+def test_a_broken_plugin_named_in_a_filter_set_or_a_spec_says_where(tmp_path, monkeypatch):
+    from synth.curate.filterset import load_filter_set
+    from synth.errors import InputError
+    from synth.teachers import parse_spec
+
+    dist = tmp_path / "synth_boom-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: synth-boom\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[synth.steps]\nboomstep = synth_no_such:Boom\n"
+                                           "[synth.providers]\nboom = synth_no_such:f\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fs = tmp_path / "fs.yaml"
+    fs.write_text("name: x\nsteps:\n  - drop_errors\n  - boomstep: {}\n")
+    with pytest.raises(InputError, match=r"fs.yaml:4.*boomstep.*synth_no_such"):
+        load_filter_set(str(fs))
+    with pytest.raises(PluginError, match=r"^--teacher 'boom:x': provider 'boom': .*synth_no_such"):
+        parse_spec("boom:x")
+    from synth.curate import STEPS
+
+    assert "boomstep" not in STEPS and STEPS.get("drop_errors") is not None

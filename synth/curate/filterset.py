@@ -26,7 +26,7 @@ import yaml
 
 from synth.curate.steps import STEPS
 from synth.deps import require
-from synth.errors import InputError, UserError
+from synth.errors import InputError, PluginError, UserError
 from synth.yamlfile import load_yaml
 
 __all__ = ["FilterSet", "Origin", "load_filter_set", "filter_set_names", "build_step"]
@@ -54,7 +54,10 @@ def filter_set_names() -> list[str]:
 
 def build_step(name: str, params: dict[str, Any], *, path: str, line: int | None):
     """One step from its filter set entry, or an InputError naming file, line and step."""
-    cls = STEPS.get(name)
+    try:
+        cls = STEPS.get(name)
+    except PluginError as e:  # installed, but its package fails to load
+        raise InputError(str(e), path=path, line=line, field=name) from None
     if cls is None:
         raise InputError(f"unknown step (known: {', '.join(sorted(STEPS))})", path=path,
                          line=line, field=name)

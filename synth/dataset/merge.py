@@ -258,7 +258,8 @@ def _curation_section(inputs: list[_Input]) -> list[str]:
 
 def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
                accept_terms: tuple[str, ...] = (), licence_file: str | Path | None = None,
-               ok_only: bool = True) -> tuple[Path, Decision]:
+               ok_only: bool = True, accept: tuple[str, ...] | None = None
+               ) -> tuple[Path, Decision]:
     """Write ``out/traces.parquet``, ``out/README.md`` and ``out/merge.json`` (what was
     merged) from several inputs' rows. ``out`` is new, empty or an earlier merge's
     (:func:`synth.io.claim_out_dir`).
@@ -279,6 +280,14 @@ def merge_runs(runs: list[str | Path], *, out: str | Path, intent: str,
         write_atomic,
     )
 
+    if accept is not None:  # its name before it took generate's word, accept_terms
+        if accept_terms:
+            raise TypeError("merge_runs() takes accept_terms= or its old name accept=, not both")
+        import warnings
+
+        warnings.warn("merge_runs(accept=...) is deprecated: use accept_terms=",
+                      DeprecationWarning, stacklevel=2)
+        accept_terms = accept
     if intent not in INTENTS:
         raise ConfigError(f"--intent: must be one of {', '.join(INTENTS)}")
     if not runs:

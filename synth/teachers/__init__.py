@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from synth.errors import ConfigError, MissingAPIKeyError, TeacherSpecError
+from synth.errors import ConfigError, MissingAPIKeyError, PluginError, TeacherSpecError
 from synth.plugins import GROUPS, Registry
 from synth.teachers import anthropic as _anthropic_wire
 from synth.teachers import local as _local_mod
@@ -79,7 +79,10 @@ def register_provider(name: str, factory: TeacherFactory,
     """Make ``name:MODEL`` specs build teachers with ``factory``. ``traits`` say what the
     provider accepts (logprobs, reasoning, whether ``--intent`` is required); a factory
     may also carry them as a ``traits`` attribute (entry-point plugins)."""
-    PROVIDERS.register(name, (factory, traits or _plugin(name, factory)[1]))
+    if traits is not None and not isinstance(traits, ProviderTraits):
+        raise TypeError(f"traits must be a ProviderTraits, got {type(traits).__name__}")
+    factory, own = _plugin(name, factory)  # a factory must be callable, whatever its traits
+    PROVIDERS.register(name, (factory, traits or own))
 
 
 def _known() -> str:
@@ -104,7 +107,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
         raise TeacherSpecError(
             f"--teacher {spec!r}: expected PROVIDER:MODEL, e.g. openai:gpt-4o-mini, "
             "anthropic:claude-sonnet-4-5 or local:smollm2-135m-instruct")
-    if PROVIDERS.find(provider) is None:
+    try:
+        found = PROVIDERS.find(provider)
+    except PluginError as e:  # installed, but its package fails to load
+        raise PluginError(f"--teacher {spec!r}: {e}") from None
+    if found is None:
         raise TeacherSpecError(
             f"--teacher {spec!r}: unknown provider {provider!r} (known: {_known()})")
     return provider, model
