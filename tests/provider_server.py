@@ -7,7 +7,9 @@ thread (or in a subprocess) talks to it over real sockets.  It speaks
 * ``POST /v1/chat/completions`` -- OpenAI chat-completions wire format
   (``openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=...)``), and
 * ``POST /v1/messages``         -- Anthropic messages wire format
-  (``anthropic.AsyncAnthropic(base_url=server.url, api_key=...)``).
+  (``anthropic.AsyncAnthropic(base_url=server.url, api_key=...)``), and
+* OpenAI's Batch API -- ``/v1/files`` and ``/v1/batches``, answered by the same rules
+  (``server.batches``, see ``tests/batch_routes.py``).
 
 Successful answers are deterministic functions of the request (only ``id`` and
 ``created`` vary):
@@ -67,6 +69,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.batch_routes import BatchError, OpenAIBatches
 
 __all__ = [
     "ProviderServer",
@@ -400,6 +404,8 @@ class ProviderServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._startup_error: BaseException | None = None
+        # OpenAI's Batch API (/v1/files, /v1/batches): tests/batch_routes.py
+        self.batches = OpenAIBatches(self._openai_success)
 
     # ---------------------------------------------------------------- control
 
@@ -427,6 +433,7 @@ class ProviderServer:
             self._limiter.reset()
             self.count_429 = 0
             self.responder = None
+            self.batches.reset()
 
     def start(self) -> "ProviderServer":
         if self._thread is not None:
@@ -692,6 +699,8 @@ class ProviderServer:
         self, request: web.Request, provider: str, path: str, body: Any, bad_json: bool
     ) -> web.StreamResponse:
         route = path.rstrip("/")
+        if route.startswith(("/v1/files", "/v1/batches")):
+            return await self._batch_route(request, route)
         if route not in (OPENAI_PATH, ANTHROPIC_PATH):
             raise _Reject(404, f"Unknown request URL: {request.method} {path}.", code="unknown_url")
         if request.method != "POST":
@@ -815,6 +824,27 @@ class ProviderServer:
             if out is not None:
                 return out
         return _answer_text(text)
+
+    async def _batch_route(self, request: web.Request, route: str) -> web.StreamResponse:
+        """OpenAI's files and batches routes (tests/batch_routes.py), behind the same key
+        check, faults and rate limits as every request."""
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        if self.require_key is not None and key != self.require_key:
+            raise _Reject(401, "You didn't provide an API key." if key is None else
+                          "Incorrect API key provided.", code="invalid_api_key")
+        raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        with self._lock:  # the batch store is shared with the test's thread
+            try:
+                status, obj = self.batches.handle(request.method, route, dict(request.query),
+                                                  headers, raw)
+            except BatchError as e:
+                raise _Reject(e.status, e.message, param=e.param, code=e.code) from None
+        if isinstance(obj, bytes):
+            return web.Response(status=status, body=obj, content_type="application/octet-stream",
+                                headers=self._common_headers("openai"))
+        return self._json("openai", status, obj)
 
     def _openai_success(self, body: dict) -> dict:
         model = body["model"]
