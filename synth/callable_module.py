@@ -10,7 +10,6 @@ Module subclasses are the documented way to give a module behaviour (the import 
 from __future__ import annotations
 
 import importlib
-import inspect
 import types
 from typing import Any, Callable
 
@@ -18,8 +17,8 @@ __all__ = ["make_callable"]
 
 
 def make_callable(module: types.ModuleType, fn: Callable[..., Any]) -> None:
-    """Make ``module(...)`` call ``fn(...)``; ``inspect.signature(module)`` and ``help``
-    show ``fn``'s signature and docstring."""
+    """Make ``module(...)`` call ``fn(...)``; ``inspect.signature(module)`` is ``fn``'s and
+    ``inspect.unwrap(module)`` is ``fn`` (``help(module)`` still shows the package)."""
 
     name = module.__name__
 
@@ -30,7 +29,13 @@ def make_callable(module: types.ModuleType, fn: Callable[..., Any]) -> None:
             # pickled (a process pool's task) and copied by name, as a function is
             return importlib.import_module, (name,)
 
+        @property
+        def __signature__(self) -> Any:
+            # computed when asked: importing inspect would cost `import synth` ~6 ms
+            import inspect
+
+            return inspect.signature(fn)
+
     _VerbModule.__name__ = f"{module.__name__}  (callable: {fn.__name__})"
     module.__class__ = _VerbModule
-    module.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     module.__wrapped__ = fn  # type: ignore[attr-defined]
