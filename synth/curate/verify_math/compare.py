@@ -22,7 +22,7 @@ from synth.curate.verify_math.forms import (
     latex_free,
     words_in,
 )
-from synth.curate.verify_math.parse import ItemTimeout, parse_value
+from synth.curate.verify_math.parse import parse_value, verify_equal
 from synth.curate.verify_math.text import norm_key, squash
 
 #: What a check says of an answer: ``"wrong"`` needs both sides understood; every failure
@@ -91,14 +91,7 @@ def _equal_value(a: str, r: str, cache: dict, approx: bool) -> bool | None:
     dec = _decimal_equal(a, r, er, approx)
     if dec is not None:
         return dec
-    import math_verify as mv
-
-    try:
-        return bool(mv.verify([er], [ea], timeout_seconds=None, raise_on_error=True))
-    except ItemTimeout:
-        raise
-    except BaseException:
-        return None
+    return verify_equal(er, ea)
 
 
 def _qual_ok(a: Part, r: Part) -> bool:

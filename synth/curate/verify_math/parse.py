@@ -147,15 +147,21 @@ def _unknown_latex(v: str) -> str | None:
     return None
 
 
-def _same_value(a: Any, b: Any) -> bool:
+def verify_equal(gold: Any, answer: Any) -> bool | None:
+    """math-verify's verdict on two parsed values; None when it fails on them (an item's
+    own timeout still propagates)."""
     import math_verify as mv
 
     try:
-        return bool(mv.verify([b], [a], timeout_seconds=None, raise_on_error=True))
+        return bool(mv.verify([gold], [answer], timeout_seconds=None, raise_on_error=True))
     except ItemTimeout:
         raise
     except BaseException:
-        return False
+        return None
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return bool(verify_equal(b, a))
 
 
 def parse_value(value: str, cache: dict) -> Any:
