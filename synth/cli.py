@@ -6,6 +6,7 @@ A user mistake (:class:`~synth.errors.UserError`) prints one line — what, wher
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import sys
@@ -109,6 +110,22 @@ def _call(run: Any, *, interrupted: str, **options: Any) -> Any:
         raise typer.Exit(130) from None
 
 
+_SUBCOMMAND = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def _command(name: str, fn: Any, model: str, summary: str,
+             extra: dict[str, Any] | None = None) -> None:
+    """Register ``synth NAME``, run by ``fn`` with the options of the model ``module:Class``
+    (see :func:`_run_sub`); ``extra``: the command's own flags, beside the options."""
+
+    def entry(ctx: typer.Context) -> None:
+        module, cls = model.split(":")
+        _run_sub(ctx, name, fn, getattr(importlib.import_module(module), cls), extra)
+
+    app.command(name=name, help=summary, add_help_option=False,
+                context_settings=_SUBCOMMAND)(entry)
+
+
 def generate(**options: Any) -> None:
     """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
     from synth.generate import generate as run
@@ -127,13 +144,8 @@ def generate(**options: Any) -> None:
         raise typer.Exit(1)  # nothing succeeded: let scripts notice
 
 
-@app.command(name="generate", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _generate_entry(ctx: typer.Context) -> None:
-    """Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet."""
-    from synth.generate.config import GenerateConfig
-
-    _run_sub(ctx, "generate", generate, GenerateConfig)
+_command("generate", generate, "synth.generate.config:GenerateConfig",
+         "Ask a teacher to answer every prompt; write trace rows to OUT/traces.parquet.")
 
 
 def _run_sub(ctx: typer.Context, name: str, fn: Any, cls: Any,
@@ -190,22 +202,12 @@ def eval_command(**options: Any) -> None:
     print_table(result)
 
 
-@app.command(name="train", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _train_entry(ctx: typer.Context) -> None:
-    """Train a student on trace rows (SFT, KL distillation, or both)."""
-    from synth.train.config import TrainConfig
-
-    _run_sub(ctx, "train", train_command, TrainConfig)
+_command("train", train_command, "synth.train.config:TrainConfig",
+         "Train a student on trace rows (SFT, KL distillation, or both).")
 
 
-@app.command(name="eval", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _eval_entry(ctx: typer.Context) -> None:
-    """Compare a trained student with its teacher on held-out rows."""
-    from synth.train.config import EvalConfig
-
-    _run_sub(ctx, "eval", eval_command, EvalConfig)
+_command("eval", eval_command, "synth.train.config:EvalConfig",
+         "Compare a trained student with its teacher on held-out rows.")
 
 
 def curate(*, input: Path, filters: str | None = None, out: Path,
@@ -260,13 +262,8 @@ def curate(*, input: Path, filters: str | None = None, out: Path,
                     err=True, fg="yellow", bold=True)
 
 
-@app.command(name="curate", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _curate_entry(ctx: typer.Context) -> None:
-    """Apply a filter set. Every dropped row goes to rejects.parquet with its reason."""
-    from synth.curate.config import CurateConfig
-
-    _run_sub(ctx, "curate", curate, CurateConfig)
+_command("curate", curate, "synth.curate.config:CurateConfig",
+         "Apply a filter set. Every dropped row goes to rejects.parquet with its reason.")
 
 
 def merge(**options: Any) -> None:
@@ -283,13 +280,8 @@ def merge(**options: Any) -> None:
                err=True)
 
 
-@app.command(name="merge", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _merge_entry(ctx: typer.Context) -> None:
-    """Combine runs of several teachers into one dataset with a card."""
-    from synth.dataset.config import MergeConfig
-
-    _run_sub(ctx, "merge", merge, MergeConfig)
+_command("merge", merge, "synth.dataset.config:MergeConfig",
+         "Combine runs of several teachers into one dataset with a card.")
 
 
 def _stage_line(kind: str, stage: str, info: dict) -> None:
@@ -331,13 +323,8 @@ def run_command(**options: Any) -> None:
                err=True)
 
 
-@app.command(name="run", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _run_entry(ctx: typer.Context) -> None:
-    """Run a pipeline: generate stages → curate → train → eval → report.html."""
-    from synth.pipeline.config import RunConfig
-
-    _run_sub(ctx, "run", run_command, RunConfig)
+_command("run", run_command, "synth.pipeline.config:RunConfig",
+         "Run a pipeline: generate stages → curate → train → eval → report.html.")
 
 
 def estimate_command(*, json: bool = False, **options: Any) -> None:
@@ -357,15 +344,10 @@ def estimate_command(*, json: bool = False, **options: Any) -> None:
     typer.echo(format_estimate(est))
 
 
-@app.command(name="estimate", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _estimate_entry(ctx: typer.Context) -> None:
-    """Requests, tokens and cost of a pipeline before spending, and the break-even."""
-    from synth.pipeline.config import EstimateConfig
-
-    # --json is how the command prints, not an option of the estimate
-    _run_sub(ctx, "estimate", estimate_command, EstimateConfig,
-             extra={"json": typer.Option(False, "--json", help="Print estimate.json.")})
+_command("estimate", estimate_command, "synth.pipeline.config:EstimateConfig",
+         "Requests, tokens and cost of a pipeline before spending, and the break-even.",
+         # --json is how the command prints, not an option of the estimate
+         extra={"json": typer.Option(False, "--json", help="Print estimate.json.")})
 
 
 def export_command(**options: Any) -> None:
@@ -379,13 +361,8 @@ def export_command(**options: Any) -> None:
     typer.echo(_export_line(res), err=True)
 
 
-@app.command(name="export", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _export_entry(ctx: typer.Context) -> None:
-    """Export the curated rows for other trainers (HF datasets, chat JSONL, OpenAI)."""
-    from synth.dataset.config import ExportConfig
-
-    _run_sub(ctx, "export", export_command, ExportConfig)
+_command("export", export_command, "synth.dataset.config:ExportConfig",
+         "Export the curated rows for other trainers (HF datasets, chat JSONL, OpenAI).")
 
 
 def _export_line(res: Any) -> str:
