@@ -45,6 +45,7 @@ __all__ = [
     "load_model",
     "file_sha256",
     "model_cache_dir",
+    "converted_copy",
     "cache_is_valid",
     "eos_token_ids",
     "error_line",
@@ -166,6 +167,15 @@ def model_cache_dir(sha256: str) -> Path:
     return cache_root() / "models" / sha256[:16]
 
 
+def converted_copy(name_or_path: str, folder: str, gguf: str) -> tuple[str, Path]:
+    """A resolved GGUF's sha256 and the folder of its converted copy. Embedded files were
+    verified against their pinned hash when resolved; other GGUFs are hashed here, so the
+    cache is keyed by content, not by path."""
+    entry = EMBEDDED_MODELS.get(str(name_or_path))
+    sha = entry.sha256 if entry is not None else file_sha256(Path(folder) / gguf)
+    return sha, model_cache_dir(sha)
+
+
 def cache_is_valid(cache: Path, sha256: str) -> bool:
     """Whether ``cache`` holds a complete converted copy of the GGUF with this sha256."""
     try:
@@ -228,11 +238,7 @@ def load_model(name_or_path: str, *, dtype: str = "fp32", device: str = "cpu") -
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
         else:
-            entry = EMBEDDED_MODELS.get(str(name_or_path))
-            # Embedded files were just verified against their pinned hash; other GGUFs are
-            # hashed here so that the cache is keyed by content, not by path.
-            sha = entry.sha256 if entry is not None else file_sha256(Path(folder) / gguf)
-            cache = model_cache_dir(sha)
+            sha, cache = converted_copy(name_or_path, folder, gguf)
             model = tokenizer = None
             if cache_is_valid(cache, sha):
                 try:

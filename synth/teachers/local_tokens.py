@@ -3,7 +3,6 @@ loading its weights: the local provider's ``token_counter`` trait (``synth estim
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synth import models as lm
@@ -22,9 +21,7 @@ def _tokenizer(model: str) -> tuple[Any, str | None]:
         if gguf is None:
             where = folder
         else:
-            entry = lm.EMBEDDED_MODELS.get(model)
-            sha = entry.sha256 if entry is not None else lm.file_sha256(Path(folder) / gguf)
-            cache = lm.model_cache_dir(sha)
+            sha, cache = lm.converted_copy(model, folder, gguf)
             if not lm.cache_is_valid(cache, sha):
                 return None, "the GGUF's tokenizer is not converted yet"
             where = str(cache)
