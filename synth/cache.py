@@ -15,12 +15,13 @@ Errors are never cached: a rerun retries them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -110,6 +111,32 @@ class ResponseCache:
         if self._error is not None:
             raise self._error
         self._queue.put((request_hash, orjson.dumps(data)))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one committed transaction, for records that must be on
+        disk before the caller moves on (the batch ledger): committed on return, rolled
+        back on error, never left to the writer thread."""
+        if self._error is not None:
+            raise self._error
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise self._failure(e, "cannot record batch progress in the cache") from None
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Rows of one query, under the connection's lock."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     def __len__(self) -> int:
         with self._lock:

@@ -133,6 +133,13 @@ def generate(**options: Any) -> None:
     result = _call(run, interrupted=f"answers so far are in {options['out']}/cache.sqlite: "
                    "run the same command to resume", **options)
     s = result.summary
+    if s.get("pending"):  # --batch --no-wait
+        b = s["batch"]
+        typer.echo(f"submitted: {s['sent']} requests in {b['submitted_this_run']} new "
+                   f"batch(es); {b['open']} batch(es) open, {s['cached']} answers already in "
+                   f"the cache. Run the same command again to collect, or `synth batch "
+                   f"status {options['out']}`", err=True)
+        return
     cost = "n/a" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
     fails = ", ".join(f"{k}={v}" for k, v in s["failures"].items())
     typer.echo(
@@ -454,6 +461,73 @@ def licence_list(
         table.add_row(e.id, e.provider or "", e.kind, matches, e.rule, e.terms_version(),
                       e.evidence)
     Console(width=160).print(table)
+
+
+batch_app = typer.Typer(no_args_is_help=True,
+                        help="The provider batches of a `synth generate --batch` run.")
+app.add_typer(batch_app, name="batch")
+
+
+def _batch_table(res: dict, as_json: bool, title: str) -> None:
+    import orjson
+
+    if as_json:
+        typer.echo(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
+        return
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("batch", "provider", "state", "status", "requests", "done", "failed",
+                "created"):
+        table.add_column(col)
+    for b in res["batches"]:
+        c = b["counts"] or {}
+        when = datetime.fromtimestamp(b["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")
+        table.add_row(b["batch_id"] or f"({b['key']})", b["provider"], b["state"],
+                      b["status"] or "-", str(b["requests"]), str(c.get("done", "-")),
+                      str(c.get("failed", "-")), when)
+    Console(width=140, stderr=False).print(table)
+    typer.echo(f"{res['answers_cached']} answers in the cache; batches that ended are "
+               "collected by running the same `synth generate` command again")
+
+
+_RUN_DIR = typer.Argument(..., help="The run directory (--out of synth generate --batch).")
+_BASE = typer.Option(None, "--base-url", help="Default: the URL the run used.")
+_KEYENV = typer.Option(None, "--api-key-env", help="Default: the variable the run used.")
+
+
+@batch_app.command("status")
+def batch_status_command(
+    run_dir: Path = _RUN_DIR,
+    refresh: bool = typer.Option(True, "--refresh/--no-refresh",
+                                 help="Ask the provider (default) or show the ledger only."),
+    base_url: Optional[str] = _BASE, api_key_env: Optional[str] = _KEYENV,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """Each batch of the run: provider id, status, requests done and failed."""
+    from synth.generate.batch import batch_status
+
+    res = _call(batch_status, interrupted="nothing was changed", run_dir=run_dir,
+                refresh=refresh, base_url=base_url, api_key_env=api_key_env)
+    _batch_table(res, as_json, f"batches of {run_dir}")
+
+
+@batch_app.command("cancel")
+def batch_cancel_command(
+    run_dir: Path = _RUN_DIR, base_url: Optional[str] = _BASE,
+    api_key_env: Optional[str] = _KEYENV,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """Cancel the run's batches that have not ended (their answers so far are kept)."""
+    from synth.generate.batch import batch_cancel
+
+    res = _call(batch_cancel, interrupted="some batches may be cancelled; run `synth batch "
+                "status` to see", run_dir=run_dir, base_url=base_url,
+                api_key_env=api_key_env)
+    _batch_table(res, as_json, f"batches of {run_dir} (cancel sent)")
 
 
 scorer_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

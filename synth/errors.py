@@ -16,6 +16,9 @@
     │   │                           file (disk full, permissions)        (exit 8)
     │   ├── InsufficientMemoryError training would not fit in the memory available; says
     │   │                           what to change (checked before training) (exit 9)
+    │   ├── BatchError              a provider's batch API refused a whole batch (names the
+    │   │                           batch and each cause), or could not be reached to
+    │   │                           submit or poll it; a rerun resumes   (exit 10)
     │   └── LicenceError            the teacher's terms stop the run before any request
     │       ├── LicenceDeniedError  the terms forbid this use (``deny``)  (exit 6)
     │       └── TermsNotAcceptedError nothing is known about these terms and the user
@@ -45,6 +48,7 @@ __all__ = [
     "ModelLoadError",
     "OutputError",
     "InsufficientMemoryError",
+    "BatchError",
     "LicenceError",
     "LicenceDeniedError",
     "TermsNotAcceptedError",
@@ -130,6 +134,14 @@ class InsufficientMemoryError(UserError):
     ``--memory-limit-gb``). Raised before the first step, with what to change."""
 
     exit_code = 9
+
+
+class BatchError(UserError):
+    """A batch run cannot go on: the provider refused a whole batch (validation), or a
+    control call (upload, create, poll, download) failed after its retries. What was
+    submitted stays recorded in the run's cache; the same command resumes it."""
+
+    exit_code = 10
 
 
 class LicenceError(UserError):

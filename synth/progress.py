@@ -13,7 +13,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["RunProgress", "TrainProgress"]
+__all__ = ["RunProgress", "TrainProgress", "BatchProgress"]
 
 
 class _RateColumn(ProgressColumn):
@@ -114,3 +114,56 @@ class TrainProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class BatchProgress:
+    """One line per provider batch (submitted, in progress, done, failed) and the cost so
+    far, redrawn in place on a TTY; elsewhere one log line each time a batch changes."""
+
+    def __init__(self, *, enabled: bool | None = None, description: str = "batch"):
+        self._console = Console(stderr=True)
+        self.enabled = self._console.is_terminal if enabled is None else enabled
+        self._description = description
+        self._live = None
+        self._lines: dict[str, tuple] = {}
+        self._said: dict[str, tuple] = {}
+        self.cost: float | None = 0.0
+
+    def _table(self):
+        from rich.table import Table
+
+        t = Table(title=self._description, title_justify="left", box=None, pad_edge=False)
+        for col in ("batch", "status", "items", "done", "failed", "cost"):
+            t.add_column(col, justify="left" if col in ("batch", "status") else "right")
+        for bid, (status, total, done, failed, cost) in self._lines.items():
+            t.add_row(bid, status, "?" if total is None else f"{total:,}", f"{done:,}",
+                      f"{failed:,}", "n/a" if cost is None else f"${cost:,.4f}")
+        total = "n/a" if self.cost is None else f"${self.cost:,.4f}"
+        t.caption = f"cost so far {total}"
+        return t
+
+    def update(self, batch_id: str, status: str, *, total: int | None, done: int,
+               failed: int, cost: float | None = None) -> None:
+        line = (status, total, done, failed, cost)
+        self._lines[batch_id] = line
+        if self.enabled:
+            if self._live is None:
+                from rich.live import Live
+
+                self._live = Live(self._table(), console=self._console, refresh_per_second=4)
+                self._live.start()
+            else:
+                self._live.update(self._table())
+        elif self._said.get(batch_id) != line[:4]:
+            self._said[batch_id] = line[:4]
+            import logging
+
+            logging.getLogger("synth").info(
+                "batch %s: %s (%s items, %d done, %d failed)", batch_id, status,
+                "?" if total is None else total, done, failed)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.stop()
+            self._live = None

@@ -45,6 +45,8 @@ Provenance (see :mod:`synth.licences`), the same on every row of one run:
 ``accepted_terms``   the entry ids the user accepted
 ``template_id``      the prompt template that made the request, when one did
 ``template_hash``    sha256 of that template's text
+``batch_id``         the provider batch that answered (``--batch``): billed at the batch
+                     price; ``None`` for a synchronous answer
 ==================== =====================================================================
 """
 
@@ -132,6 +134,7 @@ def _arrow_types() -> dict[str, Any]:
         ("accepted_terms", pa.list_(pa.string())),
         ("template_id", pa.string()),
         ("template_hash", pa.string()),
+        ("batch_id", pa.string()),
     ])
     return {"MESSAGE_TYPE": MESSAGE_TYPE, "LOGPROBS_TYPE": LOGPROBS_TYPE,
             "PARAMS_TYPE": PARAMS_TYPE, "TRACE_SCHEMA": TRACE_SCHEMA}

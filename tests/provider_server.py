@@ -9,7 +9,10 @@ thread (or in a subprocess) talks to it over real sockets.  It speaks
 * ``POST /v1/messages``         -- Anthropic messages wire format
   (``anthropic.AsyncAnthropic(base_url=server.url, api_key=...)``), and
 * OpenAI's Batch API -- ``/v1/files`` and ``/v1/batches``, answered by the same rules
-  (``server.batches``, see ``tests/batch_routes.py``).
+  (``server.batches``, see ``tests/batch_routes.py``), and
+* Anthropic's Message Batches API -- ``/v1/messages/batches`` (create, list, retrieve, cancel,
+  delete, and ``results_url`` = ``{server.url}/v1/messages/batches/{id}/results``), each item
+  checked and answered as ``/v1/messages`` would (``server.message_batches``, same file).
 
 Successful answers are deterministic functions of the request (only ``id`` and
 ``created`` vary):
@@ -70,7 +73,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.batch_routes import BatchError, OpenAIBatches
+from tests.batch_routes import (
+    MESSAGE_BATCH_MAX_BYTES,
+    MESSAGE_BATCHES_PATH,
+    AnthropicBatches,
+    BatchError,
+    OpenAIBatches,
+)
 
 __all__ = [
     "ProviderServer",
@@ -276,7 +285,12 @@ def _parse_opts(raw: str) -> dict[str, Any]:
 
 
 def _provider_of(path: str) -> str:
-    return "anthropic" if path.rstrip("/").endswith("/messages") else "openai"
+    route = path.rstrip("/")
+    return "anthropic" if route.endswith("/messages") or route.startswith("/v1/messages/") else "openai"
+
+
+def _is_message_batch_route(route: str) -> bool:
+    return route == MESSAGE_BATCHES_PATH or route.startswith(MESSAGE_BATCHES_PATH + "/")
 
 
 # --------------------------------------------------------------------------- rate limiting
@@ -320,12 +334,13 @@ class _Limiter:
         self.req = _Bucket(self.rpm) if self.rpm else None
         self.tok = _Bucket(self.tpm) if self.tpm else None
 
-    def admit(self, cost: int) -> tuple[float, str | None]:
-        """(0, None) and consume, or (seconds to wait, "requests" | "tokens")."""
+    def admit(self, cost: int | None) -> tuple[float, str | None]:
+        """(0, None) and consume, or (seconds to wait, "requests" | "tokens"). A ``None``
+        cost (a batch route's request) is checked against the request bucket alone."""
         now = time.monotonic()
         wait, which = 0.0, None
         for name, b, c in (("requests", self.req, 1), ("tokens", self.tok, cost)):
-            if b is None:
+            if b is None or c is None:
                 continue
             b.refill(now)
             w = b.wait_for(c)
@@ -335,7 +350,7 @@ class _Limiter:
             return wait, which
         if self.req is not None:
             self.req.level -= 1
-        if self.tok is not None:
+        if self.tok is not None and cost is not None:
             self.tok.level -= cost
         return 0.0, None
 
@@ -394,6 +409,9 @@ class ProviderServer:
         # A test's own answers: ``responder(last_user_text, request_body) -> str | None``
         # (None falls back to the marker / echo rules). Cleared by reset().
         self.responder: Any = None
+        # ``batch_hook(method, route)``: runs after a batch route did its work, before the
+        # answer leaves (crash drills kill the client here). Cleared by reset().
+        self.batch_hook: Any = None
         self.count_429 = 0
         self._n = 0
         self._lock = threading.Lock()
@@ -406,6 +424,9 @@ class ProviderServer:
         self._startup_error: BaseException | None = None
         # OpenAI's Batch API (/v1/files, /v1/batches): tests/batch_routes.py
         self.batches = OpenAIBatches(self._openai_success)
+        # Anthropic's Message Batches API (/v1/messages/batches): tests/batch_routes.py
+        self.message_batches = AnthropicBatches(self._anthropic_success, _message_params_error,
+                                              lambda: self.url)
 
     # ---------------------------------------------------------------- control
 
@@ -433,7 +454,9 @@ class ProviderServer:
             self._limiter.reset()
             self.count_429 = 0
             self.responder = None
+            self.batch_hook = None
             self.batches.reset()
+            self.message_batches.reset()
 
     def start(self) -> "ProviderServer":
         if self._thread is not None:
@@ -506,7 +529,8 @@ class ProviderServer:
                 loop.close()
 
     async def _astart(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        # Big enough for a message batch at its documented limit (past it: a 413 in Anthropic's shape).
+        app = web.Application(client_max_size=max(64 * 1024 * 1024, MESSAGE_BATCH_MAX_BYTES + (1 << 20)))
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2)
         await runner.setup()
@@ -701,6 +725,8 @@ class ProviderServer:
         route = path.rstrip("/")
         if route.startswith(("/v1/files", "/v1/batches")):
             return await self._batch_route(request, route)
+        if _is_message_batch_route(route):
+            return await self._message_batch_route(request, route)
         if route not in (OPENAI_PATH, ANTHROPIC_PATH):
             raise _Reject(404, f"Unknown request URL: {request.method} {path}.", code="unknown_url")
         if request.method != "POST":
@@ -716,54 +742,12 @@ class ProviderServer:
                 # Echo the key, as careless gateways do: clients must scrub it from errors.
                 raise _Reject(401, f"Incorrect API key provided: {key}.", code="invalid_api_key")
         else:
-            # The classic header is x-api-key; anthropic SDK 2.x sends the api key as a Bearer token.
-            auth = request.headers.get("Authorization", "")
-            key = request.headers.get("x-api-key") or (auth[7:].strip() if auth.lower().startswith("bearer ") else None)
-            if self.require_key is not None and key != self.require_key:
-                raise _Reject(401, "invalid x-api-key" if key else "x-api-key header is required")
-            if not request.headers.get("anthropic-version"):
-                raise _Reject(400, "anthropic-version: header is required")
+            self._check_anthropic_auth(request)
 
         # --- body validation
-        if bad_json or not isinstance(body, dict):
+        if bad_json:
             raise _Reject(400, "We could not parse the JSON body of your request.")
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            raise _Reject(400, "you must provide a model parameter", param="model")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise _Reject(400, "messages: field required" if messages is None else "messages: must be a non-empty list",
-                          param="messages")
-        for i, msg in enumerate(messages):
-            if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-                raise _Reject(400, f"messages.{i}.role: field required", param=f"messages[{i}].role")
-        if body.get("stream"):
-            raise _Reject(400, "stream=true is not supported by this test server", param="stream")
-        if provider == "openai":
-            max_tokens = _openai_max_tokens(body)
-            if body.get("top_logprobs") is not None:
-                k = body["top_logprobs"]
-                if not isinstance(k, int) or isinstance(k, bool) or k < 0 or k > 20:
-                    raise _Reject(400, f"Invalid 'top_logprobs': integer above maximum value. Expected a value "
-                                       f"<= 20, but got {k} instead.", param="top_logprobs",
-                                  code="integer_above_max_value")
-                if not body.get("logprobs"):
-                    raise _Reject(400, "Invalid value for 'logprobs': must be true when 'top_logprobs' is set.",
-                                  param="logprobs")
-            cost = _prompt_tokens(messages) + (max_tokens or 0)
-        else:
-            max_tokens = body.get("max_tokens")
-            if max_tokens is None:
-                raise _Reject(400, "max_tokens: Field required")
-            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-                raise _Reject(400, "max_tokens: must be an integer >= 1")
-            thinking = body.get("thinking")
-            if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-                budget = thinking.get("budget_tokens")
-                if not isinstance(budget, int) or budget < 1024:
-                    raise _Reject(400, "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-                if budget >= max_tokens:
-                    raise _Reject(400, "`max_tokens` must be greater than `thinking.budget_tokens`.")
-            cost = _prompt_tokens(messages, body.get("system")) + max_tokens
+        messages, cost = _validate_body(provider, body)
 
         # --- markers (parsed now, applied after admission)
         text = _last_user_text(messages)
@@ -773,23 +757,9 @@ class ProviderServer:
         delay = sum(float(x) for x in _DELAY_RE.findall(text))
 
         # --- rate limiting
-        with self._lock:
-            wait, which = self._limiter.admit(cost)
-            if which is not None:
-                self.count_429 += 1
-        if which is not None:
-            ms = max(1, math.ceil(wait * 1000))
-            extra = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(ms)}
-            limit_val = self.rpm if which == "requests" else self.tpm
-            if provider == "openai":
-                msg = (f"Rate limit reached for {body['model']} on {which} per min (RPM): Limit {limit_val}. "
-                       f"Please try again in {ms}ms.") if which == "requests" else \
-                      (f"Rate limit reached for {body['model']} on tokens per min (TPM): Limit {limit_val}, "
-                       f"Requested {cost}. Please try again in {ms}ms.")
-                return self._error(provider, 429, msg, type_=which, code="rate_limit_exceeded", extra=extra)
-            msg = (f"This request would exceed the rate limit for your organization of {limit_val} "
-                   f"{'requests' if which == 'requests' else 'tokens'} per minute.")
-            return self._error(provider, 429, msg, extra=extra)
+        limited = self._rate_limited(provider, cost, body["model"])
+        if limited is not None:
+            return limited
 
         # --- marker faults: "*N" counts requests admitted with this exact prompt text
         marker: tuple[str, dict] | None = None
@@ -841,10 +811,63 @@ class ProviderServer:
                                                   headers, raw)
             except BatchError as e:
                 raise _Reject(e.status, e.message, param=e.param, code=e.code) from None
+        if self.batch_hook is not None:
+            self.batch_hook(request.method, route)
         if isinstance(obj, bytes):
             return web.Response(status=status, body=obj, content_type="application/octet-stream",
                                 headers=self._common_headers("openai"))
         return self._json("openai", status, obj)
+
+    def _rate_limited(self, provider: str, cost: int | None, model: str | None) -> web.Response | None:
+        """A 429 when the limiter refuses the request (``cost`` None: the request bucket
+        alone, for batch routes), else None (and the request is counted)."""
+        with self._lock:
+            wait, which = self._limiter.admit(cost)
+            if which is not None:
+                self.count_429 += 1
+        if which is None:
+            return None
+        ms = max(1, math.ceil(wait * 1000))
+        extra = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(ms)}
+        limit_val = self.rpm if which == "requests" else self.tpm
+        if provider == "openai":
+            msg = (f"Rate limit reached for {model} on {which} per min (RPM): Limit {limit_val}. "
+                   f"Please try again in {ms}ms.") if which == "requests" else \
+                  (f"Rate limit reached for {model} on tokens per min (TPM): Limit {limit_val}, "
+                   f"Requested {cost}. Please try again in {ms}ms.")
+            return self._error(provider, 429, msg, type_=which, code="rate_limit_exceeded", extra=extra)
+        msg = (f"This request would exceed the rate limit for your organization of {limit_val} "
+               f"{'requests' if which == 'requests' else 'tokens'} per minute.")
+        return self._error(provider, 429, msg, extra=extra)
+
+    def _check_anthropic_auth(self, request: web.Request) -> None:
+        # The classic header is x-api-key; anthropic SDK 2.x sends the api key as a Bearer token.
+        auth = request.headers.get("Authorization", "")
+        key = request.headers.get("x-api-key") or (auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        if self.require_key is not None and key != self.require_key:
+            raise _Reject(401, "invalid x-api-key" if key else "x-api-key header is required")
+        if not request.headers.get("anthropic-version"):
+            raise _Reject(400, "anthropic-version: header is required")
+
+    async def _message_batch_route(self, request: web.Request, route: str) -> web.StreamResponse:
+        """Anthropic's Message Batches routes (tests/batch_routes.py), behind the synchronous
+        route's auth and ``anthropic-version`` checks, faults and request-rate limit."""
+        self._check_anthropic_auth(request)
+        limited = self._rate_limited("anthropic", None, None)
+        if limited is not None:
+            return limited
+        raw = await request.read()
+        with self._lock:  # the batch store is shared with the test's thread
+            try:
+                status, obj = self.message_batches.handle(request.method, route, dict(request.query), raw)
+            except BatchError as e:
+                raise _Reject(e.status, e.message, param=e.param, code=e.code) from None
+        if self.batch_hook is not None:
+            self.batch_hook(request.method, route)
+        if isinstance(obj, bytes):
+            return web.Response(status=status, body=obj, content_type="application/binary",
+                                headers=self._common_headers("anthropic"))
+        return self._json("anthropic", status, obj)
 
     def _openai_success(self, body: dict) -> dict:
         model = body["model"]
@@ -962,6 +985,60 @@ def _openai_max_tokens(body: dict) -> int | None:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise _Reject(400, f"Invalid '{key}': expected an integer >= 1.", param=key)
             return v
+    return None
+
+
+def _validate_body(provider: str, body: Any) -> tuple[list[Any], int]:
+    """``(messages, token cost)`` of a chat-completions / messages request body, or the
+    ``_Reject`` (400) the route answers for it. Anthropic's message batches run each item's
+    ``params`` through it too (a refused item is an ``errored`` result)."""
+    if not isinstance(body, dict):
+        raise _Reject(400, "We could not parse the JSON body of your request.")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _Reject(400, "you must provide a model parameter", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _Reject(400, "messages: field required" if messages is None else "messages: must be a non-empty list",
+                      param="messages")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise _Reject(400, f"messages.{i}.role: field required", param=f"messages[{i}].role")
+    if body.get("stream"):
+        raise _Reject(400, "stream=true is not supported by this test server", param="stream")
+    if provider == "openai":
+        max_tokens = _openai_max_tokens(body)
+        if body.get("top_logprobs") is not None:
+            k = body["top_logprobs"]
+            if not isinstance(k, int) or isinstance(k, bool) or k < 0 or k > 20:
+                raise _Reject(400, f"Invalid 'top_logprobs': integer above maximum value. Expected a value "
+                                   f"<= 20, but got {k} instead.", param="top_logprobs",
+                              code="integer_above_max_value")
+            if not body.get("logprobs"):
+                raise _Reject(400, "Invalid value for 'logprobs': must be true when 'top_logprobs' is set.",
+                              param="logprobs")
+        return messages, _prompt_tokens(messages) + (max_tokens or 0)
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise _Reject(400, "max_tokens: Field required")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise _Reject(400, "max_tokens: must be an integer >= 1")
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            raise _Reject(400, "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if budget >= max_tokens:
+            raise _Reject(400, "`max_tokens` must be greater than `thinking.budget_tokens`.")
+    return messages, _prompt_tokens(messages, body.get("system")) + max_tokens
+
+
+def _message_params_error(params: Any) -> str | None:
+    """The message of the 400 that ``POST /v1/messages`` would answer ``params`` with, or
+    None when it would accept them (a message batch item's asynchronous validation)."""
+    try:
+        _validate_body("anthropic", params)
+    except _Reject as rej:
+        return rej.message
     return None
 
 

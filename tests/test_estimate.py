@@ -107,7 +107,7 @@ def test_counts_quantiles_costs_and_the_cache(server, tmp_path, price_file):
 
     s = summarise([est], break_even_args=None)
     assert set(s) == {"stages", "total_cost_usd", "total_cost_usd_p90",
-                      "total_batch_cost_usd", "break_even"}
+                      "total_batch_cost_usd", "total_planned_cost_usd", "break_even"}
     (e,) = s["stages"]
     assert list(e) == list(STAGE_KEYS)
     assert e["stage"] == "gen" and e["teacher"] == "openai:gpt-test"
@@ -134,6 +134,18 @@ def test_batch_price_is_half(server, tmp_path):
     assert t["batch_reason"] is None and t["price"]["batch"] == 0.5
     s = summarise([est], break_even_args=None)
     assert s["total_batch_cost_usd"] == pytest.approx(80e-6)
+    assert s["total_planned_cost_usd"] == s["total_cost_usd"]  # as written: synchronous
+    # a stage with batch: true costs the batch column; its dry run stays synchronous
+    n = server.n_requests
+    est = estimate_stage("gen", calls, [TeacherRoute("openai:gpt-test")],
+                         {**opts(server, prices), "batch": True}, out=tmp_path / "gen2",
+                         dry_run=10)
+    assert server.n_requests == n + 10 and server.batches.created == 0
+    s = summarise([est], break_even_args=None)
+    assert s["stages"][0]["batch"] is True
+    assert s["total_planned_cost_usd"] == pytest.approx(80e-6)
+    assert "as written (batch: true stages at the batch price): $0.000080" in \
+        format_estimate(s)
 
 
 def test_shipped_batch_prices():

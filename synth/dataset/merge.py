@@ -102,6 +102,10 @@ def _plain(t: pa.DataType) -> pa.DataType:
     return t
 
 
+#: Trace columns added after runs already existed: an older run's rows lack them.
+_ADDED_LATER = ("batch_id",)
+
+
 def _read(given: Path) -> _Input:
     src, curation_json = _locate(given)
     try:
@@ -112,6 +116,10 @@ def _read(given: Path) -> _Input:
     from synth import rows as R
 
     R.check_table(table, src)  # no held-out or dropped rows in a dataset
+    for name in _ADDED_LATER:  # rows made before the column existed: null, as it was
+        if name not in table.column_names:
+            table = table.append_column(TRACE_SCHEMA.field(name),
+                                        pa.nulls(len(table), TRACE_SCHEMA.field(name).type))
     missing = [f.name for f in TRACE_SCHEMA if f.name not in table.column_names]
     if missing:
         raise InputError(f"not synth trace rows (missing {', '.join(missing)}): merge needs "

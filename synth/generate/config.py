@@ -62,6 +62,17 @@ class GenerateConfig(BaseModel):
     max_retries: int = option(5, "Retries per request (429, 5xx, timeouts, dropped "
                             "connections).", ge=0, le=50, strict=True)
     retry_initial_delay: float = option(0.5, "First backoff, seconds.", cli=False, ge=0, strict=True)
+    batch: bool = option(False, "Send the requests through the provider's batch API "
+                         "(OpenAI Batch API, Anthropic Message Batches): the batch price "
+                         "(half, in the shipped price table), answers within 24 h. "
+                         "Interrupted, the same command resumes the batches already "
+                         "submitted.")
+    wait: bool = option(True, "With --batch: wait for the batches to end (default). "
+                        "--no-wait submits and exits; a later run, or `synth batch status "
+                        "OUT`, picks up.", cli="--wait/--no-wait")
+    poll_interval: float = option(30.0, "With --batch: seconds between polls at first; "
+                                  "the wait grows while nothing changes (at most 5 min).",
+                                  gt=0, strict=True)
     dtype: Literal["fp32", "bf16"] = option("fp32", "Local teacher precision: fp32 | bf16. "
                                           "bf16 is ~2x faster on CPU but changes the answers "
                                           "(part of the hash).")
@@ -93,6 +104,9 @@ class GenerateConfig(BaseModel):
     def _check(self) -> "GenerateConfig":
         if (self.input is None) == (self.prompts is None):
             raise ValueError("give exactly one of input (a JSONL path) or prompts")
+        if not self.wait and not self.batch:
+            raise ValueError("--no-wait: only with --batch (a synchronous run always "
+                             "waits for its answers)")
         return self
 
     @property

@@ -182,7 +182,7 @@ def _from_us(us: int) -> datetime:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _completion_record(c: Completion) -> dict[str, Any]:
+def completion_record(c: Completion) -> dict[str, Any]:
     """What the cache keeps for one answer: the raw completion plus when it arrived."""
     return {
         "text": c.text, "reasoning": c.reasoning, "finish_reason": c.finish_reason,
@@ -201,6 +201,9 @@ class _RowMaker:
         self.provider, self.model = teacher.provider, teacher.model
         self.base_url = teacher.base_url
         self.price = price
+        # a batch answer costs the entry's batch fraction (none known: the standard price,
+        # an upper bound the run warns about)
+        self.batch_fraction = price.batch if price is not None and price.batch else 1.0
         self.provenance = {
             "intent": intent, "licence_entries": licence.entries,
             "terms_versions": licence.terms, "licence_rule": licence.rule,
@@ -227,18 +230,24 @@ class _RowMaker:
             "template_id": p.metadata.get("template_id"),
             "template_hash": p.metadata.get("template_hash"),
             **self.provenance,
+            "batch_id": None,
         }
 
     def ok(self, req: Request, rec: dict[str, Any]) -> dict[str, Any]:
         answer, think = split_think(rec["text"])
         inp, out, cached = rec["input_tokens"], rec["output_tokens"], rec["cached_input_tokens"]
         row = self._base(req)
+        cost = self.price.cost(inp, out, cached) if self.price else None
+        batch_id = rec.get("batch_id")
+        if batch_id is not None and cost is not None:
+            cost *= self.batch_fraction
         row.update({
+            "batch_id": batch_id,
             "response": answer, "reasoning": join_reasoning(rec["reasoning"], think),
             "logprobs": rec["logprobs"], "finish_reason": rec["finish_reason"],
             "status": "ok", "error": None, "model_version": rec["model_version"],
             "input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out,
-            "cost_usd": self.price.cost(inp, out, cached) if self.price else None,
+            "cost_usd": cost,
             "latency_s": rec["latency_s"],
             "created_at": _from_us(rec["created_at"]),
         })
@@ -300,6 +309,11 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
         raise ConfigError(f"--max-cost: no price known for {cfg.teacher} at {host}; "
                           "add one with --price-file")
     requests = _requests(prompts, teacher, params, cfg.samples)
+    batches = None
+    if cfg.batch:
+        from synth.teachers.batches import batch_client
+
+        batches = batch_client(teacher)  # a provider with no batch API fails here, early
 
     if params.temperature == 0 and cfg.samples > 1:
         log.warning("--samples %d at temperature 0: the samples will be (nearly) identical",
@@ -313,15 +327,26 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
             if price is None:
                 log.warning("no price known for %s (host %s): cost_usd will be null; "
                             "add one with --price-file", cfg.teacher, host)
+            if batches is not None and price is not None and not price.batch:
+                log.warning("no batch price known for %s (host %s): batch answers are "
+                            "costed at the standard price, an upper bound; add `batch:` to "
+                            "its entry with --price-file", cfg.teacher, host)
             cache = ResponseCache(cfg.out / CACHE)
             try:
-                result = await _run(cfg, teacher, price, requests, cache, licence)
+                if batches is not None:
+                    result = await _run_batches(cfg, teacher, price, requests, cache,
+                                                licence, batches)
+                else:
+                    result = await _run(cfg, teacher, price, requests, cache, licence)
             finally:
                 cache.close()
     finally:
         await teacher.aclose()
 
     rows, stats = result
+    if rows is None:  # --no-wait: submitted, not yet answered; nothing is written
+        return RunResult(out=cfg.out, traces=cfg.out / TRACES, summary={
+            "pending": True, "prompts": len(prompts), "rows": len(requests), **stats})
     table = pa.Table.from_pylist(rows, schema=TRACE_SCHEMA)
     write_atomic(cfg.out / TRACES, table)
     summary = _summary(cfg, teacher, params, rows, stats, len(prompts),
@@ -382,7 +407,7 @@ async def _run(cfg: GenerateConfig, teacher: Teacher, price: Price | None,
                 made = [make.error(r, err) for r in group]
                 cost = None
             else:
-                rec = _completion_record(completion)
+                rec = completion_record(completion)
                 cache.put(req.hash, rec)
                 made = [make.ok(r, rec) for r in group]
                 cost = made[0]["cost_usd"]
@@ -407,6 +432,21 @@ async def _run(cfg: GenerateConfig, teacher: Teacher, price: Price | None,
                      "stopped_by_max_cost": meter.stopped}
 
 
+async def _run_batches(cfg: GenerateConfig, teacher: Teacher, price: Price | None,
+                       requests: list[Request], cache: ResponseCache, licence: Decision,
+                       client: Any):
+    """``--batch``: :class:`synth.generate.batch.BatchRun`; ``(None, stats)`` when it
+    returns with batches still open (``--no-wait``)."""
+    from synth.generate.batch import BatchRun
+
+    run = BatchRun(cfg, teacher, price, requests, cache,
+                   _RowMaker(teacher, price, licence, cfg.intent), client=client)
+    finished = await run.run()
+    if not finished:
+        return None, run.stats()
+    return run.rows(), run.stats()
+
+
 def _summary(cfg: GenerateConfig, teacher: Teacher, params: Params, rows: list[dict],
              stats: dict, n_prompts: int, wall: float, started_at: str,
              price: Price | None) -> dict[str, Any]:
@@ -429,6 +469,8 @@ def _summary(cfg: GenerateConfig, teacher: Teacher, params: Params, rows: list[d
         "retries": stats["retries"],
         "failures": dict(sorted(failures.items())),
         "stopped_by_max_cost": stats["stopped_by_max_cost"],
+        **({"batch": stats["batch"]} if "batch" in stats else {}),
+        "cost_by_route": _cost_by_route(ok, price),
         "tokens": {
             "input": sum(r["input_tokens"] or 0 for r in ok),
             "cached_input": sum(r["cached_input_tokens"] or 0 for r in ok),
@@ -439,6 +481,21 @@ def _summary(cfg: GenerateConfig, teacher: Teacher, params: Params, rows: list[d
         "wall_s": round(wall, 3),
         "started_at": started_at, "finished_at": _now_iso(),
     }
+
+
+def _cost_by_route(ok: list[dict], price: Price | None) -> dict[str, Any] | None:
+    """Spend on answers from batches and from synchronous calls, and what the batch answers
+    would have cost synchronously (the report's batch vs synchronous figure)."""
+    if price is None:
+        return None
+    batch = [r for r in ok if r.get("batch_id")]
+    sync = [r for r in ok if not r.get("batch_id")]
+    at_sync = sum(price.cost(r["input_tokens"], r["output_tokens"],
+                             r["cached_input_tokens"]) or 0.0 for r in batch)
+    return {"batch_rows": len(batch), "sync_rows": len(sync),
+            "batch_usd": round(sum(r["cost_usd"] or 0.0 for r in batch), 6),
+            "sync_usd": round(sum(r["cost_usd"] or 0.0 for r in sync), 6),
+            "batch_at_sync_price_usd": round(at_sync, 6)}
 
 
 def _runner():

@@ -56,7 +56,7 @@ _TOP = {"name", "description", "teacher", "intent", "accept_terms", "licence_fil
 _STAGE_OWN = {"name", "recipe", "teacher", "teachers", "route"}
 _ROUTE_KEYS = {"teacher", "weight", "quota"}
 #: generate options a pipeline sets itself, never a stage
-_GEN_RESERVED = {"input", "prompts", "out", "teacher", "samples_file"}
+_GEN_RESERVED = {"input", "prompts", "out", "teacher", "samples_file", "wait"}
 _TRAIN_RESERVED = {"data", "out", "resume"}
 _EVAL_RESERVED = {"student", "data", "out"}
 _ESTIMATE_KEYS = {"dry_run": int, "requests_per_day": (int, float),
@@ -240,6 +240,10 @@ def _generate_stage(stage: Any, i: int, top: dict, ck: _Checker, names: set[str]
             params[k] = v
         elif k in gen_fields and k not in _GEN_RESERVED:
             options[k] = v
+        elif k == "wait":
+            raise ck.error(path + (k,), "a pipeline waits for its batches (the next stage "
+                           "needs their rows); `synth generate --batch --no-wait` submits "
+                           "and exits")
         else:
             raise ck.unknown(path, k, recipe_fields | (gen_fields - _GEN_RESERVED)
                              | _STAGE_OWN)

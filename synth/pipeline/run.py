@@ -226,7 +226,10 @@ def _teacher_stats(teaching, rows: list[dict], rejects: list[dict]) -> dict[str,
         t = stats.setdefault(c["teacher"], {"requests": 0, "sent": 0, "from_cache": 0,
                                             "rows": 0, "accepted": 0, "rejected": 0,
                                             "errors": 0, "cost_usd": None,
-                                            "input_tokens": 0, "output_tokens": 0})
+                                            "input_tokens": 0, "output_tokens": 0,
+                                            "batch_rows": 0, "batch_usd": 0.0,
+                                            "sync_usd": 0.0,
+                                            "batch_at_sync_price_usd": 0.0})
         t["requests"] += s["rows"]
         t["sent"] += s["sent"]
         t["from_cache"] += s["from_cache"]
@@ -235,6 +238,10 @@ def _teacher_stats(teaching, rows: list[dict], rejects: list[dict]) -> dict[str,
         t["output_tokens"] += s["tokens"]["output"]
         if s.get("cost_usd") is not None:
             t["cost_usd"] = round((t["cost_usd"] or 0.0) + s["cost_usd"], 6)
+        by_route = s.get("cost_by_route") or {}
+        t["batch_rows"] += by_route.get("batch_rows", 0)
+        for k in ("batch_usd", "sync_usd", "batch_at_sync_price_usd"):
+            t[k] = round(t[k] + (by_route.get(k) or 0.0), 6)
     specs = {}
     for spec in stats:
         try:

@@ -66,10 +66,17 @@ class AnthropicWire:
     def decode(self, body: bytes) -> Completion:
         try:
             data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        return self.decode_data(data)
+
+    def decode_data(self, data: Any) -> Completion:
+        """A parsed message object (a batch result's ``result.message``)."""
+        try:
             blocks = data["content"]
             if not isinstance(blocks, list):
                 raise TypeError
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except (KeyError, TypeError):
             raise RetryableError("malformed response: no content blocks",
                                  reason="malformed") from None
         text, thinking = [], []

@@ -118,8 +118,13 @@ class HttpTeacher:
         self._url = wire.endpoint(base_url.rstrip("/"))
         self._headers = wire.headers(api_key)
         self._secret = api_key or None
+        self.raw_base_url = base_url.rstrip("/")  # may hold credentials: send, never show
         self.retries: dict[str, int] = {}  # retried failures by reason, for run.json
         self._auth_error: TeacherError | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return self._secret
 
     async def start(self) -> None:
         """Fail early, with the option named, when the endpoint cannot be reached at all."""

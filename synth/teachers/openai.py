@@ -79,6 +79,10 @@ class OpenAIWire:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise _malformed("body is not JSON") from None
+        return self.decode_data(data)
+
+    def decode_data(self, data: Any) -> Completion:
+        """A parsed chat-completion object (a batch result line's ``response.body``)."""
         try:
             choice = data["choices"][0]
             message = choice["message"]

@@ -22,7 +22,7 @@ import aiohttp
 
 from synth.errors import RetryableError
 
-__all__ = ["HttpResponse", "Transport", "AiohttpTransport"]
+__all__ = ["HttpResponse", "Transport", "FullTransport", "AiohttpTransport"]
 
 
 @dataclass(slots=True)
@@ -37,6 +37,13 @@ class Transport(Protocol):
                    timeout: float) -> HttpResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+class FullTransport(Transport, Protocol):
+    """A transport for the batch routes too: any method, and a body that may be empty."""
+
+    async def request(self, method: str, url: str, *, headers: Mapping[str, str],
+                      body: bytes | None, timeout: float) -> HttpResponse: ...
 
 
 class AiohttpTransport:
@@ -68,10 +75,15 @@ class AiohttpTransport:
 
     async def post(self, url: str, *, headers: Mapping[str, str], body: bytes,
                    timeout: float) -> HttpResponse:
+        return await self.request("POST", url, headers=headers, body=body, timeout=timeout)
+
+    async def request(self, method: str, url: str, *, headers: Mapping[str, str],
+                      body: bytes | None, timeout: float) -> HttpResponse:
         session = self._get_session()
         try:
-            async with session.post(url, data=body, headers=headers, allow_redirects=False,
-                                    timeout=self._timeout(timeout)) as resp:
+            async with session.request(method, url, data=body, headers=headers,
+                                       allow_redirects=False,
+                                       timeout=self._timeout(timeout)) as resp:
                 data = await resp.read()
                 return HttpResponse(resp.status, resp.headers, data)
         except asyncio.TimeoutError as e:

@@ -69,6 +69,9 @@ def dry_run_teacher(calls: list[PlannedCall], groups: list[list[list[Prompt]] | 
         call = calls[first]
         picked = sample(groups[first][k], size, seed)
         dopts = dict(opts)
+        # synchronous even for a batch: true stage, so the estimate never waits on a batch
+        # window (the real run finds these answers in the same cache)
+        dopts.pop("batch", None)
         if call.max_tokens is not None:
             dopts["max_tokens"] = call.max_tokens
         dry = dry_run(call, route, picked, dopts, out, rename=rename)

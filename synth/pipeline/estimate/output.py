@@ -50,6 +50,9 @@ def _stage_lines(est: dict[str, Any]) -> list[str]:
                  _usd(est["total_cost_usd"]), _usd(est["total_cost_usd_p90"]),
                  _usd(est["total_batch_cost_usd"]), "", ""])
     lines = _table(header, rows)
+    if any(e.get("batch") for e in est["stages"]):
+        lines.append("as written (batch: true stages at the batch price): "
+                     f"{_usd(est.get('total_planned_cost_usd'))}")
     counters = sorted({e["token_counter"] for e in est["stages"]})
     lines.append(f"input tokens counted with: {', '.join(counters)}")
     notes = [(e["stage"], e["teacher"], n) for e in est["stages"] for n in e["notes"]]

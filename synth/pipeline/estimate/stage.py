@@ -152,6 +152,15 @@ def estimate_stage(stage: str, calls: list[PlannedCall], routes: list[TeacherRou
         totals = teacher_costs(rows, price=price, teacher=route.teacher, host=host,
                                batch_api=provider_traits(provider).batch_api)
         notes += [x for x in (totals["cost_reason"], totals["batch_reason"]) if x]
+        batched = bool(opts.get("batch"))
+        planned = totals["cost_usd"]
+        if batched and totals["batch_cost_usd"] is not None:
+            planned = totals["batch_cost_usd"]
+            notes.append("batch: true: sent through the batch API, so the batch column is "
+                         "what it will cost")
+        elif batched:
+            notes.append("batch: true, but no batch price is known: counted at the "
+                         "standard price, an upper bound")
         dry_cost = None
         if dry and price is not None:
             dry_cost = money(sum(r["cost_usd"] or 0.0 for r in ok))
@@ -166,6 +175,7 @@ def estimate_stage(stage: str, calls: list[PlannedCall], routes: list[TeacherRou
             "cost_usd": totals["cost_usd"], "cost_usd_p90": totals["cost_usd_p90"],
             "cost_reason": totals["cost_reason"],
             "batch_cost_usd": totals["batch_cost_usd"], "batch_reason": totals["batch_reason"],
+            "batch": batched, "planned_cost_usd": planned,
             "token_counter": counter, "input_calibration": scale_by,
             "worst_case": worst,
             "dry_run_call": dry["call"] if dry else None,

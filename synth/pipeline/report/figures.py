@@ -243,6 +243,10 @@ def costs(stages: list[dict[str, Any]], estimate: dict[str, Any] | None) -> dict
             "est_cost": (e or {}).get("cost_usd"), "est_cost_p90": (e or {}).get("cost_usd_p90"),
             "est_batch_cost": (e or {}).get("batch_cost_usd"),
             "cost": (t or {}).get("cost_usd"), "errors": (t or {}).get("errors"),
+            "batch_rows": (t or {}).get("batch_rows") or 0,
+            "batch_spent": (t or {}).get("batch_usd") or 0.0,
+            "sync_spent": (t or {}).get("sync_usd") or 0.0,
+            "batch_at_sync": (t or {}).get("batch_at_sync_price_usd") or 0.0,
             "has_estimate": e is not None})
     ran = [r for r in rows if r["ran"]]
     known = [r["cost"] for r in ran if r["cost"] is not None]

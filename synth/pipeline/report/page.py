@@ -272,6 +272,15 @@ def costs_view(d: ReportData) -> SimpleNamespace:
         "stage", "teacher", "est. requests", "requests", "sent (not cached)",
         "est. input tokens", "input tokens", "est. output tokens", "output tokens", "errors",
         "est. cost", "est. batch cost", "spent"], rows, keys)}
+    batched = [r for r in c["rows"] if r["ran"] and r.get("batch_rows")]
+    if batched:  # --batch / batch: true: what the batch route spent and saved
+        brows = [[r["stage"], r["teacher"], r["batch_rows"], usd(r["batch_spent"]),
+                  usd(r["batch_at_sync"]), usd(r["batch_at_sync"] - r["batch_spent"]),
+                  usd(r["sync_spent"])] for r in batched]
+        tables["batch"] = Table("batch-table", [
+            "stage", "teacher", "rows from batches", "spent in batches",
+            "the same rows synchronously", "saved", "spent synchronously"], brows,
+            [f"{r['stage']}|{r['teacher']}" for r in batched])
     notes = [f"{r['stage']} / {r['teacher']}: {n}" for r in c["rows"] for n in r["notes"]]
     extra: dict[str, Any] = {"unpriced": t["unpriced"], "estimated": c["estimate"],
                              "notes": notes, "break_even": None}

@@ -1,0 +1,490 @@
+"""``synth generate --batch``: the same requests through the provider's batch API, at its
+batch price, paid for exactly once across crashes.
+
+resume (every batch the ledger holds open: find a lost upload or batch, or send it) →
+submit what was never submitted (split by the provider's limits and ``--max-cost`` at the
+batch price) → poll with backoff; each ended batch's answers and failures are stored in one
+transaction, and failed, expired or cancelled items are resubmitted up to ``--max-retries``
+times → rows, exactly as a synchronous run makes them (``batch_id`` says where each came
+from). ``--no-wait`` stops after submitting; a later run, or ``synth batch status``, picks up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from synth.cache import ResponseCache
+from synth.errors import (
+    BatchError,
+    BudgetExceededError,
+    FatalRequestError,
+    RetryableError,
+    TeacherError,
+)
+from synth.generate.config import GenerateConfig
+from synth.generate.ledger import OPEN_STATES, BatchLedger, BatchRow
+from synth.progress import BatchProgress
+from synth.records import Request
+from synth.teachers.batches import BatchClient, BatchState, batch_client
+from synth.teachers.pricing import Price
+
+__all__ = ["BatchRun", "MAX_POLL_S", "batch_status", "batch_cancel", "abatch_status",
+           "abatch_cancel"]
+
+log = logging.getLogger("synth")
+
+#: The longest wait between polls: batches take minutes to hours, and each poll is a call.
+MAX_POLL_S = 300.0
+_MISSING = {"expired": ("batch_expired", "the batch expired (24 h) before this item was "
+                        "answered"),
+            "cancelled": ("batch_cancelled", "the batch was cancelled before this item was "
+                          "answered")}
+
+
+class BatchRun:
+    """One ``synth generate --batch`` over a run directory's cache and ledger."""
+
+    def __init__(self, cfg: GenerateConfig, teacher: Any, price: Price | None,
+                 requests: list[Request], cache: ResponseCache, make: Any,
+                 client: BatchClient | None = None):
+        self.cfg, self.teacher, self.price, self.make = cfg, teacher, price, make
+        self.client: BatchClient = client or batch_client(teacher)
+        self.wire, self.http = self.client.wire, self.client.http
+        self.cache = cache
+        self.ledger = BatchLedger(cache)
+        self.requests = requests
+        self.first: dict[str, Request] = {}
+        for r in requests:
+            self.first.setdefault(r.hash, r)
+        self.fraction = price.batch if price is not None and price.batch else 1.0
+        stored = cache.get_many(list(self.first))
+        self.answered: set[str] = set(stored)
+        self.from_cache = sum(1 for r in requests if r.hash in stored)
+        self.spent = sum(self._cost(rec) or 0.0 for h, rec in stored.items())
+        self.reserved = 0.0
+        self.stopped = False  # --max-cost: nothing more is sent
+        self.unsent: set[str] = set()
+        self.sent = 0  # items submitted by this run
+        self.submitted_batches = 0
+        self.collected = 0
+        self.progress = BatchProgress(
+            enabled=cfg.progress, description=f"{teacher.provider}:{teacher.model} (batch)")
+
+    # ------------------------------------------------------------------ money
+    def _cost(self, rec: dict[str, Any]) -> float | None:
+        if self.price is None:
+            return None
+        cost = self.price.cost(rec.get("input_tokens"), rec.get("output_tokens"),
+                               rec.get("cached_input_tokens"))
+        if cost is not None and rec.get("batch_id"):
+            cost *= self.fraction
+        return cost
+
+    def _worst(self, req: Request) -> float:
+        if self.price is None:
+            return 0.0
+        return (self.price.cost(req.est_input_tokens, req.params.max_tokens) or 0.0) \
+            * self.fraction
+
+    def _fits(self, amount: float) -> bool:
+        if self.cfg.max_cost is None:
+            return True
+        if self.stopped or self.spent + self.reserved + amount > self.cfg.max_cost:
+            self.stopped = True
+            return False
+        return True
+
+    # ----------------------------------------------------------------- submit
+    def _pending(self) -> list[str]:
+        """Hashes to submit now: unanswered, in no open batch, not failed for good."""
+        busy = self.ledger.in_open_batches()
+        fails = self.ledger.failures()
+        out = []
+        for h in self.first:
+            if h in self.answered or h in busy or h in self.unsent:
+                continue
+            f = fails.get(h, [])
+            if f and (not f[-1].retryable or len(f) > self.cfg.max_retries):
+                continue  # an error row, with the last reason
+            out.append(h)
+        return out
+
+    def _chunks(self, hashes: list[str]) -> list[tuple[list[str], list[bytes], float]]:
+        """Split by the provider's limits (requests and bytes), and stop where --max-cost
+        would be crossed at the batch price, worst case (every answer ``max_tokens`` long)."""
+        limits, over = self.wire.limits, self.wire.item_overhead()
+        chunks: list[tuple[list[str], list[bytes], float]] = []
+        cur_h: list[str] = []
+        cur_i: list[bytes] = []
+        size, worst = 1024, 0.0  # 1 KiB for the envelope (multipart headers, JSON)
+        for h in hashes:
+            req = self.first[h]
+            w = self._worst(req)
+            if not self._fits(w):
+                self.unsent.add(h)
+                continue
+            item = self.wire.item(h, self.client.encode(req, self.teacher.model))
+            if cur_h and (len(cur_h) >= limits.max_requests
+                          or size + len(item) + over > limits.max_bytes):
+                chunks.append((cur_h, cur_i, worst))
+                cur_h, cur_i, size, worst = [], [], 1024, 0.0
+            if len(item) + over + 1024 > limits.max_bytes:
+                raise BatchError(f"--batch: request {req.prompt.id} alone is {len(item):,} "
+                                 f"bytes, over the {limits.max_bytes:,}-byte batch limit")
+            cur_h.append(h)
+            cur_i.append(item)
+            size += len(item) + over
+            worst += w
+            self.reserved += w
+        if cur_h:
+            chunks.append((cur_h, cur_i, worst))
+        return chunks
+
+    async def submit_pending(self) -> None:
+        for hashes, items, worst in self._chunks(self._pending()):
+            key = secrets.token_hex(12)
+            self.ledger.plan(key, hashes, provider=self.wire.provider,
+                             model=self.teacher.model, base_url=self.teacher.base_url,
+                             api_key_env=self.cfg.api_key_env, reserved=worst)
+            self.sent += len(hashes)
+            await self._send(key, items, file_id=None)
+
+    async def _send(self, key: str, items: list[bytes], file_id: str | None) -> None:
+        """Upload (where the wire uploads) and create, committing each step first."""
+        try:
+            if self.wire.uploads and file_id is None:
+                file_id = await self.wire.upload(self.http, key, items)
+                self.ledger.mark(key, state="uploaded", file_id=file_id)
+            st = await self._create(key, file_id, items)
+        except FatalRequestError as e:  # refused for good: no batch exists for this key
+            self.ledger.mark(key, state="failed", detail=str(e))
+            raise BatchError(f"--batch: the provider refused the batch: {e}") from None
+        except TeacherError as e:
+            raise BatchError(f"--batch: {e}; what was submitted is recorded in "
+                             f"{self.cache.path}: run the same command again to resume") \
+                from None
+        self.ledger.mark(key, state="submitted", batch_id=st.id, status=st.status,
+                         counts=st.counts())
+        self.submitted_batches += 1
+        self.progress.update(st.id, st.status, total=st.total, done=st.done, failed=st.failed)
+
+    async def _create(self, key: str, file_id: str | None, items: list[bytes]) -> BatchState:
+        """Create the batch, retrying as the policy says; but a failed create (a timeout, a
+        5xx, a dropped connection) may have made the batch all the same, so before each
+        new attempt the listing is searched for it: a batch is never created twice."""
+        since, attempt = time.time(), 0
+        retry = self.http.retry
+        while True:
+            try:
+                return await self.wire.create(self.http, key, file_id, items)
+            except RetryableError as e:
+                if attempt >= retry.max_retries:
+                    raise
+                self.http.retries[e.reason] = self.http.retries.get(e.reason, 0) + 1
+                await asyncio.sleep(retry.delay(attempt, e.retry_after))
+                attempt += 1
+            found = await self.wire.find_batch(self.http, key, file_id=file_id, since=since,
+                                               n=len(items),
+                                               known=self.ledger.known_batch_ids())
+            if found is not None:
+                log.info("batch %s: created although its create call failed", found)
+                return await self.wire.get(self.http, found)
+
+    # ----------------------------------------------------------------- resume
+    async def resume(self) -> None:
+        """Bring every batch an earlier run left open to *submitted* (or drop one that
+        never reached the provider and is no longer wanted)."""
+        known = self.ledger.known_batch_ids()
+        for b in self.ledger.batches(states=OPEN_STATES):
+            self.reserved += b.reserved
+            if b.state == "submitted":
+                continue
+            try:
+                await self._recover(b, known)
+            except TeacherError as e:
+                raise BatchError(f"--batch: recovering batch {b.key}: {e}") from None
+
+    async def _recover(self, b: BatchRow, known: set[str]) -> None:
+        file_id = b.file_id
+        if b.state == "planned" and self.wire.uploads:
+            file_id = await self.wire.find_upload(self.http, b.key)
+            if file_id is not None:
+                self.ledger.mark(b.key, state="uploaded", file_id=file_id)
+        if file_id is not None or not self.wire.uploads:
+            found = await self.wire.find_batch(self.http, b.key, file_id=file_id,
+                                               since=b.created_at, n=b.n, known=known)
+            if found is not None:
+                st = await self.wire.get(self.http, found)
+                known.add(found)
+                log.info("batch %s: found %s, created before the last run stopped", b.key,
+                         found)
+                self.ledger.mark(b.key, state="submitted", batch_id=found, status=st.status,
+                                 counts=st.counts())
+                return
+        hashes = self.ledger.items(b.key)
+        missing = [h for h in hashes if h not in self.first]
+        if missing:  # never sent, and this run no longer asks for it
+            self.ledger.mark(b.key, state="failed",
+                             detail="dropped: never submitted; its requests are not this run's")
+            self.reserved -= b.reserved
+            return
+        items = [self.wire.item(h, self.client.encode(self.first[h], self.teacher.model))
+                 for h in hashes]
+        await self._send(b.key, items, file_id=file_id)
+
+    # ------------------------------------------------------------------- poll
+    async def poll(self) -> None:
+        """Poll every submitted batch until none is left: every ``poll_interval`` seconds
+        while something changes, backing off (×1.5, at most 5 minutes) while nothing does.
+        An ended batch is collected at once and its failed items resubmitted."""
+        delay = self.cfg.poll_interval
+        while True:
+            open_ = self.ledger.batches(states=("submitted",))
+            if not open_:
+                return
+            changed = ended = False
+            for b in open_:
+                try:
+                    st = await self.wire.get(self.http, b.batch_id)
+                except TeacherError as e:
+                    raise BatchError(f"--batch: {e}; rerun the same command to resume "
+                                     "polling") from None
+                self.progress.update(st.id, st.status, total=st.total, done=st.done,
+                                     failed=st.failed)
+                if st.phase == "failed":
+                    self.ledger.mark(b.key, state="failed", status=st.status,
+                                     counts=st.counts(), detail="; ".join(st.errors))
+                    raise BatchError(self._refusal(b, st))
+                if st.phase == "ended":
+                    await self._collect(b, st)
+                    changed = ended = True
+                elif st.status != b.status or st.counts() != b.counts:
+                    self.ledger.mark(b.key, status=st.status, counts=st.counts())
+                    changed = True
+            if ended:
+                await self.submit_pending()  # failed items go round again
+            if not self.ledger.batches(states=("submitted",)):
+                return
+            delay = self.cfg.poll_interval if changed else min(
+                delay * 1.5, max(MAX_POLL_S, self.cfg.poll_interval))
+            await asyncio.sleep(delay)
+
+    def _refusal(self, b: BatchRow, st: BatchState) -> str:
+        """The provider refused the whole batch: say why, naming the prompt wherever a
+        line is named (line N of the batch file is the Nth request planned into it)."""
+        hashes = self.ledger.items(b.key)
+
+        def prompt(m: re.Match) -> str:
+            n = int(m.group(1))
+            req = self.first.get(hashes[n - 1]) if 0 < n <= len(hashes) else None
+            return f"line {n} (prompt {req.prompt.id})" if req else m.group(0)
+
+        causes = [re.sub(r"^line (\d+)", prompt, e) for e in st.errors[:5]]
+        more = f" (and {len(st.errors) - 5} more)" if len(st.errors) > 5 else ""
+        return (f"--batch: the provider refused batch {st.id} ({b.n} requests) in "
+                f"validation: {'; '.join(causes) or 'no reason given'}{more}")
+
+    async def _collect(self, b: BatchRow, st: BatchState) -> None:
+        try:
+            results = await self.wire.results(self.http, st)
+        except TeacherError as e:
+            raise BatchError(f"--batch: {e}; rerun the same command to download it again") \
+                from None
+        mine = set(self.ledger.items(b.key))
+        answers: dict[str, bytes] = {}
+        failures: list[tuple[str, str, str | None, bool]] = []
+        seen: set[str] = set()
+        cost = 0.0
+        from synth.generate.run import completion_record
+
+        for r in results:
+            h = r.custom_id
+            if h not in mine or h in seen:
+                continue  # not this batch's (a wrongly recovered one) or a repeat
+            seen.add(h)
+            if r.completion is not None:
+                rec = completion_record(r.completion)
+                rec["batch_id"] = st.id
+                rec["latency_s"] = None  # time in a batch queue is not a latency
+                answers[h] = orjson.dumps(rec)
+                cost += self._cost(rec) or 0.0
+            else:
+                failures.append((h, r.reason or "batch_item_error", r.message, r.retryable))
+        reason, message = _MISSING.get(st.status, (
+            "batch_missing", "the item is missing from the batch's results (a truncated "
+            "or incomplete results file)"))
+        failures += [(h, reason, message, True) for h in mine - seen]
+        self.ledger.collect(b.key, answers, failures, status=st.status, counts=st.counts())
+        self.answered.update(answers)
+        self.reserved -= b.reserved
+        self.spent += cost
+        self.collected += 1
+        self.progress.cost = self.spent if self.price is not None else None
+        self.progress.update(st.id, st.status, total=st.total, done=len(answers),
+                             failed=len(failures), cost=cost if self.price else None)
+
+    # ------------------------------------------------------------------- rows
+    def rows(self) -> list[dict[str, Any]]:
+        stored = self.cache.get_many(list(self.first))
+        fails = self.ledger.failures()
+        busy = self.ledger.in_open_batches()
+        out = []
+        for r in self.requests:
+            rec = stored.get(r.hash)
+            if rec is not None:
+                out.append(self.make.ok(r, rec))
+                continue
+            f = fails.get(r.hash)
+            if r.hash in self.unsent:
+                err: TeacherError = BudgetExceededError(
+                    f"not sent: --max-cost {self.cfg.max_cost:g} USD would be exceeded at "
+                    f"the batch price (spent {self.spent:.4f}, in flight {self.reserved:.4f})")
+            elif f:
+                last = f[-1]
+                err = TeacherError(f"{last.message or last.reason} (after {len(f)} batch "
+                                   f"attempt{'s' if len(f) > 1 else ''})", reason=last.reason)
+            elif r.hash in busy:
+                err = TeacherError("still in a batch that has not ended", reason="batch_pending")
+            else:
+                err = TeacherError("no answer from any batch", reason="batch_missing")
+            out.append(self.make.error(r, err))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        every = self.ledger.batches()
+        fails = self.ledger.failures()
+        reasons: dict[str, int] = {}
+        for f in fails.values():
+            for x in f:
+                reasons[x.reason] = reasons.get(x.reason, 0) + 1
+        return {
+            "cached": self.from_cache, "sent": self.sent,
+            "retries": dict(self.http.retries), "stopped_by_max_cost": self.stopped,
+            "batch": {
+                "provider": self.wire.provider, "batches": len(every),
+                "submitted_this_run": self.submitted_batches,
+                "collected_this_run": self.collected,
+                "open": sum(b.state in OPEN_STATES for b in every),
+                "item_failures": dict(sorted(reasons.items())),
+                "price_fraction": self.fraction if self.price is not None else None,
+                "batch_price_known": bool(self.price is not None and self.price.batch),
+                "ids": [b.batch_id for b in every if b.batch_id],
+            },
+        }
+
+    async def run(self) -> bool:
+        """Resume, submit, and (unless ``wait`` is off) poll until every batch ended.
+        True when every request has its outcome; False when batches are still open."""
+        try:
+            await self.resume()
+            await self.submit_pending()
+            if not self.cfg.wait:
+                return not self.ledger.batches(states=OPEN_STATES)
+            await self.poll()
+            return True
+        finally:
+            self.progress.stop()
+
+
+# --------------------------------------------------------------- synth batch status|cancel
+def _open_run(run_dir: Path) -> tuple[ResponseCache, BatchLedger]:
+    from synth.errors import InputError
+
+    path = Path(run_dir) / "cache.sqlite"
+    if not path.is_file():
+        raise InputError("no cache.sqlite here: not a `synth generate` run directory",
+                         path=str(run_dir))
+    cache = ResponseCache(path)
+    return cache, BatchLedger(cache)
+
+
+def _client_for(b: BatchRow, base_url: str | None, api_key_env: str | None) -> BatchClient:
+    from synth.teachers import TeacherOptions, make_teacher
+
+    teacher = make_teacher(f"{b.provider}:{b.model}", TeacherOptions(
+        base_url=base_url or b.base_url, api_key_env=api_key_env or b.api_key_env))
+    return batch_client(teacher)
+
+
+async def _each_open(run_dir: Path, base_url: str | None, api_key_env: str | None, act):
+    cache, ledger = _open_run(run_dir)
+    clients: dict[tuple, BatchClient] = {}
+    try:
+        rows = ledger.batches()
+        for b in rows:
+            if b.state not in OPEN_STATES:
+                continue
+            k = (b.provider, b.model, b.base_url, b.api_key_env)
+            if k not in clients:
+                clients[k] = _client_for(b, base_url, api_key_env)
+            try:
+                await act(ledger, clients[k], b)
+            except TeacherError as e:
+                raise BatchError(f"batch {b.batch_id or b.key}: {e}") from None
+        return ledger.batches(), len(cache)
+    finally:
+        for c in clients.values():
+            await c.http.transport.aclose()
+        cache.close()
+
+
+async def abatch_status(run_dir: Path, *, refresh: bool = True, base_url: str | None = None,
+                        api_key_env: str | None = None) -> dict[str, Any]:
+    """Every batch a run directory's ledger holds, refreshed from the provider (unless
+    ``refresh`` is off): ``{"batches": [...], "answers_cached": n}``."""
+
+    async def look(ledger: BatchLedger, client: BatchClient, b: BatchRow) -> None:
+        if refresh and b.state == "submitted":
+            st = await client.wire.get(client.http, b.batch_id)
+            ledger.mark(b.key, status=st.status, counts=st.counts())
+
+    rows, cached = await _each_open(Path(run_dir), base_url, api_key_env, look)
+    return {"batches": [_public(b) for b in rows], "answers_cached": cached}
+
+
+async def abatch_cancel(run_dir: Path, *, base_url: str | None = None,
+                        api_key_env: str | None = None) -> dict[str, Any]:
+    """Cancel every batch of a run that has not ended. A batch never created is closed in
+    the ledger; one created but not recorded (a crash) is found and cancelled. The next
+    ``synth generate`` run collects what the cancelled batches had answered."""
+
+    async def stop(ledger: BatchLedger, client: BatchClient, b: BatchRow) -> None:
+        batch_id = b.batch_id
+        if batch_id is None:
+            batch_id = await client.wire.find_batch(
+                client.http, b.key, file_id=b.file_id, since=b.created_at, n=b.n,
+                known=ledger.known_batch_ids())
+            if batch_id is None:
+                ledger.mark(b.key, state="failed", detail="cancelled before it was created")
+                return
+            ledger.mark(b.key, state="submitted", batch_id=batch_id)
+        st = await client.wire.get(client.http, batch_id)
+        if st.phase == "running" and st.status not in ("cancelling", "canceling"):
+            st = await client.wire.cancel(client.http, batch_id)
+        ledger.mark(b.key, status=st.status, counts=st.counts())
+
+    rows, cached = await _each_open(Path(run_dir), base_url, api_key_env, stop)
+    return {"batches": [_public(b) for b in rows], "answers_cached": cached}
+
+
+def _public(b: BatchRow) -> dict[str, Any]:
+    return {"key": b.key, "provider": b.provider, "model": b.model, "base_url": b.base_url,
+            "state": b.state, "batch_id": b.batch_id, "file_id": b.file_id,
+            "status": b.status, "requests": b.n, "counts": b.counts,
+            "created_at": b.created_at, "detail": b.detail}
+
+
+def batch_status(run_dir: Path, **kw: Any) -> dict[str, Any]:
+    return asyncio.run(abatch_status(run_dir, **kw))
+
+
+def batch_cancel(run_dir: Path, **kw: Any) -> dict[str, Any]:
+    return asyncio.run(abatch_cancel(run_dir, **kw))
