@@ -486,8 +486,11 @@ def _batch_table(res: dict, as_json: bool, title: str) -> None:
     for b in res["batches"]:
         c = b["counts"] or {}
         when = datetime.fromtimestamp(b["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")
+        status = b["status"] or "-"
+        if b.get("note"):
+            status += f" ({b['note']})"
         table.add_row(b["batch_id"] or f"({b['key']})", b["provider"], b["state"],
-                      b["status"] or "-", str(b["requests"]), str(c.get("done", "-")),
+                      status, str(b["requests"]), str(c.get("done", "-")),
                       str(c.get("failed", "-")), when)
     Console(width=140, stderr=False).print(table)
     typer.echo(f"{res['answers_cached']} answers in the cache; batches that ended are "

@@ -120,14 +120,26 @@ def test_an_expired_batch_resubmits_only_what_it_did_not_answer(tmp_path, server
     assert res.summary["batch"]["item_failures"] == {"batch_expired": 6}
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_a_truncated_results_file_loses_only_its_last_item(tmp_path, server, provider):
-    st = store(server, provider)
-    st.truncate_output = True
-    res = gen(server, provider, prompts(tmp_path, 8), tmp_path / "out", batch=True)
+def test_a_results_download_cut_short_is_downloaded_again_not_paid_again(tmp_path, server):
+    st = server.message_batches
+    st.truncate_output = True  # the next results body loses the end of its last line
+    res = gen(server, "anthropic", prompts(tmp_path, 8), tmp_path / "out", batch=True)
+    assert [r["status"] for r in rows(res)] == ["ok"] * 8
+    assert res.summary["batch"]["item_failures"] == {}
+    assert st.created == 1 and st.billed == 8
+    downloads = [r for r in server.requests if r["path"].endswith("/results")]
+    assert len(downloads) == 2
+
+
+def test_a_results_file_truncated_at_the_provider_loses_only_its_last_item(tmp_path, server):
+    st = server.batches
+    st.truncate_output = True  # the stored output file itself lost its end
+    res = gen(server, "openai", prompts(tmp_path, 8), tmp_path / "out", batch=True)
     assert [r["status"] for r in rows(res)] == ["ok"] * 8
     assert res.summary["batch"]["item_failures"] == {"batch_missing": 1}
-    assert st.created == 2
+    assert st.created == 2  # the lost item was asked again: the provider's loss, counted
+    downloads = [r for r in server.requests if r["path"].endswith("/content")]
+    assert len(downloads) >= 3  # three tries at the damaged file before giving up on it
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
@@ -191,12 +203,21 @@ def test_no_wait_submits_and_exits_then_status_and_the_rerun_collect(tmp_path, s
 
     st = batch_status(out)
     assert [b["state"] for b in st["batches"]] == ["submitted"]
-    assert st["batches"][0]["status"] in ("in_progress", "validating")
+    assert st["batches"][0]["status"] in ("in_progress", "finalizing")
     cli = subprocess.run([sys.executable, "-m", "synth", "batch", "status", str(out), "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["batches"][0]["batch_id"] == st["batches"][0]["batch_id"]
-    res = gen(server, "openai", src, out, batch=True)
+    # a synchronous run meanwhile does not send what an open batch holds
+    before = server.n_requests
+    sync = gen(server, "openai", src, out)
+    assert [r["error"].split(":")[0] for r in rows(sync)] == ["batch_pending"] * 4
+    assert sync.summary["sent"] == 0 and server.n_requests == before
+    # --no-wait again: one pass collects what ended, then writes the rows
+    while batch_status(out)["batches"][0]["status"] != "completed":
+        pass
+    res = gen(server, "openai", src, out, batch=True, wait=False)
+    assert res.summary.get("pending") is None
     assert res.summary["sent"] == 0 and [r["status"] for r in rows(res)] == ["ok"] * 4
     assert server.batches.created == 1 and server.batches.billed == 4
 

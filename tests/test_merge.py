@@ -234,3 +234,17 @@ def test_merge_runs_still_takes_its_old_keyword_accept(server, tmp_path):
     with pytest.raises(TypeError, match="not both"):
         merge_runs([run], out=tmp_path / "n", intent="research", accept=("unknown",),
                    accept_terms=("unknown",))
+
+
+def test_rows_made_before_the_batch_id_column_existed_merge_with_it_null(server, tmp_path):
+    from synth.dataset import merge_runs
+
+    old = gen(server, tmp_path, "old", "mystery-model", accept_terms=("unknown",))
+    t = pq.read_table(old / "traces.parquet")
+    pq.write_table(t.drop_columns(["batch_id"]), old / "traces.parquet")  # an older run
+    new = gen(server, tmp_path, "new", "mystery-model-2", accept_terms=("unknown",))
+    path, _ = merge_runs([old, new], out=tmp_path / "m", intent="research",
+                         accept_terms=("unknown",))
+    merged = pq.read_table(path)
+    assert merged.schema.field("batch_id").type == pa.string()
+    assert merged.column("batch_id").null_count == merged.num_rows == 2 * len(PROMPTS)

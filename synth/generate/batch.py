@@ -49,6 +49,13 @@ _MISSING = {"expired": ("batch_expired", "the batch expired (24 h) before this i
                           "answered")}
 
 
+class _Refused(Exception):
+    """A create refused (4xx) at its first attempt: no batch was made."""
+
+    def __init__(self, error: TeacherError):
+        self.error = error
+
+
 class BatchRun:
     """One ``synth generate --batch`` over a run directory's cache and ledger."""
 
@@ -72,7 +79,10 @@ class BatchRun:
         self.reserved = 0.0
         self.stopped = False  # --max-cost: nothing more is sent
         self.unsent: set[str] = set()
-        self.sent = 0  # items submitted by this run
+        self.sent_hashes: set[str] = set()  # requests this run got into a batch
+        self.in_flight: dict[str, float] = {}  # open batch key → its worst-case cost
+        self.mine = (teacher.provider, teacher.model, teacher.base_url)
+        self._warned_others = False
         self.submitted_batches = 0
         self.collected = 0
         self.progress = BatchProgress(
@@ -154,37 +164,64 @@ class BatchRun:
             self.ledger.plan(key, hashes, provider=self.wire.provider,
                              model=self.teacher.model, base_url=self.teacher.base_url,
                              api_key_env=self.cfg.api_key_env, reserved=worst)
-            self.sent += len(hashes)
-            await self._send(key, items, file_id=None)
+            self.in_flight[key] = worst
+            await self._send(key, hashes, items, file_id=None)
 
-    async def _send(self, key: str, items: list[bytes], file_id: str | None) -> None:
-        """Upload (where the wire uploads) and create, committing each step first."""
-        try:
-            if self.wire.uploads and file_id is None:
+    def _refused(self, key: str, e: TeacherError) -> BatchError:
+        """The provider refused the upload or the create outright: no batch exists for
+        this key, so the ledger closes it."""
+        self.ledger.mark(key, state="failed", detail=str(e))
+        hint = ""
+        if e.status in (404, 405):
+            hint = (f"; does {self.teacher.base_url} serve the {self.wire.provider} batch "
+                    "routes? (vLLM, llama.cpp and Ollama serve only the synchronous ones: "
+                    "drop --batch)")
+        return BatchError(f"--batch: the provider refused the batch: {e}{hint}")
+
+    def _resumable(self, e: TeacherError) -> BatchError:
+        return BatchError(f"--batch: {e}; what was submitted is recorded in "
+                          f"{self.cache.path}: run the same command again to resume")
+
+    async def _send(self, key: str, hashes: list[str], items: list[bytes],
+                    file_id: str | None) -> None:
+        """Upload (where the wire uploads) and create, committing each step first. Only a
+        4xx to the upload or to a first create closes the batch; any other failure leaves
+        it where the ledger has it, for the next run to find."""
+        if self.wire.uploads and file_id is None:
+            try:
                 file_id = await self.wire.upload(self.http, key, items)
-                self.ledger.mark(key, state="uploaded", file_id=file_id)
-            st = await self._create(key, file_id, items)
-        except FatalRequestError as e:  # refused for good: no batch exists for this key
-            self.ledger.mark(key, state="failed", detail=str(e))
-            raise BatchError(f"--batch: the provider refused the batch: {e}") from None
+            except FatalRequestError as e:
+                raise self._refused(key, e) from None
+            except TeacherError as e:
+                raise self._resumable(e) from None
+            self.ledger.mark(key, state="uploaded", file_id=file_id)
+        try:
+            st, guessed = await self._create(key, file_id, items)
+        except _Refused as r:
+            raise self._refused(key, r.error) from None
         except TeacherError as e:
-            raise BatchError(f"--batch: {e}; what was submitted is recorded in "
-                             f"{self.cache.path}: run the same command again to resume") \
-                from None
+            raise self._resumable(e) from None
         self.ledger.mark(key, state="submitted", batch_id=st.id, status=st.status,
-                         counts=st.counts())
+                         counts=st.counts(), detail="guessed" if guessed else None)
+        self.sent_hashes.update(hashes)
         self.submitted_batches += 1
         self.progress.update(st.id, st.status, total=st.total, done=st.done, failed=st.failed)
 
-    async def _create(self, key: str, file_id: str | None, items: list[bytes]) -> BatchState:
+    async def _create(self, key: str, file_id: str | None, items: list[bytes]
+                      ) -> tuple[BatchState, bool]:
         """Create the batch, retrying as the policy says; but a failed create (a timeout, a
         5xx, a dropped connection) may have made the batch all the same, so before each
-        new attempt the listing is searched for it: a batch is never created twice."""
+        new attempt the listing is searched for it: a batch is never created twice.
+        ``(state, guessed)``: guessed when it was found by a listing that cannot be sure."""
         since, attempt = time.time(), 0
         retry = self.http.retry
         while True:
             try:
-                return await self.wire.create(self.http, key, file_id, items)
+                return await self.wire.create(self.http, key, file_id, items), False
+            except FatalRequestError as e:
+                if attempt == 0:  # refused before any attempt could have made it
+                    raise _Refused(e) from None
+                raise  # an earlier attempt may have made it: leave the ledger as it is
             except RetryableError as e:
                 if attempt >= retry.max_retries:
                     raise
@@ -196,23 +233,40 @@ class BatchRun:
                                                known=self.ledger.known_batch_ids())
             if found is not None:
                 log.info("batch %s: created although its create call failed", found)
-                return await self.wire.get(self.http, found)
+                return await self.wire.get(self.http, found), not self.wire.exact_recovery
 
     # ----------------------------------------------------------------- resume
     async def resume(self) -> None:
-        """Bring every batch an earlier run left open to *submitted* (or drop one that
-        never reached the provider and is no longer wanted)."""
+        """Bring every batch of this teacher an earlier run left open to *submitted* (or
+        drop one that never reached the provider and is no longer wanted). Batches of
+        another teacher in the same directory are left alone, and named."""
+        others = [b for b in self.ledger.batches(states=OPEN_STATES)
+                  if (b.provider, b.model, b.base_url) != self.mine]
+        if others and not self._warned_others:
+            self._warned_others = True
+            log.warning("%d batch(es) of another teacher are open in %s (%s): left alone; "
+                        "`synth batch status` shows them, and the command that made them "
+                        "collects them", len(others), self.cfg.out,
+                        ", ".join(sorted({f"{b.provider}:{b.model}" for b in others})))
         known = self.ledger.known_batch_ids()
-        for b in self.ledger.batches(states=OPEN_STATES):
-            self.reserved += b.reserved
+        for b in self.ledger.batches(states=OPEN_STATES, teacher=self.mine):
+            # what it may still cost, at today's prices (a price file may have been added)
+            hashes = self.ledger.items(b.key)
+            if b.key not in self.in_flight:
+                worst = b.reserved
+                if all(h in self.first for h in hashes):
+                    worst = sum(self._worst(self.first[h]) for h in hashes)
+                self.in_flight[b.key] = worst
+                self.reserved += worst
             if b.state == "submitted":
                 continue
             try:
-                await self._recover(b, known)
+                await self._recover(b, hashes, known)
             except TeacherError as e:
-                raise BatchError(f"--batch: recovering batch {b.key}: {e}") from None
+                raise BatchError(f"--batch: recovering batch {b.key}: {e}; rerun the same "
+                                 "command to try again") from None
 
-    async def _recover(self, b: BatchRow, known: set[str]) -> None:
+    async def _recover(self, b: BatchRow, hashes: list[str], known: set[str]) -> None:
         file_id = b.file_id
         if b.state == "planned" and self.wire.uploads:
             file_id = await self.wire.find_upload(self.http, b.key)
@@ -227,27 +281,27 @@ class BatchRun:
                 log.info("batch %s: found %s, created before the last run stopped", b.key,
                          found)
                 self.ledger.mark(b.key, state="submitted", batch_id=found, status=st.status,
-                                 counts=st.counts())
+                                 counts=st.counts(),
+                                 detail=None if self.wire.exact_recovery else "guessed")
                 return
-        hashes = self.ledger.items(b.key)
-        missing = [h for h in hashes if h not in self.first]
-        if missing:  # never sent, and this run no longer asks for it
+        if any(h not in self.first for h in hashes):  # never sent; no longer asked for
             self.ledger.mark(b.key, state="failed",
                              detail="dropped: never submitted; its requests are not this run's")
-            self.reserved -= b.reserved
+            self.reserved -= self.in_flight.pop(b.key, 0.0)
             return
         items = [self.wire.item(h, self.client.encode(self.first[h], self.teacher.model))
                  for h in hashes]
-        await self._send(b.key, items, file_id=file_id)
+        await self._send(b.key, hashes, items, file_id=file_id)
 
     # ------------------------------------------------------------------- poll
-    async def poll(self) -> None:
-        """Poll every submitted batch until none is left: every ``poll_interval`` seconds
-        while something changes, backing off (×1.5, at most 5 minutes) while nothing does.
-        An ended batch is collected at once and its failed items resubmitted."""
+    async def poll(self, *, once: bool = False) -> None:
+        """Poll this teacher's submitted batches until none is left: every
+        ``poll_interval`` seconds while something changes, backing off (×1.5, at most 5
+        minutes) while nothing does. An ended batch is collected at once and its failed
+        items resubmitted. ``once``: one pass, no waiting (``--no-wait``)."""
         delay = self.cfg.poll_interval
         while True:
-            open_ = self.ledger.batches(states=("submitted",))
+            open_ = self.ledger.batches(states=("submitted",), teacher=self.mine)
             if not open_:
                 return
             changed = ended = False
@@ -270,8 +324,9 @@ class BatchRun:
                     self.ledger.mark(b.key, status=st.status, counts=st.counts())
                     changed = True
             if ended:
+                await self.resume()  # a batch found not ours goes back to be found or sent
                 await self.submit_pending()  # failed items go round again
-            if not self.ledger.batches(states=("submitted",)):
+            if once or not self.ledger.batches(states=("submitted",), teacher=self.mine):
                 return
             delay = self.cfg.poll_interval if changed else min(
                 delay * 1.5, max(MAX_POLL_S, self.cfg.poll_interval))
@@ -292,13 +347,33 @@ class BatchRun:
         return (f"--batch: the provider refused batch {st.id} ({b.n} requests) in "
                 f"validation: {'; '.join(causes) or 'no reason given'}{more}")
 
+    async def _download(self, st: BatchState) -> list[Any]:
+        """The batch's results; downloaded again (free) while lines come back unreadable,
+        since an item lost to a cut download would otherwise be paid for again."""
+        best: list[Any] | None = None
+        for _ in range(3):
+            try:
+                results, unreadable = await self.wire.results(self.http, st)
+            except TeacherError as e:
+                raise BatchError(f"--batch: {e}; rerun the same command to download it "
+                                 "again") from None
+            if best is None or len(results) > len(best):
+                best = results
+            if not unreadable:
+                break
+            log.warning("batch %s: %d result line(s) unreadable; downloading again", st.id,
+                        unreadable)
+        return best or []
+
     async def _collect(self, b: BatchRow, st: BatchState) -> None:
-        try:
-            results = await self.wire.results(self.http, st)
-        except TeacherError as e:
-            raise BatchError(f"--batch: {e}; rerun the same command to download it again") \
-                from None
+        results = await self._download(st)
         mine = set(self.ledger.items(b.key))
+        if b.detail == "guessed" and results and not any(r.custom_id in mine for r in results):
+            # adopted from the listing after a crash, and not ours after all
+            log.warning("batch %s holds none of batch %s's requests: not ours; looking "
+                        "again", st.id, b.key)
+            self.ledger.disown(b.key, st.id, self.wire.provider)
+            return
         answers: dict[str, bytes] = {}
         failures: list[tuple[str, str, str | None, bool]] = []
         seen: set[str] = set()
@@ -308,14 +383,15 @@ class BatchRun:
         for r in results:
             h = r.custom_id
             if h not in mine or h in seen:
-                continue  # not this batch's (a wrongly recovered one) or a repeat
+                continue  # not this batch's, or a repeat
             seen.add(h)
             if r.completion is not None:
                 rec = completion_record(r.completion)
                 rec["batch_id"] = st.id
                 rec["latency_s"] = None  # time in a batch queue is not a latency
                 answers[h] = orjson.dumps(rec)
-                cost += self._cost(rec) or 0.0
+                if h not in self.answered:
+                    cost += self._cost(rec) or 0.0
             else:
                 failures.append((h, r.reason or "batch_item_error", r.message, r.retryable))
         reason, message = _MISSING.get(st.status, (
@@ -324,7 +400,7 @@ class BatchRun:
         failures += [(h, reason, message, True) for h in mine - seen]
         self.ledger.collect(b.key, answers, failures, status=st.status, counts=st.counts())
         self.answered.update(answers)
-        self.reserved -= b.reserved
+        self.reserved -= self.in_flight.pop(b.key, 0.0)
         self.spent += cost
         self.collected += 1
         self.progress.cost = self.spent if self.price is not None else None
@@ -366,7 +442,7 @@ class BatchRun:
             for x in f:
                 reasons[x.reason] = reasons.get(x.reason, 0) + 1
         return {
-            "cached": self.from_cache, "sent": self.sent,
+            "cached": self.from_cache, "sent": len(self.sent_hashes),
             "retries": dict(self.http.retries), "stopped_by_max_cost": self.stopped,
             "batch": {
                 "provider": self.wire.provider, "batches": len(every),
@@ -386,8 +462,9 @@ class BatchRun:
         try:
             await self.resume()
             await self.submit_pending()
-            if not self.cfg.wait:
-                return not self.ledger.batches(states=OPEN_STATES)
+            if not self.cfg.wait:  # collect what already ended, then leave the rest
+                await self.poll(once=True)
+                return not self.ledger.batches(states=OPEN_STATES, teacher=self.mine)
             await self.poll()
             return True
         finally:
@@ -415,21 +492,33 @@ def _client_for(b: BatchRow, base_url: str | None, api_key_env: str | None) -> B
 
 
 async def _each_open(run_dir: Path, base_url: str | None, api_key_env: str | None, act):
+    """``act(ledger, client, row)`` on each open batch, one client per teacher; the batches
+    as the ledger then holds them (``act`` may return a row's fresh state, shown instead),
+    and how many answers the cache holds."""
     cache, ledger = _open_run(run_dir)
     clients: dict[tuple, BatchClient] = {}
+    fresh: dict[str, BatchState] = {}
     try:
-        rows = ledger.batches()
-        for b in rows:
+        for b in ledger.batches():
             if b.state not in OPEN_STATES:
                 continue
             k = (b.provider, b.model, b.base_url, b.api_key_env)
             if k not in clients:
                 clients[k] = _client_for(b, base_url, api_key_env)
             try:
-                await act(ledger, clients[k], b)
+                st = await act(ledger, clients[k], b)
             except TeacherError as e:
                 raise BatchError(f"batch {b.batch_id or b.key}: {e}") from None
-        return ledger.batches(), len(cache)
+            if st is not None:
+                fresh[b.key] = st
+        rows = []
+        for b in ledger.batches():
+            st = fresh.get(b.key)
+            if isinstance(st, str):  # what act did instead, in words
+                rows.append({**_public(b), "note": st})
+            else:
+                rows.append(_public(b, st))
+        return rows, len(cache)
     finally:
         for c in clients.values():
             await c.http.transport.aclose()
@@ -438,25 +527,29 @@ async def _each_open(run_dir: Path, base_url: str | None, api_key_env: str | Non
 
 async def abatch_status(run_dir: Path, *, refresh: bool = True, base_url: str | None = None,
                         api_key_env: str | None = None) -> dict[str, Any]:
-    """Every batch a run directory's ledger holds, refreshed from the provider (unless
-    ``refresh`` is off): ``{"batches": [...], "answers_cached": n}``."""
+    """Every batch a run directory's ledger holds, as the provider now reports it (unless
+    ``refresh`` is off): ``{"batches": [...], "answers_cached": n}``. Read-only: a run in
+    progress in that directory is not disturbed."""
 
-    async def look(ledger: BatchLedger, client: BatchClient, b: BatchRow) -> None:
+    async def look(ledger: BatchLedger, client: BatchClient, b: BatchRow):
         if refresh and b.state == "submitted":
-            st = await client.wire.get(client.http, b.batch_id)
-            ledger.mark(b.key, status=st.status, counts=st.counts())
+            return await client.wire.get(client.http, b.batch_id)
+        return None
 
     rows, cached = await _each_open(Path(run_dir), base_url, api_key_env, look)
-    return {"batches": [_public(b) for b in rows], "answers_cached": cached}
+    return {"batches": rows, "answers_cached": cached}
 
 
 async def abatch_cancel(run_dir: Path, *, base_url: str | None = None,
                         api_key_env: str | None = None) -> dict[str, Any]:
     """Cancel every batch of a run that has not ended. A batch never created is closed in
-    the ledger; one created but not recorded (a crash) is found and cancelled. The next
-    ``synth generate`` run collects what the cancelled batches had answered."""
+    the ledger; one created but not recorded (a crash) is found and cancelled, except one
+    only guessed from a listing (never someone else's). The next ``synth generate`` run
+    collects what the cancelled batches had answered. Refused while a run holds the
+    directory (it would resubmit what is cancelled)."""
+    from synth.io import exclusive_dir
 
-    async def stop(ledger: BatchLedger, client: BatchClient, b: BatchRow) -> None:
+    async def stop(ledger: BatchLedger, client: BatchClient, b: BatchRow):
         batch_id = b.batch_id
         if batch_id is None:
             batch_id = await client.wire.find_batch(
@@ -464,22 +557,37 @@ async def abatch_cancel(run_dir: Path, *, base_url: str | None = None,
                 known=ledger.known_batch_ids())
             if batch_id is None:
                 ledger.mark(b.key, state="failed", detail="cancelled before it was created")
-                return
+                return None
+            if not client.wire.exact_recovery:
+                note = (f"not cancelled: {batch_id} may be it (found in the listing), but "
+                        "that is a guess")
+                log.warning("batch %s: %s", b.key, note)
+                return note
             ledger.mark(b.key, state="submitted", batch_id=batch_id)
+        elif b.detail == "guessed":
+            note = ("not cancelled: adopted from the listing after a crash and not yet "
+                    "checked against its results (it may be another run's)")
+            log.warning("batch %s: %s", batch_id, note)
+            return note
         st = await client.wire.get(client.http, batch_id)
         if st.phase == "running" and st.status not in ("cancelling", "canceling"):
             st = await client.wire.cancel(client.http, batch_id)
         ledger.mark(b.key, status=st.status, counts=st.counts())
+        return st
 
-    rows, cached = await _each_open(Path(run_dir), base_url, api_key_env, stop)
-    return {"batches": [_public(b) for b in rows], "answers_cached": cached}
+    run_dir = Path(run_dir)
+    _open_run(run_dir)[0].close()  # a clear error for a folder that is not a run's
+    with exclusive_dir(run_dir, option="RUN_DIR"):
+        rows, cached = await _each_open(run_dir, base_url, api_key_env, stop)
+    return {"batches": rows, "answers_cached": cached}
 
 
-def _public(b: BatchRow) -> dict[str, Any]:
+def _public(b: BatchRow, st: BatchState | None = None) -> dict[str, Any]:
     return {"key": b.key, "provider": b.provider, "model": b.model, "base_url": b.base_url,
             "state": b.state, "batch_id": b.batch_id, "file_id": b.file_id,
-            "status": b.status, "requests": b.n, "counts": b.counts,
-            "created_at": b.created_at, "detail": b.detail}
+            "status": st.status if st else b.status, "requests": b.n,
+            "counts": st.counts() if st else b.counts, "created_at": b.created_at,
+            "detail": b.detail}
 
 
 def batch_status(run_dir: Path, **kw: Any) -> dict[str, Any]:

@@ -38,7 +38,8 @@ _SCHEMA = (
         hash TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL, message TEXT,
         retryable INTEGER NOT NULL, PRIMARY KEY (hash, key)) WITHOUT ROWID""",
 )
-#: planned → uploaded → submitted → collected; failed: refused whole (validation).
+#: planned → uploaded → submitted → collected; failed: refused whole (validation), or
+#: dropped before it was ever sent. ``detail = 'guessed'``: adopted from the listing.
 OPEN_STATES = ("planned", "uploaded", "submitted")
 
 
@@ -76,15 +77,28 @@ class BatchLedger:
                 db.execute(stmt)
 
     # ------------------------------------------------------------------ reads
-    def batches(self, *, states: Iterable[str] | None = None) -> list[BatchRow]:
+    @staticmethod
+    def open_hashes(cache: ResponseCache) -> set[str]:
+        """Request hashes in batches still open, for a synchronous run in the same
+        directory (which must not send them again); empty when no batch was ever made."""
+        if not cache.read("SELECT 1 FROM sqlite_master WHERE name = 'batches'"):
+            return set()
+        return BatchLedger(cache).in_open_batches()
+
+    def batches(self, *, states: Iterable[str] | None = None,
+                teacher: tuple[str, str, str | None] | None = None) -> list[BatchRow]:
+        """Batches in creation order; ``states`` and ``teacher`` (provider, model, base
+        URL) narrow them. Rows of state ``foreign`` only remember batches found not ours."""
         rows = self.cache.read(
             "SELECT key, provider, model, base_url, api_key_env, state, file_id, batch_id, "
             "status, counts, n, reserved, created_at, updated_at, detail FROM batches "
-            "ORDER BY created_at, key")
+            "WHERE state != 'foreign' ORDER BY created_at, key")
         wanted = set(states) if states is not None else None
         out = []
         for r in rows:
             if wanted is not None and r[5] not in wanted:
+                continue
+            if teacher is not None and tuple(r[1:4]) != tuple(teacher):
                 continue
             out.append(BatchRow(*r[:9], orjson.loads(r[9]) if r[9] else {}, *r[10:]))
         return out
@@ -108,8 +122,22 @@ class BatchLedger:
         return out
 
     def known_batch_ids(self) -> set[str]:
+        """Every provider batch id this ledger holds: its own, and those found not ours."""
         return {b for (b,) in self.cache.read(
             "SELECT batch_id FROM batches WHERE batch_id IS NOT NULL")}
+
+    def disown(self, key: str, batch_id: str, provider: str) -> None:
+        """A batch adopted by guess (a crash recovery from the listing) whose results hold
+        none of this batch's requests: not ours. Remember it as foreign, and put the batch
+        back to *planned*, so the next step looks again (or sends it)."""
+        now = time.time()
+        with self.cache.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO batches (key, provider, model, state, batch_id, n, "
+                "created_at, updated_at) VALUES (?, ?, '', 'foreign', ?, 0, ?, ?)",
+                (f"foreign-{batch_id}", provider, batch_id, now, now))
+            db.execute("UPDATE batches SET state = 'planned', batch_id = NULL, status = NULL, "
+                       "detail = NULL, updated_at = ? WHERE key = ?", (now, key))
 
     # ----------------------------------------------------------------- writes
     def plan(self, key: str, hashes: list[str], *, provider: str, model: str,
@@ -141,7 +169,9 @@ class BatchLedger:
         the batch marked collected. Killed before it commits, the batch is still
         *submitted* and a rerun downloads its results again (downloading is free)."""
         with self.cache.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO responses (hash, data) VALUES (?, ?)",
+            # an answer already there (a synchronous one) stays: rows are a function of
+            # the first answer stored
+            db.executemany("INSERT OR IGNORE INTO responses (hash, data) VALUES (?, ?)",
                            list(answers.items()))
             db.executemany(
                 "INSERT OR REPLACE INTO batch_failures (hash, key, reason, message, "

@@ -366,19 +366,33 @@ async def _run(cfg: GenerateConfig, teacher: Teacher, price: Price | None,
     rows: dict[str, dict[str, Any]] = {}   # request id → row
     by_hash: dict[str, list[Request]] = {}  # identical requests are sent once
     spent = 0.0
+    from synth.generate.ledger import BatchLedger
+
+    busy = BatchLedger.open_hashes(cache)  # an earlier --batch run's, still open: paid for
+    waiting = 0
     for r in requests:
         rec = stored.get(r.hash)
         if rec is not None:
             row = make.ok(r, rec)
             rows[row["id"]] = row
             spent += row["cost_usd"] or 0.0
+        elif r.hash in busy:
+            waiting += 1
+            row = make.error(r, TeacherError(
+                "in a provider batch that has not ended: rerun with --batch to collect it",
+                reason="batch_pending"))
+            rows[row["id"]] = row
         else:
             by_hash.setdefault(r.hash, []).append(r)
-    n_cached = len(rows)
+    if waiting:
+        log.warning("%d request(s) are in batches an earlier --batch run left open: not sent "
+                    "again (rows say batch_pending); rerun with --batch to collect them",
+                    waiting)
+    n_cached = len(rows) - waiting
     meter = CostMeter(price, cfg.max_cost, spent)
     progress = RunProgress(enabled=cfg.progress, description=f"{teacher.provider}:{teacher.model}")
     tokens0 = sum((r["input_tokens"] or 0) + (r["output_tokens"] or 0) for r in rows.values())
-    progress.start(len(requests), n_cached, tokens=tokens0,
+    progress.start(len(requests), len(rows), tokens=tokens0,
                    cost=spent if price is not None else None)
     todo = deque(by_hash.values())
     sent = 0

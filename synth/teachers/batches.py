@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchLimits", "BatchState", "ItemResult", "BatchWire", "BatchHttp",
            "BatchClient", "BATCH_WIRES", "register_batch_wire", "batch_client",
-           "parse_time", "jsonl_lines"]
+           "parse_time", "jsonl_lines", "obj"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,9 @@ class BatchWire(Protocol):
     limits: BatchLimits
     #: The requests travel as an uploaded file first (OpenAI), not in the create call.
     uploads: bool
+    #: ``find_batch`` is certain (the key is on the batch: OpenAI's metadata), not a guess
+    #: the runner must check against the results (Anthropic's listing).
+    exact_recovery: bool
 
     def item(self, custom_id: str, body: bytes) -> bytes:
         """One encoded synchronous request body → the bytes of one batch item."""
@@ -97,7 +100,10 @@ class BatchWire(Protocol):
     async def find_batch(self, http: BatchHttp, key: str, *, file_id: str | None,
                          since: float, n: int, known: set[str]) -> str | None: ...
     async def get(self, http: BatchHttp, batch_id: str) -> BatchState: ...
-    async def results(self, http: BatchHttp, state: BatchState) -> list[ItemResult]: ...
+    async def results(self, http: BatchHttp, state: BatchState
+                      ) -> tuple[list[ItemResult], int]:
+        """The items of an ended batch, and how many result lines could not be read (a
+        download cut short: the runner downloads again before giving up on them)."""
     async def cancel(self, http: BatchHttp, batch_id: str) -> BatchState: ...
 
 
@@ -111,6 +117,12 @@ def parse_time(value: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def obj(x: Any) -> dict[str, Any]:
+    """``x`` if it is a JSON object, else an empty one: a provider's odd line or field is
+    a failed item, never a crash."""
+    return x if isinstance(x, dict) else {}
 
 
 def jsonl_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
@@ -157,11 +169,12 @@ class BatchHttp:
 
     async def call(self, method: str, path: str, *, what: str, body: bytes | None = None,
                    headers: Mapping[str, str] | None = None, parse: bool = True,
-                   retry: bool = True) -> Any:
+                   retry: bool = True, expect: tuple[str, ...] = ()) -> Any:
         """Send one control call; its JSON (``parse``) or its raw body. Raises a
         :class:`TeacherError` naming ``what`` once retries are spent or the error is final.
         ``retry=False``: one attempt (a create, whose failure may hide a batch that exists:
-        the runner looks for it before sending it again)."""
+        the runner looks for it before sending it again). ``expect``: keys the JSON object
+        must have; a body that is not such an object is malformed, and retried."""
         from synth.teachers.http import error_for_status
 
         sent = {**self.headers, **(headers or {})}
@@ -177,10 +190,15 @@ class BatchHttp:
                     if not parse:
                         return resp.body
                     try:
-                        return orjson.loads(resp.body)
+                        data = orjson.loads(resp.body)
                     except orjson.JSONDecodeError:
                         raise RetryableError("malformed response: body is not JSON",
                                              reason="malformed") from None
+                    if not isinstance(data, dict) or any(k not in data for k in expect):
+                        raise RetryableError(
+                            "malformed response: expected an object with "
+                            f"{', '.join(expect) or 'fields'}", reason="malformed")
+                    return data
                 err = error_for_status(resp.status, resp.headers,
                                        self.error_message(resp.body))
             except RetryableError as e:

@@ -10,6 +10,7 @@ runner's key where the API keeps it: the file's name (``synth-KEY.jsonl``) and t
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any, Callable
 
@@ -22,15 +23,20 @@ from synth.teachers.batches import (
     BatchState,
     ItemResult,
     jsonl_lines,
+    obj,
     parse_time,
 )
 
 __all__ = ["OpenAIBatchWire", "ENDPOINT", "LIMITS"]
 
+log = logging.getLogger("synth")
+
 ENDPOINT = "/v1/chat/completions"
 LIMITS = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
 _RUNNING = {"validating", "in_progress", "finalizing", "cancelling"}
 _ENDED = {"completed", "expired", "cancelled"}
+_BATCH = ("id", "status")  # what a batch object must hold
+_WARNED: set[str] = set()
 #: How long listings are searched back for a lost upload or batch (they come newest first).
 _LOOKBACK_S = 48 * 3600
 
@@ -58,6 +64,7 @@ class OpenAIBatchWire:
     provider = "openai"
     limits = LIMITS
     uploads = True
+    exact_recovery = True
 
     def __init__(self, decode: Callable[[Any], Any]):
         self.decode = decode
@@ -73,15 +80,15 @@ class OpenAIBatchWire:
         body, ctype = _multipart({"purpose": "batch"}, _filename(key),
                                  b"\n".join(items) + b"\n")
         f = await http.call("POST", "/files", body=body, headers={"Content-Type": ctype},
-                            what="upload the batch input file")
+                            what="upload the batch input file", expect=("id",))
         return str(f["id"])
 
     async def _pages(self, http: BatchHttp, path: str, what: str):
         after = None
         while True:
             q = f"{path}{'&' if '?' in path else '?'}limit=100" + (f"&after={after}" if after else "")
-            page = await http.call("GET", q, what=what)
-            data = page.get("data") or []
+            page = await http.call("GET", q, what=what, expect=("data",))
+            data = [x for x in page["data"] or [] if isinstance(x, dict) and x.get("id")]
             for x in data:
                 yield x
             if not page.get("has_more") or not data:
@@ -99,13 +106,13 @@ class OpenAIBatchWire:
                      items: list[bytes]) -> BatchState:
         body = orjson.dumps({"input_file_id": file_id, "endpoint": ENDPOINT,
                              "completion_window": "24h", "metadata": {"synth_batch": key}})
-        return self._state(await http.call("POST", "/batches", body=body,
+        return self._state(await http.call("POST", "/batches", body=body, expect=_BATCH,
                                            what="create the batch", retry=False))
 
     async def find_batch(self, http: BatchHttp, key: str, *, file_id: str | None,
                          since: float, n: int, known: set[str]) -> str | None:
         async for b in self._pages(http, "/batches", "list batches"):
-            meta = b.get("metadata") or {}
+            meta = obj(b.get("metadata"))
             if meta.get("synth_batch") == key or (file_id and b.get("input_file_id") == file_id):
                 return str(b["id"])
             created = parse_time(b.get("created_at"))
@@ -114,17 +121,27 @@ class OpenAIBatchWire:
         return None
 
     async def get(self, http: BatchHttp, batch_id: str) -> BatchState:
-        return self._state(await http.call("GET", f"/batches/{batch_id}",
+        return self._state(await http.call("GET", f"/batches/{batch_id}", expect=_BATCH,
                                            what=f"poll batch {batch_id}"))
 
     def _state(self, b: dict[str, Any]) -> BatchState:
         status = str(b.get("status"))
-        counts = b.get("request_counts") or {}
+        counts = obj(b.get("request_counts"))
         errors = []
-        for e in ((b.get("errors") or {}).get("data") or []):
+        for e in obj(b.get("errors")).get("data") or []:
+            e = obj(e)
             where = f"line {e['line']}: " if e.get("line") is not None else ""
             errors.append(f"{where}{e.get('code') or 'error'}: {e.get('message') or ''}".strip())
-        phase = "running" if status in _RUNNING else "ended" if status in _ENDED else "failed"
+        if status == "failed":
+            phase = "failed"
+        elif status in _ENDED:
+            phase = "ended"
+        else:  # validating, in_progress, finalizing, cancelling, or a word we do not know
+            phase = "running"
+            if status not in _RUNNING and status not in _WARNED:
+                _WARNED.add(status)
+                log.warning("batch %s: unknown status %r, taken as still running",
+                            b.get("id"), status)
         return BatchState(id=str(b["id"]), status=status, phase=phase,
                           total=counts.get("total"), done=counts.get("completed") or 0,
                           failed=counts.get("failed") or 0, errors=errors,
@@ -136,15 +153,18 @@ class OpenAIBatchWire:
         return await http.call("GET", f"/files/{file_id}/content", parse=False,
                                what=f"download batch file {file_id}")
 
-    async def results(self, http: BatchHttp, state: BatchState) -> list[ItemResult]:
+    async def results(self, http: BatchHttp, state: BatchState
+                      ) -> tuple[list[ItemResult], int]:
         from synth.teachers.http import error_for_status
 
         out: list[ItemResult] = []
+        unreadable = 0
         for file_key in ("output_file_id", "error_file_id"):
-            lines, _ = jsonl_lines(await self._content(http, state.raw.get(file_key)))
+            lines, bad = jsonl_lines(await self._content(http, state.raw.get(file_key)))
+            unreadable += bad
             for line in lines:
                 cid = line["custom_id"]
-                resp = line.get("response") or {}
+                resp = obj(line.get("response"))
                 code = resp.get("status_code")
                 if code == 200:
                     try:
@@ -152,23 +172,23 @@ class OpenAIBatchWire:
                     except TeacherError as e:
                         out.append(ItemResult(cid, reason=e.reason, message=str(e)))
                     continue
-                if isinstance(code, int):
+                if isinstance(code, int) and not isinstance(code, bool):
                     body = orjson.dumps(resp.get("body")) if resp.get("body") else b""
                     err = error_for_status(code, {}, _message(body))
                     out.append(ItemResult(cid, reason=err.reason, message=str(err),
                                           retryable=isinstance(err, RetryableError)))
                     continue
-                e = line.get("error") or {}
+                e = obj(line.get("error"))
                 code_s = str(e.get("code") or "error")
                 reason = {"batch_expired": "batch_expired",
                           "batch_cancelled": "batch_cancelled"}.get(code_s, "batch_item_error")
                 out.append(ItemResult(cid, reason=reason,
                                       message=f"{code_s}: {e.get('message') or ''}".strip()))
-        return out
+        return out, unreadable
 
     async def cancel(self, http: BatchHttp, batch_id: str) -> BatchState:
         return self._state(await http.call("POST", f"/batches/{batch_id}/cancel",
-                                           what=f"cancel batch {batch_id}"))
+                                           expect=_BATCH, what=f"cancel batch {batch_id}"))
 
 
 def _message(body: bytes) -> str:
