@@ -123,6 +123,9 @@ class BatchProgress:
     def __init__(self, *, enabled: bool | None = None, description: str = "batch"):
         self._console = Console(stderr=True)
         self.enabled = self._console.is_terminal if enabled is None else enabled
+        # not a terminal and not turned off (a cron job, a CI log): a plain line per change,
+        # since a batch may take hours and silence reads as a hang
+        self._lines_only = enabled is None and not self.enabled
         self._description = description
         self._live = None
         self._lines: dict[str, tuple] = {}
@@ -154,13 +157,13 @@ class BatchProgress:
                 self._live.start()
             else:
                 self._live.update(self._table())
-        elif self._said.get(batch_id) != line[:4]:
+        elif self._lines_only and self._said.get(batch_id) != line[:4]:
             self._said[batch_id] = line[:4]
-            import logging
-
-            logging.getLogger("synth").info(
-                "batch %s: %s (%s items, %d done, %d failed)", batch_id, status,
-                "?" if total is None else total, done, failed)
+            money = "" if self.cost is None else f"; cost so far ${self.cost:,.4f}"
+            self._console.print(
+                f"synth: batch {batch_id}: {status} ({'?' if total is None else total} "
+                f"items, {done} done, {failed} failed{money})", highlight=False,
+                soft_wrap=True)
 
     def stop(self) -> None:
         if self._live is not None:

@@ -357,3 +357,16 @@ def test_the_progress_table_shows_each_batch_and_the_cost(tmp_path, server, batc
     (bid,) = server.batches.batches
     assert bid in p.stderr and "completed" in p.stderr and "cost so far $0.000" in p.stderr
     assert "3 rows (3 ok, 0 error)" in p.stderr
+
+
+def test_without_a_terminal_each_batch_change_is_one_plain_line(tmp_path, server):
+    p = subprocess.run([sys.executable, "-m", "synth", "generate", str(prompts(tmp_path, 3)),
+                        "-o", str(tmp_path / "out"), "-t", "openai:gpt-test", "--base-url",
+                        f"{server.url}/v1", "--batch", "--poll-interval", "0.01",
+                        "--intent", "research", "--accept-terms", "unknown"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    (bid,) = server.batches.batches
+    lines = [x for x in p.stderr.splitlines() if x.startswith(f"synth: batch {bid}: ")]
+    assert [x.split(": ")[2].split(" ")[0] for x in lines] == [
+        "validating", "in_progress", "finalizing", "completed"]
