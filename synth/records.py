@@ -47,6 +47,8 @@ Provenance (see :mod:`synth.licences`), the same on every row of one run:
 ``template_hash``    sha256 of that template's text
 ``batch_id``         the provider batch that answered (``--batch``): billed at the batch
                      price; ``None`` for a synchronous answer
+``served_by``        the server that answered, when ``--base-url`` names several (a fleet:
+                     ``base_url`` is then the first, which names the fleet); else ``None``
 ==================== =====================================================================
 """
 
@@ -135,6 +137,7 @@ def _arrow_types() -> dict[str, Any]:
         ("template_id", pa.string()),
         ("template_hash", pa.string()),
         ("batch_id", pa.string()),
+        ("served_by", pa.string()),
     ])
     return {"MESSAGE_TYPE": MESSAGE_TYPE, "LOGPROBS_TYPE": LOGPROBS_TYPE,
             "PARAMS_TYPE": PARAMS_TYPE, "TRACE_SCHEMA": TRACE_SCHEMA}
@@ -207,6 +210,7 @@ class Completion:
     output_tokens: int | None = None
     logprobs: dict[str, list] | None = None
     latency_s: float | None = None
+    served_by: str | None = None  # which of a fleet's servers answered (several --base-url)
 
 
 def _canonical(obj: Any) -> bytes:

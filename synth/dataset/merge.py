@@ -103,7 +103,7 @@ def _plain(t: pa.DataType) -> pa.DataType:
 
 
 #: Trace columns added after runs already existed: an older run's rows lack them.
-_ADDED_LATER = ("batch_id",)
+_ADDED_LATER = ("batch_id", "served_by")
 
 
 def _read(given: Path) -> _Input:

@@ -55,7 +55,12 @@ class GenerateConfig(BaseModel):
     reasoning_effort: Literal["low", "medium", "high"] | None = option(
         None, "low | medium | high (implies --reasoning).")
     base_url: str | None = option(None, "Any OpenAI-compatible server: vLLM, DeepSeek, "
-                                "llama.cpp, Ollama, Together.")
+                                "llama.cpp, Ollama, Together. Several, comma-separated (a "
+                                "fleet serving the same model): each request goes to the "
+                                "least-loaded healthy one.")
+    base_urls: tuple[str, ...] | None = option(None, "A fleet as a list (a pipeline's "
+                                               "base_urls:); the same as a comma-separated "
+                                               "base_url.", cli=False)
     api_key_env: str | None = option(None, "Read the key from this variable instead of "
                                    "OPENAI_API_KEY / ANTHROPIC_API_KEY.")
     timeout: float = option(600.0, "Seconds per attempt.", gt=0, strict=True)
@@ -88,12 +93,39 @@ class GenerateConfig(BaseModel):
     progress: bool | None = option(None, "Default: on when stderr is a terminal.",
                                  cli="--progress/--no-progress")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet(cls, data: Any) -> Any:
+        # one spelling inside: base_url, comma-separated (a list is accepted too)
+        if isinstance(data, dict):
+            urls = data.get("base_urls")
+            if urls:
+                if data.get("base_url"):
+                    raise ValueError("give base_url or base_urls, not both")
+                if isinstance(urls, str):
+                    urls = [urls]
+                data = {**data, "base_url": ",".join(map(str, urls)), "base_urls": None}
+            elif isinstance(data.get("base_url"), (list, tuple)):
+                data = {**data, "base_url": ",".join(map(str, data["base_url"]))}
+        return data
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and urlsplit(v).scheme not in ("http", "https"):
-            raise ValueError(f"{v!r} must start with http:// or https://")
-        return v
+        if v is None:
+            return v
+        urls = [u.strip() for u in v.split(",")]
+        for u in urls:
+            if urlsplit(u).scheme not in ("http", "https"):
+                raise ValueError(f"{u!r} must start with http:// or https://")
+        if len(set(urls)) != len(urls):
+            raise ValueError("the same server is named twice")
+        return ",".join(urls)
+
+    @property
+    def fleet(self) -> list[str]:
+        """The servers ``base_url`` names (one, or a fleet); empty when none is given."""
+        return self.base_url.split(",") if self.base_url else []
 
     @field_validator("accept_terms", mode="before")
     @classmethod

@@ -93,6 +93,15 @@ def licence_check(cfg: GenerateConfig, teacher: Teacher, traits: ProviderTraits)
     decision = check(registry, provider=teacher.provider, model=teacher.model,
                      base_url=teacher.base_url, intent=intent, accept=cfg.accept_terms)
     spec = f"{teacher.provider}:{teacher.model}"
+    for ep in (getattr(teacher, "endpoints", None) or [])[1:]:  # a fleet: one kind of server
+        other = check(registry, provider=teacher.provider, model=teacher.model,
+                      base_url=ep.name, intent=intent, accept=cfg.accept_terms)
+        if (other.entries, other.decision) != (decision.entries, decision.decision):
+            raise ConfigError(
+                f"--base-url: {ep.name} falls under other terms than {teacher.base_url} "
+                f"({', '.join(other.entries) or 'none'}: {other.decision}, against "
+                f"{', '.join(decision.entries) or 'none'}: {decision.decision}); the servers "
+                "of one --base-url must be one kind of server: run them apart")
     if decision.decision == "deny":
         reason = decision.denied_by[0]
         how = "; ".join(decision.how_to_proceed)
@@ -188,7 +197,7 @@ def completion_record(c: Completion) -> dict[str, Any]:
         "text": c.text, "reasoning": c.reasoning, "finish_reason": c.finish_reason,
         "model_version": c.model_version, "input_tokens": c.input_tokens,
         "cached_input_tokens": c.cached_input_tokens, "output_tokens": c.output_tokens,
-        "logprobs": c.logprobs, "latency_s": c.latency_s,
+        "logprobs": c.logprobs, "latency_s": c.latency_s, "served_by": c.served_by,
         "created_at": time.time_ns() // 1000,  # µs since the epoch: cheap to make and store
     }
 
@@ -230,7 +239,7 @@ class _RowMaker:
             "template_id": p.metadata.get("template_id"),
             "template_hash": p.metadata.get("template_hash"),
             **self.provenance,
-            "batch_id": None,
+            "batch_id": None, "served_by": None,
         }
 
     def ok(self, req: Request, rec: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +251,7 @@ class _RowMaker:
         if batch_id is not None and cost is not None:
             cost *= self.batch_fraction
         row.update({
-            "batch_id": batch_id,
+            "batch_id": batch_id, "served_by": rec.get("served_by"),
             "response": answer, "reasoning": join_reasoning(rec["reasoning"], think),
             "logprobs": rec["logprobs"], "finish_reason": rec["finish_reason"],
             "status": "ok", "error": None, "model_version": rec["model_version"],
@@ -304,7 +313,13 @@ async def agenerate(config: GenerateConfig | None = None, /, **kwargs: Any) -> R
     teacher = make_teacher(cfg.teacher, options)
     licence = licence_check(cfg, teacher, traits)  # before any byte reaches the provider
     host = urlsplit(teacher.base_url).hostname if teacher.base_url else None
-    price = load_prices(cfg.price_file).lookup(provider, model, host)
+    table = load_prices(cfg.price_file)
+    price = table.lookup(provider, model, host)
+    for ep in (getattr(teacher, "endpoints", None) or [])[1:]:
+        if table.lookup(provider, model, urlsplit(ep.name).hostname) != price:
+            raise ConfigError(f"--base-url: {ep.name} is priced apart from "
+                              f"{teacher.base_url} in the price table; the servers of one "
+                              "--base-url must cost the same: run them apart")
     if price is None and cfg.max_cost is not None:
         raise ConfigError(f"--max-cost: no price known for {cfg.teacher} at {host}; "
                           "add one with --price-file")

@@ -263,6 +263,9 @@ def batch_client(teacher: Any) -> BatchClient:
                           "synth can submit to (OpenAI's Batch API and Anthropic's Message "
                           "Batches can be); drop --batch")
     t: HttpTeacher = teacher
+    if t.fleet:
+        raise ConfigError("--batch: give one --base-url: a provider's batch API is one "
+                          "endpoint, not a fleet")
     transport = t.transport if hasattr(t.transport, "request") else AiohttpTransport()
     wire = factory(t.wire.decode_data)
     http = BatchHttp(base_url=t.raw_base_url, headers=t.wire.headers(t.api_key),

@@ -57,7 +57,12 @@ def priced_host(provider: str, opts: dict[str, Any]) -> str | None:
     """The API host the runner would price: ``base_url``'s, else the provider's default."""
     from synth.teachers import provider_traits
 
-    base = opts.get("base_url") or provider_traits(provider).default_base_url
+    base = (opts.get("base_url") or opts.get("base_urls")
+            or provider_traits(provider).default_base_url)
+    if isinstance(base, (list, tuple)):
+        base = base[0] if base else None
+    elif isinstance(base, str):
+        base = base.split(",")[0].strip()  # a fleet is priced by its first server
     return urlsplit(base).hostname if base else None
 
 
