@@ -59,6 +59,11 @@ class World:
     def active(self) -> bool:
         return self.size > 1
 
+    @property
+    def kind(self) -> str | None:
+        """``ddp``, ``fsdp``, or None on one process."""
+        return ("fsdp" if self.fsdp else "ddp") if self.active else None
+
 
 def setup_world(device: str, *, fsdp: bool = False) -> World:
     """Read the launcher's environment and join its process group; one :class:`World` of
@@ -296,4 +301,8 @@ def enable_activation_checkpointing(model: Any) -> None:
     """Recompute each decoder layer's activations in the backward pass (transformers'
     non-reentrant gradient checkpointing): less memory, about a third more compute, the same
     gradients."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kw = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)

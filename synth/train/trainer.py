@@ -642,9 +642,8 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
                 checkpoint(step)
     except KeyboardInterrupt:
         bar.stop()
-        # the finished steps are not lost: --resume continues from here (under FSDP the
-        # state is spread over ranks that may be gone: the last periodic checkpoint serves)
-        if step and not (world.active and world.fsdp):
+        # the finished steps are not lost: --resume continues from here (not under FSDP,
+        if step and not world.fsdp:  # whose state is spread over ranks that may be gone)
             checkpoint(step, sync=False)
         log_f.close()
         raise
@@ -671,8 +670,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_len": cfg.max_len,
         "packing": cfg.packing, "reasoning": cfg.reasoning, "seed": cfg.seed,
         "device": device, "precision": precision, "steps": step,
-        "processes": world.size, "parallel": ("fsdp" if world.fsdp else "ddp")
-        if world.active else None,
+        "processes": world.size, "parallel": world.kind,
         "epochs": round(plan.epochs_done(step), 4),
         "data": {"path": str(rows.path), "source": rows.source, "rows": len(rows.rows),
                  "skipped_rows": rows.skipped, "examples": len(examples),
