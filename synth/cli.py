@@ -182,6 +182,8 @@ def train_command(**options: Any) -> None:
     result = _call(run, interrupted=f"the steps done so far are checkpointed in "
                    f"{out}/checkpoints: add --resume to the same command to continue",
                    **options)
+    if not result.main:  # under torchrun, rank 0 reports
+        return
     s = result.summary
     final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())
     ev = s.get("eval") or {}

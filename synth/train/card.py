@@ -76,7 +76,10 @@ def render_model_card(*, summary: dict[str, Any], rows: Any, out: Path) -> str:
                                                 if summary.get("temperature") else ""),
              f"- steps: {summary['steps']} ({summary['epochs']} epochs), lr {summary['lr']}, "
              f"{summary['scheduler']} schedule, batch {summary['batch_size']} x "
-             f"{summary['grad_accum']} accumulation, max length {summary['max_len']}"
+             f"{summary['grad_accum']} accumulation"
+             + (f" x {summary['processes']} processes ({summary['parallel']})"
+                if summary.get("processes", 1) > 1 else "")
+             + f", max length {summary['max_len']}"
              f"{', packed' if summary['packing'] else ''}"
              f"{', LoRA r=' + str(summary['lora_r']) + ' (merged)' if summary['lora_r'] else ''}",
              f"- reasoning traces: {summary['reasoning']}; chat template: "

@@ -109,6 +109,13 @@ class TrainConfig(BaseModel):
                                  strict=True)
     resume: bool = option(False, "Continue from the latest checkpoint in --out, on the same "
                         "curve.")
+    fsdp: bool = option(False, "Under torchrun with several processes: shard the student "
+                      "(and an online teacher's layers) across them with PyTorch FSDP "
+                      "(fully_shard) instead of a full copy on each (DDP), for a student "
+                      "that does not fit one device. Same curve.")
+    activation_checkpointing: bool = option(False, "Recompute each decoder layer's "
+                                          "activations in the backward pass: less memory, "
+                                          "about a third more compute, the same curve.")
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "auto: bf16 autocast on CUDA, fp32 on CPU (master weights stay fp32).")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "Where to train.")
@@ -129,6 +136,9 @@ class TrainConfig(BaseModel):
                              f"means alpha {1 if self.loss == 'sft' else 0})")
         if self.student.strip().startswith("from-teacher:") and not self.teacher:
             raise ValueError("--student from-teacher:... needs --teacher (the model to cut)")
+        if self.fsdp and self.lora_r:
+            raise ValueError("--fsdp with --lora-r: LoRA trains adapters small enough to "
+                             "copy to every device; leave out --fsdp (DDP)")
         if self.kd == "online" and not self.teacher:
             raise ValueError("--kd online needs --teacher")
         if self.uses_kl and self.kd_source == "offline" and self.top_k_mass == "tail" and \

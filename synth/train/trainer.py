@@ -46,13 +46,15 @@ log = logging.getLogger(__name__)
 
 #: Settings that do not change the training curve: a resumed run may change them.
 _FREE_SETTINGS = {"resume", "progress", "save_every", "keep_checkpoints", "log_every",
-                  "memory_limit_gb", "out", "data", "device"}
+                  "memory_limit_gb", "out", "data", "device", "fsdp",
+                  "activation_checkpointing"}
 
 
 @dataclass
 class TrainResult:
     out: Path
     summary: dict[str, Any]
+    main: bool = True  # rank 0 (the one process that wrote the outputs)
 
 
 # =========================================================================== setup helpers
@@ -194,11 +196,13 @@ def _check_memory(cfg: TrainConfig, need: dict[str, int], device: str) -> None:
         "--lora-r 16, a smaller --batch-size with more --grad-accum, or a shorter --max-len")
 
 
-def _fingerprint(cfg: TrainConfig, examples: list) -> tuple[str, dict[str, Any]]:
+def _fingerprint(cfg: TrainConfig, examples: list,
+                 processes: int = 1) -> tuple[str, dict[str, Any]]:
     import hashlib
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.model_dump().items()
                 if k not in _FREE_SETTINGS}
+    settings["batch_size"] = cfg.batch_size * processes  # global: any world size resumes
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for ex in examples:
         h.update(ex.ids.tobytes())
@@ -303,8 +307,10 @@ def accumulate(model: Any, batches: list, spec: Any, *, teacher: Any | None,
 
 def evaluate_loss(student: Any, examples: list, spec: Any, *, teacher: Any | None,
                   vocab: int | None, batch_size: int, pad_id: int, device: str,
-                  autocast: Any, chunk: int = 1024) -> dict[str, float]:
-    """Mean per-token loss, CE, divergence and top-1 agreement over held-out examples."""
+                  autocast: Any, chunk: int = 1024,
+                  forward: Any = None) -> dict[str, float]:
+    """Mean per-token loss, CE, divergence and top-1 agreement over held-out examples.
+    ``forward(batch)``: the loss through a distributed wrapper (every rank runs it all)."""
     import torch
 
     from synth.train.data import collate
@@ -317,8 +323,8 @@ def evaluate_loss(student: Any, examples: list, spec: Any, *, teacher: Any | Non
             rows = [[i] for i in range(s, min(len(examples), s + batch_size))]
             batch = collate(examples, rows, pad_id=pad_id, packed=False).to(device)
             with autocast():
-                loss, st = batch_loss(student, batch, spec, teacher=teacher, vocab=vocab,
-                                      chunk=chunk)
+                loss, st = forward(batch) if forward is not None else batch_loss(
+                    student, batch, spec, teacher=teacher, vocab=vocab, chunk=chunk)
             totals["loss"] += float(loss)
             for k in ("ce", "kl", "top1", "tokens"):
                 totals[k] += st[k]
@@ -344,7 +350,7 @@ def _trainable_state(model: Any, lora: bool) -> dict[str, Any]:
     return model.state_dict()
 
 
-def _save_checkpoint(out: Path, step: int, *, model: Any, lora: bool, optimizer: Any,
+def _save_checkpoint(out: Path, step: int, *, weights: dict, optimizer: dict,
                      scheduler: Any, state: dict[str, Any], keep: int) -> Path:
     """``checkpoints/step-N``: written under a temp name, then renamed; ``state.json`` is
     written last, so a folder without it (a crash mid-write) is never resumed from."""
@@ -357,8 +363,8 @@ def _save_checkpoint(out: Path, step: int, *, model: Any, lora: bool, optimizer:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        torch.save(_trainable_state(model, lora), tmp / "model.pt")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        torch.save(weights, tmp / "model.pt")
+        torch.save({"optimizer": optimizer, "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                     else None}, tmp / "optimizer.pt")
@@ -375,11 +381,10 @@ def _save_checkpoint(out: Path, step: int, *, model: Any, lora: bool, optimizer:
     return final
 
 
-def _load_checkpoint(path: Path, *, model: Any, lora: bool, optimizer: Any,
-                     scheduler: Any) -> dict[str, Any]:
+def _load_weights(path: Path, *, model: Any, lora: bool) -> None:
+    """A checkpoint's weights into the (not yet wrapped or sharded) model."""
     import torch
 
-    state = json.loads((path / "state.json").read_text())
     weights = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
     if lora:
         from peft import set_peft_model_state_dict
@@ -387,8 +392,18 @@ def _load_checkpoint(path: Path, *, model: Any, lora: bool, optimizer: Any,
         set_peft_model_state_dict(model, weights)
     else:
         model.load_state_dict(weights)
+
+
+def _load_checkpoint(path: Path, *, model: Any, optimizer: Any, scheduler: Any,
+                     world: Any) -> dict[str, Any]:
+    """The optimiser, schedule and RNG state (the weights are in: :func:`_load_weights`)."""
+    import torch
+
+    from synth.train.distributed import load_optimizer_state
+
+    state = json.loads((path / "state.json").read_text())
     opt = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(opt["optimizer"])
+    load_optimizer_state(model, optimizer, opt["optimizer"], world)
     scheduler.load_state_dict(opt["scheduler"])
     torch.set_rng_state(opt["rng"])
     if opt.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -429,6 +444,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     import torch
 
     from synth.train import data as D
+    from synth.train import distributed as P
     from synth.train.losses import HeadLoss
     from synth.train.student import (
         check_shared_vocab,
@@ -446,6 +462,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     rows = D.load_rows(cfg.data, need_logprobs=offline)
     device = pick_device(cfg.device)
     autocast, precision = _autocast(device, cfg)
+    world = P.setup_world(device, fsdp=cfg.fsdp)  # under torchrun: this process's rank
 
     # -- setup: models ---------------------------------------------------------------------
     teacher = None
@@ -487,6 +504,8 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     lora = bool(cfg.lora_r)
     if lora:
         model = _wrap_lora(model, cfg)
+    if cfg.activation_checkpointing:
+        P.enable_activation_checkpointing(model)
     model.train()
     # the teacher whose logits the loss reads (None for SFT and offline KL, even when a
     # --teacher was given only to cut the student from)
@@ -501,21 +520,16 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         t_model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None)
 
     # -- setup: plan, optimiser, schedule ----------------------------------------------------
-    plan = D.StepPlan(train_ex, batch_size=cfg.batch_size, packing=cfg.packing,
+    # the plan is the global batch's; each rank trains its slice of every micro-batch
+    plan = D.StepPlan(train_ex, batch_size=cfg.batch_size * world.size, packing=cfg.packing,
                       max_len=cfg.max_len, seed=cfg.seed, shuffle=cfg.shuffle,
                       grad_accum=cfg.grad_accum)
     epochs = cfg.epochs_for(plan.steps_in(0))
     total = plan.total(epochs, cfg.max_steps)
     save_every = cfg.save_every or max(1, math.ceil(total / 10))
-    params = [p for p in model.parameters() if p.requires_grad]
-    # fused AdamW: one kernel over every parameter (CPU and CUDA), not a loop per tensor
-    optimizer = torch.optim.AdamW(params, lr=cfg.peak_lr, weight_decay=cfg.weight_decay,
-                                  fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
-    fingerprint, settings = _fingerprint(cfg, examples)
-
-    make_out_dir(out)
-    step = 0
+    fingerprint, settings = _fingerprint(cfg, examples, world.size)
+    if world.main:
+        make_out_dir(out)
     if resume_from is not None:
         saved = json.loads((resume_from / "state.json").read_text())
         if saved.get("fingerprint") != fingerprint:
@@ -524,37 +538,58 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
                        settings.get(k)]
             what = ", ".join(changed) if changed else "the data (its rows or tokenisation)"
             raise ConfigError(f"--resume: {resume_from} was trained with other settings "
-                              f"({what} changed); resuming would not continue the same "
+                              f"({what} changed; batch_size is the global one, per process "
+                              "times processes); resuming would not continue the same "
                               "curve. Use the original settings or a new --out")
-        step = _load_checkpoint(resume_from, model=model, lora=lora, optimizer=optimizer,
-                                scheduler=scheduler)["step"]
+        _load_weights(resume_from, model=model, lora=lora)
+    # DDP or FSDP around the loss (its forward is the one they hook); plain on one process
+    P.shard_teacher(model_parts(t_model)[0] if t_model is not None else None, world)
+    wrapped = P.wrap_student(P.LossModule(model, lambda m, b: batch_loss(
+        m, b, spec, teacher=t_model, vocab=vocab, chunk=cfg.chunk_size)), world, device,
+        model_parts(model)[0])
+    params = [p for p in model.parameters() if p.requires_grad]
+    # fused AdamW: one kernel over every parameter (CPU and CUDA), not a loop per tensor
+    optimizer = torch.optim.AdamW(params, lr=cfg.peak_lr, weight_decay=cfg.weight_decay,
+                                  fused=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
+    step = 0
+    if resume_from is not None:
+        step = _load_checkpoint(resume_from, model=model, optimizer=optimizer,
+                                scheduler=scheduler, world=world)["step"]
         log.info("resuming from %s (step %d of %d)", resume_from, step, total)
     # the log up to the checkpoint; from scratch, none (a run killed before its first
     # checkpoint left one)
-    _restore_log(out, step)
+    if world.main:
+        _restore_log(out, step)
+    P.barrier(world)
 
     # -- train -------------------------------------------------------------------------------
     from synth.progress import TrainProgress
 
-    bar = TrainProgress(enabled=cfg.progress)
-    log_f = open(out / "train_log.jsonl", "a")
+    bar = TrainProgress(enabled=cfg.progress if world.main else False)
+    log_f = open(out / "train_log.jsonl" if world.main else os.devnull, "a")  # rank 0 writes
     tokens_seen = 0
     t_train = time.perf_counter()
     window_tokens, window_t = 0, time.perf_counter()
     last: dict[str, Any] = {}
     evals: list[dict[str, Any]] = []
 
-    def checkpoint(s: int) -> None:
-        _save_checkpoint(out, s, model=model, lora=lora, optimizer=optimizer,
-                         scheduler=scheduler, keep=cfg.keep_checkpoints,
-                         state={"step": s, "total": total, "fingerprint": fingerprint,
-                                "settings": settings})
+    def checkpoint(s: int, sync: bool = True) -> None:
+        weights = P.full_model_state(model, world, lambda m: _trainable_state(m, lora))
+        if (opt := P.full_optimizer_state(model, optimizer, world)) is not None:  # rank 0
+            _save_checkpoint(out, s, weights=weights, optimizer=opt,
+                             scheduler=scheduler, keep=cfg.keep_checkpoints,
+                             state={"step": s, "total": total, "fingerprint": fingerprint,
+                                    "settings": settings})
+        if sync:
+            P.barrier(world)
 
     def run_eval(s: int) -> None:
         if held:
             e = {"step": s, "split": "eval", **evaluate_loss(
                 model, held, spec, teacher=t_model, vocab=vocab, batch_size=cfg.batch_size,
-                pad_id=pad_id, device=device, autocast=autocast, chunk=cfg.chunk_size)}
+                pad_id=pad_id, device=device, autocast=autocast, chunk=cfg.chunk_size,
+                forward=getattr(wrapped, "module", wrapped) if world.active else None)}
             evals.append(e)
             log_f.write(json.dumps(e) + "\n")
             log_f.flush()
@@ -563,14 +598,20 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     try:
         while step < total:
             micro = plan.at(step)
-            batches = [D.collate(train_ex, rows_, pad_id=pad_id, packed=cfg.packing)
-                       for rows_ in micro]
-            agg, n_targets, step_tokens = accumulate(
-                model, batches, spec, teacher=t_model, vocab=vocab, chunk=cfg.chunk_size,
-                device=device, autocast=autocast)
+            if world.active:  # this rank's slice of each micro-batch
+                agg, n_targets, step_tokens = P.train_step(
+                    wrapped, train_ex, micro, world=world, device=device, autocast=autocast,
+                    collate=lambda r: D.collate(train_ex, r, pad_id=pad_id, packed=cfg.packing))
+            else:
+                batches = [D.collate(train_ex, rows_, pad_id=pad_id, packed=cfg.packing)
+                           for rows_ in micro]
+                agg, n_targets, step_tokens = accumulate(
+                    model, batches, spec, teacher=t_model, vocab=vocab, chunk=cfg.chunk_size,
+                    device=device, autocast=autocast)
             grad_norm = None
             if cfg.max_grad_norm:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = float(getattr(norm, "full_tensor", lambda: norm)())  # FSDP: DTensor
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -601,8 +642,9 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
                 checkpoint(step)
     except KeyboardInterrupt:
         bar.stop()
-        if step:  # the finished steps are not lost: --resume continues from here
-            checkpoint(step)
+        # the finished steps are not lost: --resume continues from here (not under FSDP,
+        if step and not world.fsdp:  # whose state is spread over ranks that may be gone)
+            checkpoint(step, sync=False)
         log_f.close()
         raise
     bar.stop()
@@ -614,6 +656,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
 
     # -- save --------------------------------------------------------------------------------
     final = model.merge_and_unload() if lora else model
+    full = P.full_model_state(model, world, lambda m: None) if world.fsdp else None
     summary = {
         "student": cfg.student, "teacher": cfg.teacher, "made": student.note,
         "kept_layers": student.kept_layers, "loss": cfg.loss, "alpha": spec.alpha,
@@ -627,6 +670,7 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_len": cfg.max_len,
         "packing": cfg.packing, "reasoning": cfg.reasoning, "seed": cfg.seed,
         "device": device, "precision": precision, "steps": step,
+        "processes": world.size, "parallel": world.kind,
         "epochs": round(plan.epochs_done(step), 4),
         "data": {"path": str(rows.path), "source": rows.source, "rows": len(rows.rows),
                  "skipped_rows": rows.skipped, "examples": len(examples),
@@ -643,12 +687,14 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         "tokens_per_s": round(tokens_seen / max(1e-9, train_s), 1),
         "wall_s": None,
     }
-    _write_outputs(out, final, student, rows, summary, t_start)
-    return TrainResult(out, summary)
+    if world.main:
+        _write_outputs(out, final, student, rows, summary, t_start, state_dict=full)
+    P.finish(world)  # every rank waits for rank 0's outputs
+    return TrainResult(out, summary, world.main)
 
 
 def _write_outputs(out: Path, model: Any, student: Any, rows: Any, summary: dict[str, Any],
-                   t_start: float) -> None:
+                   t_start: float, state_dict: dict | None = None) -> None:
     """The HF model directory, loss.png, train.json and README.md, staged then moved in."""
     from synth.io import commit_staged, staging_dir
     from synth.train.card import render_model_card
@@ -656,7 +702,8 @@ def _write_outputs(out: Path, model: Any, student: Any, rows: Any, summary: dict
 
     with staging_dir(out) as stage:
         try:
-            model.save_pretrained(stage, safe_serialization=True)
+            model.save_pretrained(stage, safe_serialization=True,
+                                  **({"state_dict": state_dict} if state_dict else {}))
             student.tokenizer.save_pretrained(stage)
         except OSError as e:
             raise OutputError(f"cannot save the model: {e.strerror or e}", path=str(out)) \
