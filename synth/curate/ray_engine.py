@@ -47,7 +47,7 @@ __all__ = ["RayRun", "check_supported", "parquet_sources", "input_schema", "row_
 #: steps that are not row-local but have a Ray implementation here
 SPECIAL_STEPS = ("exact_dedup", "near_dedup")
 _BOOK = ("_row", "_drop", "_by")
-_PARTS_PER_CPU = 4  # hash groups per CPU for the dedup shuffles
+_PARTS_PER_CPU = 1  # hash groups per CPU for the dedup shuffles
 
 
 @dataclass
@@ -169,17 +169,21 @@ def _live(block: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame]:
     return df, df.filter(pl.col("_drop").is_null())
 
 
-def _row_local(block: pa.Table, step, index: int) -> pa.Table:
-    """The step's own code on a block's kept rows; the dropped ones pass through."""
-    df, live = _live(block)
-    v = step(live.drop(list(_BOOK)))
-    if v.df.height != live.height or len(v.drop) != live.height:
-        raise RuntimeError(f"step {step.name!r} changed the number of rows")
-    new = v.df.with_columns(live["_row"], v.drop.alias("_drop"),
-                            pl.when(v.drop.is_not_null()).then(pl.lit(index, pl.Int32))
-                            .otherwise(None).alias("_by"))
-    dead = df.filter(pl.col("_drop").is_not_null())
-    return _to_arrow(pl.concat([new, dead], how="diagonal_relaxed"))
+def _row_local(block: pa.Table, steps: list) -> pa.Table:
+    """Row-local steps, each on the rows the steps before it kept (``(index, step)``
+    pairs, consecutive in the filter set): their own code, block by block."""
+    df = pl.from_arrow(block)
+    for index, step in steps:
+        live = df.filter(pl.col("_drop").is_null())
+        v = step(live.drop(list(_BOOK)))
+        if v.df.height != live.height or len(v.drop) != live.height:
+            raise RuntimeError(f"step {step.name!r} changed the number of rows")
+        new = v.df.with_columns(live["_row"], v.drop.alias("_drop"),
+                                pl.when(v.drop.is_not_null()).then(pl.lit(index, pl.Int32))
+                                .otherwise(None).alias("_by"))
+        dead = df.filter(pl.col("_drop").is_not_null())
+        df = pl.concat([new, dead], how="diagonal_relaxed")
+    return _to_arrow(df)
 
 
 def _apply_drops(block: pa.Table, index: int, rows: np.ndarray, reasons: list[str],
@@ -240,7 +244,7 @@ def _exact_dedup(ds, step, index: int):
     parts = _parts()
     keys = ds.map_batches(_exact_keys, batch_format="pyarrow", batch_size=None,
                           fn_args=(step, parts))
-    drops = _collect(keys.groupby("part").map_groups(_exact_group, batch_format="pyarrow"))
+    drops = _collect(keys.groupby("part", num_partitions=parts).map_groups(_exact_group, batch_format="pyarrow"))
     if drops.height:
         drops = drops.sort("_row")
         rows, reasons = drops["_row"].to_numpy(), drops["reason"].to_list()
@@ -339,7 +343,7 @@ def _near_dedup(ds, step, index: int):
                             fn_args=(step,)).materialize()
     buckets = hashed.map_batches(_near_buckets, batch_format="pyarrow", batch_size=None,
                                  fn_args=(parts,))
-    pairs = _collect(buckets.groupby("part").map_groups(_near_pairs, batch_format="pyarrow"))
+    pairs = _collect(buckets.groupby("part", num_partitions=parts).map_groups(_near_pairs, batch_format="pyarrow"))
     if pairs.height:
         a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
         code = np.unique(np.minimum(a, b).astype(np.int64) << 32 | np.maximum(a, b))
@@ -423,6 +427,8 @@ def run(filters, source: str, *, address: str | None = None,
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
+        # the sort-based shuffle: no aggregator actors to start (seconds per groupby)
+        ctx.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
@@ -433,37 +439,61 @@ def run(filters, source: str, *, address: str | None = None,
             raise InputError(f"ids must be unique; {dup!r} repeats", path=str(source),
                              field="id")
         total = len(ids)
-        steps, cols = [], []
-        live_n = total
-        for i, step in enumerate(filters.steps):
+        cols, figures, seconds = [], {}, {}
+        have = pl.DataFrame(schema=input_schema(fs, files))  # the columns, step by step
+        for group in _groups(filters.steps):
             t = time.perf_counter()
-            figures: dict = {}
+            first, step = group[0]
             if step.name == "exact_dedup":
-                ds, figures = _exact_dedup(ds, step, i)
+                ds, figures[first] = _exact_dedup(ds, step, first)
             elif step.name == "near_dedup":
-                ds, figures = _near_dedup(ds, step, i)
+                ds, figures[first] = _near_dedup(ds, step, first)
             else:
                 ds = ds.map_batches(_row_local, batch_format="pyarrow", batch_size=None,
-                                    fn_args=(step, i)).materialize()
-            dropped = _collect(ds.filter(expr=f"_by == {i}").select_columns(["_drop"])) \
-                if ds.count() else pl.DataFrame()
-            reasons = Counter(r.split(":", 1)[0] for r in
-                              (dropped["_drop"].to_list() if dropped.height else []))
-            nd = dropped.height
-            steps.append({"step": step.name, "in": live_n, "kept": live_n - nd,
-                          "dropped": nd, "reasons": dict(reasons.most_common()),
-                          "seconds": round(time.perf_counter() - t, 4)})
-            if figures:
-                steps[-1]["info"] = figures
-            live_n -= nd
-            cols.append([c for c in ds.schema().names if c not in _BOOK])
-            if on_step is not None:
-                on_step(steps[-1])
+                                    fn_args=(group,))
+                ds = ds.materialize()
+            for i, st in group:  # fused steps share the group's time
+                seconds[i] = (time.perf_counter() - t) / len(group)
+                have = st(have).df if getattr(st, "row_local", False) else \
+                    have.with_columns(*[pl.lit(None).alias(c) for c in st.adds()])
+                cols.append(list(have.columns))
         everything = _collect(ds)
     finally:
         if started:
             ray.shutdown()
+    steps = _summaries(everything, filters, len(ids), seconds, figures)
+    for st in steps:
+        if on_step is not None:
+            on_step(st)
     return _split(everything, filters, cols, ids, steps, nodes)
+
+
+def _groups(steps: list) -> list[list]:
+    """``[(index, step), ...]`` runs: consecutive row-local steps together (one pass over
+    the blocks), each other step alone."""
+    out: list[list] = []
+    for i, st in enumerate(steps):
+        if getattr(st, "row_local", False) and out and getattr(out[-1][0][1], "row_local",
+                                                                False):
+            out[-1].append((i, st))
+        else:
+            out.append([(i, st)])
+    return out
+
+
+def _summaries(df: pl.DataFrame, filters, total: int, seconds, figures) -> list[dict]:
+    """Each step's line of ``curation.json``, from the rows' ``_by`` and ``_drop``."""
+    out, live = [], total
+    for i, step in enumerate(filters.steps):
+        why = df.filter(pl.col("_by") == i)["_drop"].to_list() if df.height else []
+        reasons = Counter(r.split(":", 1)[0] for r in why)
+        out.append({"step": step.name, "in": live, "kept": live - len(why),
+                    "dropped": len(why), "reasons": dict(reasons.most_common()),
+                    "seconds": round(seconds.get(i, 0.0), 4)})
+        if figures.get(i):
+            out[-1]["info"] = figures[i]
+        live -= len(why)
+    return out
 
 
 def _split(df: pl.DataFrame, filters, cols, ids, steps, nodes) -> RayRun:
