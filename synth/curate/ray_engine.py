@@ -438,7 +438,6 @@ def run(filters, source: str, *, address: str | None = None,
             dup = ids.filter(ids.is_duplicated()).first()
             raise InputError(f"ids must be unique; {dup!r} repeats", path=str(source),
                              field="id")
-        total = len(ids)
         cols, figures, seconds = [], {}, {}
         have = pl.DataFrame(schema=input_schema(fs, files))  # the columns, step by step
         for group in _groups(filters.steps):
