@@ -4,6 +4,7 @@ cluster this module starts on the machine (a head and a worker, one CPU each).""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import orjson
 import polars as pl
@@ -169,3 +170,20 @@ def test_sources(tmp_path):
     assert len(ray_engine.parquet_sources(str(tmp_path / "p*.parquet"))[1]) == 3
     with pytest.raises(ConfigError, match="engine: local or ray"):
         curate(tmp_path, filters="default", engine="spark")
+
+
+def test_pipeline_curate_engine(tmp_path):
+    import yaml
+
+    from synth.errors import InputError
+    from synth.pipeline.config import load_pipeline
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "examples/quickstart.yaml").read_text())
+    spec["curate"] = {"filters": "default", "engine": "ray", "ray_address": "auto"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    assert load_pipeline(tmp_path / "p.yaml").curate == {
+        "filters": "default", "engine": "ray", "ray_address": "auto"}
+    spec["curate"] = {"filters": "default", "engine": "spark"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match="curate.engine'?: local or ray"):
+        load_pipeline(tmp_path / "p.yaml")
