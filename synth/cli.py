@@ -220,7 +220,8 @@ _command("eval", eval_command, "synth.train.config:EvalConfig",
 
 
 def curate(*, input: Path, filters: str | None = None, out: Path,
-           recipe: str | None = None) -> None:
+           recipe: str | None = None, engine: str = "local",
+           ray_address: str | None = None) -> None:
     """Apply a filter set. Every dropped row goes to rejects.parquet with its reason."""
     from synth.curate import curate as run
     from synth.errors import ConfigError
@@ -251,11 +252,13 @@ def curate(*, input: Path, filters: str | None = None, out: Path,
             typer.secho(f"  {'':<16} WARNING: {w}", err=True, fg="yellow", bold=True)
 
     def start_line(rows, fs) -> None:  # once every check has passed
-        typer.echo(f"curating {rows.height:,} rows with {fs.name} ({len(fs.steps)} steps):",
+        n = rows if isinstance(rows, int) else rows.height  # engine ray: the row count
+        typer.echo(f"curating {n:,} rows with {fs.name} ({len(fs.steps)} steps):",
                    err=True)
 
     try:
-        result = run(input, filters=filters, out=out, on_start=start_line, on_step=step_line)
+        result = run(input, filters=filters, out=out, on_start=start_line, on_step=step_line,
+                     engine=engine, ray_address=ray_address)
     except UserError as err:
         _fail(err)
     except KeyboardInterrupt:

@@ -28,9 +28,9 @@ Pipeline (all numpy, no per-shingle Python objects):
    than k-permutation MinHash for documents with fewer shingles than ``num_perm``, which
    is one reason candidates are verified exactly (step 6).
 5. **LSH**: ``b`` bands of ``r`` rows (``optimal_bands``); each band is mixed to one 64-bit
-   key; documents are sorted by key and every pair of equal keys within ``_GROUP_WINDOW``
+   key; documents are sorted by key and every pair of equal keys within ``GROUP_WINDOW``
    positions of each other in the sorted order becomes a candidate (all pairs for groups up
-   to that size; for bigger groups each member is paired with its next ``_GROUP_WINDOW``
+   to that size; for bigger groups each member is paired with its next ``GROUP_WINDOW``
    neighbours, which still connects the whole group).
 6. **Verify**: every candidate pair is checked with the *exact* Jaccard of the two
    documents' shingle-hash sets (vectorised: one sort of packed ``(pair, shingle, side)``
@@ -73,7 +73,8 @@ from synth.hashing import mix64, ngram_sums, text_chunks
 log = logging.getLogger("synth")
 
 __all__ = ["MinHashConfig", "DedupResult", "optimal_bands", "signatures", "near_duplicates",
-           "repeated_ngram_ratios"]
+           "repeated_ngram_ratios", "shingle_sets", "band_keys", "exact_jaccard",
+           "GROUP_WINDOW"]
 
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
@@ -81,7 +82,8 @@ _EMPTY = np.uint32(0xFFFFFFFF)
 _CHUNK_DOCS = 1024
 _JIT_MIN_CHARS = 64_000_000  # below this, a process that has not loaded numba keeps numpy
 _CHUNK_CHARS = 4_000_000  # and at most this much text per chunk: bounds per-thread memory
-_GROUP_WINDOW = 32
+#: candidate pairs within one band bucket: each doc with the next GROUP_WINDOW in key order
+GROUP_WINDOW = 32
 _MAX_PROBES = 64
 
 
@@ -425,7 +427,7 @@ def _process(texts: list[str], cfg: MinHashConfig, want_shingles: bool):
             return _chunk_jit(kernel, ch, pr, want_shingles)
         sh, counts = _chunk_shingles(ch, pr)
         sig = _oph(sh, counts, pr)
-        # verification keeps 32 bits per shingle (see _exact_jaccard): half the memory
+        # verification keeps 32 bits per shingle (see exact_jaccard): half the memory
         return sig, ((sh >> _U64(32)).astype(np.uint32) if want_shingles else None), counts
 
     nw = _workers()
@@ -452,6 +454,35 @@ def signatures(texts: list[str], cfg: MinHashConfig = MinHashConfig()) -> np.nda
     return _process(list(texts), cfg, False)[0]
 
 
+def _band_key(sig: np.ndarray, band: int, r: int, pr: _Params) -> np.ndarray:
+    """The LSH key of band ``band`` (``r`` rows) of each signature."""
+    cols = sig[:, band * r : (band + 1) * r].astype(np.uint64)
+    with np.errstate(over="ignore"):
+        cols *= pr.band_M[band * r : (band + 1) * r]
+        key = cols.sum(axis=1, dtype=np.uint64)
+    mix64(key)
+    return key
+
+
+def shingle_sets(texts: list[str], cfg: MinHashConfig = MinHashConfig()):
+    """``(signatures, sh32, counts)`` of texts: what :func:`near_duplicates` computes
+    first, for an engine that hashes blocks of rows apart (``synth.curate.ray_engine``).
+    ``sh32`` holds the top 32 bits of every shingle hash, ``counts[i]`` of them for text i
+    (0: no shingle, never a candidate)."""
+    return _process(list(texts), cfg, True)
+
+
+def band_keys(sig: np.ndarray, cfg: MinHashConfig = MinHashConfig()) -> np.ndarray:
+    """``(len(sig), bands)`` uint64: the LSH band keys :func:`near_duplicates` groups by
+    (two texts with an equal key in some band are a candidate pair)."""
+    b, r = _bands(cfg)
+    pr = _params(cfg)
+    out = np.empty((len(sig), b), np.uint64)
+    for band in range(b):
+        out[:, band] = _band_key(sig, band, r, pr)
+    return out
+
+
 def _candidates(sig: np.ndarray, valid: np.ndarray, cfg: MinHashConfig) -> np.ndarray:
     """Distinct candidate pairs (i < j) as an int64 array of ``i * n + j``."""
     n = len(sig)
@@ -463,16 +494,12 @@ def _candidates(sig: np.ndarray, valid: np.ndarray, cfg: MinHashConfig) -> np.nd
     sub = sig if len(idx) == n else sig[idx]
 
     def band_pairs(band: int) -> list[np.ndarray]:
-        cols = sub[:, band * r : (band + 1) * r].astype(np.uint64)
-        with np.errstate(over="ignore"):
-            cols *= pr.band_M[band * r : (band + 1) * r]
-            key = cols.sum(axis=1, dtype=np.uint64)
-        mix64(key)
+        key = _band_key(sub, band, r, pr)
         order = np.argsort(key)
         ks = key[order]
         docs = idx[order]
         out = []
-        for d in range(1, min(_GROUP_WINDOW, len(ks) - 1) + 1):
+        for d in range(1, min(GROUP_WINDOW, len(ks) - 1) + 1):
             eq = np.flatnonzero(ks[d:] == ks[:-d])
             if not len(eq):
                 break
@@ -491,7 +518,7 @@ def _candidates(sig: np.ndarray, valid: np.ndarray, cfg: MinHashConfig) -> np.nd
     return sorted_unique(np.concatenate(found))
 
 
-def _exact_jaccard(pairs_a: np.ndarray, pairs_b: np.ndarray, sh32: np.ndarray,
+def exact_jaccard(pairs_a: np.ndarray, pairs_b: np.ndarray, sh32: np.ndarray,
                    offs: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Exact Jaccard of the shingle-hash sets of documents ``a[p]``, ``b[p]``.
 
@@ -542,7 +569,7 @@ def near_duplicates(texts: list[str], cfg: MinHashConfig = MinHashConfig(), *,
     cand = _candidates(sig, counts > 0, cfg)
     del sig
     a, b = cand // max(n, 1), cand % max(n, 1)
-    jac = _exact_jaccard(a, b, sh, offs, counts)
+    jac = exact_jaccard(a, b, sh, offs, counts)
     ok = jac >= cfg.threshold - 1e-12
     a, b = a[ok], b[ok]
     cluster = connected_components(n, a, b) if n else np.zeros(0, np.int64)

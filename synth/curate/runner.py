@@ -28,7 +28,7 @@ import polars as pl
 from synth.curate.filterset import FilterSet, load_filter_set
 from synth.curate.report import write_report
 from synth.curate.steps import StepContext
-from synth.errors import InputError, SynthError
+from synth.errors import ConfigError, InputError, SynthError
 
 __all__ = ["CurationResult", "curate", "read_rows", "check_columns"]
 
@@ -121,11 +121,19 @@ def _apply(filters: FilterSet, df: pl.DataFrame, out_dir: Path | None = None,
     rej = pl.concat(rejected, how="diagonal_relaxed") if rejected else \
         df.clear().with_columns(pl.lit(None, pl.String).alias("drop_reason"),
                                 pl.lit(None, pl.String).alias("dropped_by"))
+    return _result(filters, df["id"], kept, rej, steps, t0)
+
+
+def _result(filters: FilterSet, input_ids: pl.Series, kept: pl.DataFrame,
+            rej: pl.DataFrame, steps: list[dict[str, Any]], t0: float) -> CurationResult:
+    """Check kept + rejected = input (whichever engine ran the steps), then the summary."""
     seen = pl.concat([kept.select("id"), rej.select("id")], how="vertical_relaxed")["id"]
-    if seen.len() != df.height or not seen.unique().sort().equals(df["id"].unique().sort()):
+    if seen.len() != len(input_ids) or \
+            not seen.unique().sort().equals(input_ids.unique().sort()):
         raise SynthError("curation lost or duplicated rows: kept + rejected != input")
     summary = {
-        "filter_set": filters.name, "filter_set_file": filters.path, "input_rows": df.height,
+        "filter_set": filters.name, "filter_set_file": filters.path,
+        "input_rows": len(input_ids),
         "kept": kept.height, "rejected": rej.height, "steps": steps,
         "warnings": [w for st in steps for w in st.get("warnings", [])],
         "wall_s": round(time.perf_counter() - t0, 3),
@@ -142,22 +150,34 @@ def curate(input: str | Path | pl.DataFrame, *,
            out: str | Path | None = None,
            on_start: Callable[[pl.DataFrame, FilterSet], None] | None = None,
            on_step: Callable[[dict[str, Any]], None] | None = None,
-           recipe: str | Path | FilterSet | None = None) -> CurationResult:
+           recipe: str | Path | FilterSet | None = None, engine: str = "local",
+           ray_address: str | None = None) -> CurationResult:
     """Apply a filter set (a name like ``default``, a YAML path, or a :class:`FilterSet`).
 
     Everything that can be wrong with the request is checked first, in this order: ``out``
     (a usable directory, not the input's own), the rows, the filter set, the filter set
     against the rows (:func:`check_columns`). ``on_start`` is then called with the rows and
     the filter set, before any step runs, and ``on_step`` with each step's summary as soon
-    as it is done. ``recipe=`` is the deprecated spelling of ``filters=``."""
-    from synth.io import check_not_input, claim_out_dir, exclusive_dir, make_out_dir
+    as it is done. ``recipe=`` is the deprecated spelling of ``filters=``.
+
+    ``engine="ray"`` runs the same steps on Ray Data (:mod:`synth.curate.ray_engine`):
+    ``input`` is then a parquet file, a directory or glob of parquet shards, or a URI
+    pyarrow reads; ``ray_address`` joins that cluster (else a local Ray is started), and
+    ``on_start`` gets the row count instead of the rows."""
+    from synth.io import check_not_input, claim_out_dir
 
     filters = _filters_argument(filters, recipe)
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine: local or ray, not {engine!r}")
+    if ray_address is not None and engine != "ray":
+        raise ConfigError("ray_address: only with engine ray")
     if out is not None and not isinstance(input, pl.DataFrame):
         check_not_input(Path(out), [input], why="the curated rows and their card would "
                         "replace the run's own, and a rerun would read its own output")
     # before anything is read: new, empty or an earlier curation's (synth.io's rule)
     out = claim_out_dir(out, "synth curate") if out is not None else None
+    if engine == "ray":
+        return _curate_ray(input, filters, out, on_start, on_step, ray_address)
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     fs = filters if isinstance(filters, FilterSet) else load_filter_set(filters)
     check_columns(fs, dict(df.schema))  # a filter set that cannot run creates nothing
@@ -165,13 +185,19 @@ def curate(input: str | Path | pl.DataFrame, *,
         on_start(df, fs)
     if out is None:
         return _apply(fs, df, None, on_step)
+    return _run_into(out, lambda: _apply(fs, df, out, on_step))
+
+
+def _run_into(out: Path, apply: Callable[[], CurationResult]) -> CurationResult:
+    from synth.io import exclusive_dir, make_out_dir
+
     created = not out.exists()
     make_out_dir(out)
     try:
         # two curations into one directory would mix their files; the judge's generation
         # run lives inside it (out/judge/...), which holding it allows
         with exclusive_dir(out):
-            result = _apply(fs, df, out, on_step)
+            result = apply()
             _write(out, result)
     except BaseException:
         if created:  # leave no empty folder behind (a judge's cached answers do stay)
@@ -180,6 +206,35 @@ def curate(input: str | Path | pl.DataFrame, *,
                 out.rmdir()
         raise
     return result
+
+
+def _curate_ray(input, filters, out, on_start, on_step, address) -> CurationResult:
+    """The Ray engine: every check the local engine makes, in the same order, then the
+    steps on Ray, then the same files."""
+    from synth.curate import ray_engine
+
+    if isinstance(input, pl.DataFrame):
+        raise ConfigError("engine ray reads parquet files (a file, a directory or glob of "
+                          "shards, a URI), not a DataFrame")
+    fs_, files = ray_engine.parquet_sources(str(input))
+    schema = ray_engine.input_schema(fs_, files)
+    for col in ("id", "response"):
+        if col not in schema:
+            raise InputError("missing column", path=str(input), field=col)
+    fs = filters if isinstance(filters, FilterSet) else load_filter_set(filters)
+    check_columns(fs, schema)
+    ray_engine.check_supported(fs)
+    if on_start is not None:
+        on_start(ray_engine.row_count(fs_, files), fs)
+
+    def apply() -> CurationResult:
+        t0 = time.perf_counter()
+        r = ray_engine.run(fs, str(input), address=address, on_step=on_step)
+        result = _result(fs, r.input_ids, r.kept, r.rejected, r.steps, t0)
+        result.summary["engine"] = {"name": "ray", "nodes": r.nodes}
+        return result
+
+    return apply() if out is None else _run_into(out, apply)
 
 
 def _filters_argument(filters, recipe):

@@ -86,6 +86,9 @@ class Step:
     needs: ClassVar[tuple[str, ...]] = ("id",)  # columns the step always reads
     produces: ClassVar[tuple[str, ...]] = ()    # columns it adds
     requires: ClassVar[tuple[Requirement, ...]] = ()  # (import name, pip name) it needs
+    # each row's verdict depends on that row alone (no figures, no warnings): an engine
+    # may run the step on any split of the rows (``synth.curate.ray_engine``)
+    row_local: ClassVar[bool] = False
     extra: ClassVar[str | None] = "curate"      # the synth extra that installs them
     # True: the runner calls ``step(df, ctx)`` with a StepContext; else ``step(df)``
     takes_context: ClassVar[bool] = False
@@ -139,6 +142,7 @@ class DropErrors(Step):
     """Rows whose request failed (``status != ok``)."""
 
     name: ClassVar[str] = "drop_errors"
+    row_local: ClassVar[bool] = True
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         if "status" not in df.columns:  # rows from elsewhere: nothing says they failed
@@ -156,6 +160,7 @@ class Truncated(Step):
     """Answers cut off by ``max_tokens`` (``finish_reason == "length"``)."""
 
     name: ClassVar[str] = "truncated"
+    row_local: ClassVar[bool] = True
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
         if "finish_reason" not in df.columns:
@@ -170,6 +175,7 @@ class Empty(Step):
     """No answer text (after stripping whitespace)."""
 
     name: ClassVar[str] = "empty"
+    row_local: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("response",)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
@@ -193,6 +199,7 @@ class Refusal(Step):
     ``patterns``). Looks at the first ``head_chars`` characters only: a refusal leads."""
 
     name: ClassVar[str] = "refusal"
+    row_local: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("response",)
     patterns: tuple[str, ...] = _REFUSALS
     head_chars: int = 400
@@ -210,6 +217,7 @@ class Repetition(Step):
     Adds ``repetition_ratio``; drops above ``max_ratio``."""
 
     name: ClassVar[str] = "repetition"
+    row_local: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("response",)
     produces: ClassVar[tuple[str, ...]] = ("repetition_ratio",)
     ngram: int = 3
@@ -237,6 +245,7 @@ class Length(Step):
     """Word-count bounds on the text of ``field``. Adds ``{field}_words``."""
 
     name: ClassVar[str] = "length"
+    row_local: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ()
     field: str = "response"
     min_words: int = 1
@@ -364,7 +373,8 @@ class ExactDedup(Step):
     def __post_init__(self):
         check_field(self.field)
 
-    def _key(self, df: pl.DataFrame) -> pl.Series:
+    def keys(self, df: pl.DataFrame) -> pl.Series:
+        """The text each row is compared by (an engine that groups blocks apart uses it)."""
         # ``both`` keeps its two parts apart, so ("a b", "c") never equals ("a", "b c")
         fields = ("prompt", "response") if self.field == "both" else (self.field,)
         parts = [field_texts(df, f) for f in fields]
@@ -372,7 +382,7 @@ class ExactDedup(Step):
         return frame.select(pl.concat_str(pl.all(), separator="\x00").alias("key"))["key"]
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        first = pl.DataFrame({"key": self._key(df), "id": df["id"].cast(pl.String)}).select(
+        first = pl.DataFrame({"key": self.keys(df), "id": df["id"].cast(pl.String)}).select(
             pl.col("id"), pl.col("id").first().over("key").alias("first"))
         reason = pl.when(pl.col("id") != pl.col("first")).then(
             pl.format("duplicate: of {}", pl.col("first")))

@@ -380,10 +380,16 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise ck.error(("curate", "recipe"), "give filters or its old name recipe, "
                            "not both")
         key = "recipe" if isinstance(curate, dict) and "recipe" in curate else "filters"
-        if not isinstance(curate, dict) or set(curate) - {key} or \
+        if not isinstance(curate, dict) or set(curate) - {key, "engine", "ray_address"} or \
                 not isinstance(curate.get(key), str):
             raise ck.error(("curate",), "a filter set name (filters/NAME.yaml), a filter set "
-                           "file, or {filters: ...}")
+                           "file, or {filters: ..., engine: local or ray, ray_address: ...}")
+        engine = curate.get("engine", "local")
+        if engine not in ("local", "ray"):
+            raise ck.error(("curate", "engine"), f"local or ray, not {engine!r}")
+        address = curate.get("ray_address")
+        if address is not None and (engine != "ray" or not isinstance(address, str)):
+            raise ck.error(("curate", "ray_address"), "a Ray address, with engine: ray")
         fs = curate[key]
         if fs.endswith((".yaml", ".yml")) or "/" in fs or _rel(fs, base_dir).is_file():
             fs = str(_rel(fs, base_dir))  # a file beside the pipeline, never the cwd's
@@ -397,6 +403,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
             where = ("curate", key) if isinstance(data["curate"], dict) else ("curate",)
             raise ck.error(where, str(e)) from None
         curate = {"filters": fs}
+        if engine == "ray":  # the same answer as local: not part of the stage's fingerprint
+            curate.update(engine="ray", ray_address=address)
     else:
         curate = None
 

@@ -350,7 +350,9 @@ def _curate(run: _Run, force: bool) -> None:
                  file_sha256(src))
 
     def body():
-        res = curate(src, filters=fs, out=out / "curate")
+        res = curate(src, filters=fs, out=out / "curate",
+                     engine=p.curate.get("engine", "local"),
+                     ray_address=p.curate.get("ray_address"))
         s = res.summary
         return ["curate/curated.parquet", "curate/rejects.parquet",
                 "curate/curation.json"], {"kept": s["kept"], "rejected": s["rejected"]}

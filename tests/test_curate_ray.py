@@ -1,0 +1,189 @@
+"""``synth curate --engine ray``: the same answer as the local engine, on a two-node Ray
+cluster this module starts on the machine (a head and a worker, one CPU each)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from synth.curate import curate
+from synth.curate.filterset import FilterSet, Origin
+from synth.curate.steps import Step, Verdict
+from synth.errors import ConfigError, SynthError
+
+ray = pytest.importorskip("ray")
+from synth.curate import ray_engine  # noqa: E402
+
+
+def _corpus(n: int, seed: int = 0) -> pl.DataFrame:
+    """Rows with exact duplicates (case and punctuation changed), near duplicates (1-3
+    words changed), refusals, empty answers, loops, failed and truncated requests."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(3000)]
+    rows, base = [], []
+    for i in range(n):
+        r = rng.random()
+        if base and r < 0.1:
+            t = rng.choice(base).upper() + "!"
+        elif base and r < 0.25:
+            ws = rng.choice(base).split()
+            for _ in range(rng.randint(1, 3)):
+                ws[rng.randrange(len(ws))] = rng.choice(words)
+            t = " ".join(ws)
+        elif r < 0.28:
+            t = "I'm sorry, but I can't help with that."
+        elif r < 0.30:
+            t = ""
+        elif r < 0.32:
+            t = " ".join(["loop again"] * 30)
+        else:
+            t = " ".join(rng.choice(words) for _ in range(rng.randint(1, 80)))
+            base.append(t)
+        rows.append({"id": f"r{i}", "response": t,
+                     "status": "ok" if rng.random() > 0.02 else "error", "error": None,
+                     "finish_reason": "length" if rng.random() < 0.02 else "stop"})
+    return pl.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and a worker node on this machine, one CPU each; stopped at the end."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False})
+    c.add_node(num_cpus=1, object_store_memory=200 * 2**20)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """3,000 rows as four parquet shards of several row groups, and the same rows."""
+    df = _corpus(3000)
+    d = tmp_path_factory.mktemp("shards")
+    for i in range(4):
+        df.slice(i * 750, 750).write_parquet(d / f"part-{i}.parquet", row_group_size=200)
+    return d, df
+
+
+def test_same_answer_as_local_on_two_nodes(cluster, shards, tmp_path):
+    d, df = shards
+    local = curate(df, filters="default", out=tmp_path / "local")
+    on_ray = curate(d, filters="default", engine="ray", ray_address=cluster.address,
+                    out=tmp_path / "ray")
+    assert on_ray.summary["engine"] == {"name": "ray", "nodes": 2}
+    # every kind of drop happened, exact and near duplicates included
+    dropped = {s["step"]: s["dropped"] for s in local.summary["steps"]}
+    assert all(dropped[s] > 0 for s in ("drop_errors", "truncated", "empty", "refusal",
+                                         "repetition", "length", "exact_dedup",
+                                         "near_dedup")), dropped
+    # the same kept ids, rejected ids, reasons, steps and columns, in the same order
+    assert on_ray.kept["id"].to_list() == local.kept["id"].to_list()
+    assert on_ray.rejected.select("id", "dropped_by", "drop_reason").equals(
+        local.rejected.select("id", "dropped_by", "drop_reason"))
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+    for a, b in zip(local.summary["steps"], on_ray.summary["steps"]):
+        a, b = dict(a), dict(b)
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+    # the same files, which synth reads back
+    for name in ("curated.parquet", "rejects.parquet", "README.md", "report.html"):
+        assert (tmp_path / "ray" / name).is_file()
+    saved = orjson.loads((tmp_path / "ray" / "curation.json").read_bytes())
+    assert saved["kept"] + saved["rejected"] == saved["input_rows"] == 3000
+    assert pl.read_parquet(tmp_path / "ray" / "curated.parquet").equals(
+        pl.read_parquet(tmp_path / "local" / "curated.parquet"))
+
+
+def test_near_dedup_is_global_across_blocks(cluster, tmp_path):
+    """Copies of one text in different shards (so in different blocks, on either node)
+    form one cluster, and the kept one is the best-scored, as in the local engine."""
+    text = " ".join(f"w{i}" for i in range(60))
+    near = text.replace("w30", "x30")
+    df = pl.DataFrame({"id": [f"r{i}" for i in range(8)],
+                       "response": [text, "a b c d e f", near, "g h i j k l", near + " w60",
+                                    "m n o p q r", text + " w61", "s t u v w x"],
+                       "quality": [0.1, 0.5, 0.2, 0.5, 0.9, 0.5, 0.3, 0.5]})
+    for i in range(4):
+        df.slice(2 * i, 2).write_parquet(tmp_path / f"s{i}.parquet")
+    (tmp_path / "f.yaml").write_text("name: nd\nsteps:\n  - near_dedup: {threshold: 0.8}\n")
+    local = curate(df, filters=str(tmp_path / "f.yaml"))
+    on_ray = curate(str(tmp_path / "s*.parquet"), filters=str(tmp_path / "f.yaml"),
+                    engine="ray", ray_address=cluster.address)
+    assert local.kept["id"].to_list() == ["r1", "r3", "r4", "r5", "r7"]
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+    assert set(on_ray.rejected["drop_reason"]) == {"near-duplicate: of r4"}
+
+
+class _Global(Step):
+    """A step that looks at all rows at once (not row-local)."""
+
+    name = "global_thing"
+
+    def __call__(self, df):  # pragma: no cover - never reached on Ray
+        return Verdict(df, pl.Series("drop", [None] * df.height, dtype=pl.String))
+
+
+def test_step_without_ray_support_is_refused_before_ray_starts(tmp_path):
+    pl.DataFrame({"id": ["a"], "response": ["x y z"]}).write_parquet(tmp_path / "r.parquet")
+    fs = FilterSet("x", [_Global()], [Origin("x.yaml", 3)])
+    with pytest.raises(ConfigError, match=r"'global_thing' \(x.yaml, line 3\) does not run "
+                       "on the Ray engine"):
+        curate(tmp_path / "r.parquet", filters=fs, engine="ray", out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_kept_plus_rejected_must_be_input(tmp_path, monkeypatch):
+    """The runner checks what the Ray engine hands back before writing anything."""
+    df = pl.DataFrame({"id": ["a", "b", "c"], "response": ["x y z"] * 3})
+    df.write_parquet(tmp_path / "r.parquet")
+
+    def lossy(filters, source, **kw):
+        return ray_engine.RayRun(kept=df.head(1), rejected=df.clear(), input_ids=df["id"],
+                                 steps=[], nodes=1)
+
+    monkeypatch.setattr(ray_engine, "run", lossy)
+    with pytest.raises(SynthError, match=r"kept \+ rejected != input"):
+        curate(tmp_path / "r.parquet", filters="default", engine="ray", out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sources(tmp_path):
+    for i in range(3):
+        pl.DataFrame({"id": [str(i)], "response": ["a"]}).write_parquet(
+            tmp_path / f"p{i}.parquet")
+    (tmp_path / "notes.txt").write_text("not rows")
+    _, files = ray_engine.parquet_sources(str(tmp_path))
+    assert [f.rsplit("/", 1)[1] for f in files] == ["p0.parquet", "p1.parquet", "p2.parquet"]
+    _, files = ray_engine.parquet_sources(f"file://{tmp_path}/p1.parquet")
+    assert files == [f"{tmp_path}/p1.parquet"]
+    assert len(ray_engine.parquet_sources(str(tmp_path / "p*.parquet"))[1]) == 3
+    with pytest.raises(ConfigError, match="engine: local or ray"):
+        curate(tmp_path, filters="default", engine="spark")
+
+
+def test_pipeline_curate_engine(tmp_path):
+    import yaml
+
+    from synth.errors import InputError
+    from synth.pipeline.config import load_pipeline
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "examples/quickstart.yaml").read_text())
+    spec["curate"] = {"filters": "default", "engine": "ray", "ray_address": "auto"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    assert load_pipeline(tmp_path / "p.yaml").curate == {
+        "filters": "default", "engine": "ray", "ray_address": "auto"}
+    spec["curate"] = {"filters": "default", "engine": "spark"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match="curate.engine'?: local or ray"):
+        load_pipeline(tmp_path / "p.yaml")
