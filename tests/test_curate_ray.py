@@ -170,6 +170,12 @@ def test_sources(tmp_path):
     assert len(ray_engine.parquet_sources(str(tmp_path / "p*.parquet"))[1]) == 3
     with pytest.raises(ConfigError, match="engine: local or ray"):
         curate(tmp_path, filters="default", engine="spark")
+    # a curate run directory means its curated rows, never every parquet below it
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("curated.parquet", "rejects.parquet"):
+        pl.DataFrame({"id": ["x"], "response": ["a"]}).write_parquet(run / name)
+    assert ray_engine.parquet_sources(str(run))[1] == [str(run / "curated.parquet")]
 
 
 def test_pipeline_curate_engine(tmp_path):

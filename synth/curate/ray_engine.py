@@ -72,9 +72,22 @@ def check_supported(filters) -> None:
                 "--engine local, or leave the step out")
 
 
+def _synth_dir(source: str) -> bool:
+    """A synth output directory (a generate, curate or pipeline run), not a folder of
+    shards: its own rows file names the rows, never every parquet below it."""
+    from pathlib import Path
+
+    from synth.rows import PIPELINE_MANIFEST
+
+    d = Path(source)
+    return d.is_dir() and any((d / n).is_file() for n in (
+        "traces.parquet", "curated.parquet", "rejects.parquet", PIPELINE_MANIFEST))
+
+
 def parquet_sources(source: str) -> tuple[Any, list[str]]:
-    """``(filesystem, files)`` a source means: one parquet file, a directory of parquet
-    shards (every ``*.parquet`` below it), a glob, or a URI pyarrow understands
+    """``(filesystem, files)`` a source means: one parquet file, a synth run directory (its
+    rows, as :func:`synth.rows.locate` finds them), a directory of parquet shards (every
+    ``*.parquet`` below it), a glob, or a URI pyarrow understands
     (``s3://bucket/shards/``, ``gs://``, ``hdfs://``, ``file://``). Sorted: that order is
     the rows' order."""
     import pyarrow.fs as pafs
@@ -83,6 +96,10 @@ def parquet_sources(source: str) -> tuple[Any, list[str]]:
         fs, path = pafs.FileSystem.from_uri(source)
     else:
         fs, path = pafs.LocalFileSystem(), source
+        if _synth_dir(source):  # a run directory: its rows, as every synth command reads it
+            from synth.rows import locate
+
+            return fs, [str(locate(source).file)]
         if any(c in source for c in "*?["):
             files = sorted(f for f in globmod.glob(source, recursive=True)
                            if f.endswith(".parquet"))
