@@ -84,7 +84,8 @@ THRESHOLD = 0.8
 # ----------------------------------------------------------------------------- corpus
 
 
-def make_corpus(n_docs: int, seed: int, dup_share: float = 0.05):
+def make_corpus(n_docs: int, seed: int, dup_share: float = 0.05,
+                words: tuple[int, int] = (100, 400)):
     rng = np.random.default_rng(seed)
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     vocab = set()
@@ -97,7 +98,7 @@ def make_corpus(n_docs: int, seed: int, dup_share: float = 0.05):
     p /= p.sum()
     n_dup = int(n_docs * dup_share)
     n_base = n_docs - n_dup
-    lens = rng.integers(100, 401, n_base)
+    lens = rng.integers(words[0], words[1] + 1, n_base)
     flat = rng.choice(len(vocab), size=int(lens.sum()), p=p)
     docs: list[list[str]] = []
     off = 0
@@ -360,6 +361,24 @@ def _synth_command() -> list[str]:
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "synth"]
 
 
+def _breakdown(wall: float, t: dict) -> str:
+    """Where the last synth run's seconds went: the phases ``curation.json`` times, and the
+    rest of the process (interpreter start-up, imports, option parsing, exit)."""
+    phases = [("read", t.get("read_s")), ("near_dedup step", t.get("steps_s")),
+              ("kept/rejected check", t.get("check_s")), ("dataset card", t.get("card_s")),
+              ("write parquet", t.get("write_s")),
+              ("outputs (report beside the writes, then curation.json)", t.get("outputs_s"))]
+    known = sum(v for _, v in phases if v is not None)
+    lines = [f"synth's last run, {wall:.2f} s:"]
+    lines += [f"  {name:<58} {v:6.2f} s" for name, v in phases if v is not None]
+    if t.get("report_s") is not None:
+        lines.append(f"  {'  of which report.html + plots (on a second thread)':<58} "
+                     f"{t['report_s']:6.2f} s")
+    rest = wall - known + (t.get("write_s") or 0.0)  # write_s is inside outputs_s
+    lines.append(f"  {'start-up, imports, option parsing, exit':<58} {rest:6.2f} s")
+    return "\n".join(lines)
+
+
 def run_e2e(texts, pairs, true_j, cache, tools: list[str], repeat: int, seed: int,
             synth_labels: np.ndarray | None) -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -401,6 +420,7 @@ def run_e2e(texts, pairs, true_j, cache, tools: list[str], repeat: int, seed: in
                 wall = float(np.median(walls))
                 note = (f"runs {', '.join(f'{w:.2f}' for w in walls)} s; step "
                         f"{summ['steps'][0]['seconds']:.2f} s; clusters vs in-process: {same}")
+                breakdown = _breakdown(walls[-1], summ.get("timings") or {})
             else:
                 out = os.path.join(td, f"{tool}-e2e")
                 cmd = [sys.executable, os.path.abspath(__file__), "--e2e-worker", tool,
@@ -419,6 +439,8 @@ def run_e2e(texts, pairs, true_j, cache, tools: list[str], repeat: int, seed: in
     for tool, wall, kept, rec, prec, note in rows:
         print(f"{tool:<11} {wall:>8.2f} {len(texts) / wall:>9.0f} {kept:>8} {rec:>7.3f} "
               f"{prec:>9.4f}  {note}")
+    if "synth" in [r[0] for r in rows]:
+        print(breakdown)
     wall = {r[0]: r[1] for r in rows}
     if "synth" in wall:
         for other in ("datasketch", "rensa"):
@@ -484,6 +506,9 @@ def main() -> None:
     ap.add_argument("--e2e-worker", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--words", default="100,400",
+                    help="document length in words, LO,HI (default 100,400: 64 MB of traces "
+                         "at 100k docs; 150,520 makes the ~85 MB kind)")
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args.corpus, args.out)
@@ -493,7 +518,8 @@ def main() -> None:
         return
     n = 10_000 if args.quick else args.docs
     t0 = time.perf_counter()
-    texts, pairs, true_j = make_corpus(n, args.seed)
+    lo, hi = (int(x) for x in args.words.split(","))
+    texts, pairs, true_j = make_corpus(n, args.seed, words=(lo, hi))
     words = sum(t.count(" ") + 1 for t in texts)
     print(f"corpus: {len(texts)} docs, {words / len(texts):.0f} words/doc, {len(pairs)} planted pairs "
           f"(true Jaccard {true_j.min():.2f}-{true_j.max():.2f}, {int((true_j >= 0.85).sum())} >= 0.85), "

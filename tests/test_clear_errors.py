@@ -109,7 +109,7 @@ def test_generate_options_have_one_source():
     from synth.generate.config import GenerateConfig
 
     sig = _generate_signature()
-    python_only = {"prompts", "retry_initial_delay"}
+    python_only = {"prompts", "retry_initial_delay", "base_urls"}
     assert set(sig.parameters) == set(GenerateConfig.model_fields) - python_only
     for name, param in sig.parameters.items():
         info = GenerateConfig.model_fields[name]

@@ -127,16 +127,20 @@ def _apply(filters: FilterSet, df: pl.DataFrame, out_dir: Path | None = None,
 def _result(filters: FilterSet, input_ids: pl.Series, kept: pl.DataFrame,
             rej: pl.DataFrame, steps: list[dict[str, Any]], t0: float) -> CurationResult:
     """Check kept + rejected = input (whichever engine ran the steps), then the summary."""
+    t_check = time.perf_counter()
     seen = pl.concat([kept.select("id"), rej.select("id")], how="vertical_relaxed")["id"]
     if seen.len() != len(input_ids) or \
             not seen.unique().sort().equals(input_ids.unique().sort()):
         raise SynthError("curation lost or duplicated rows: kept + rejected != input")
+    # where the command's seconds go (the bench prints them; curate and _write add theirs)
+    timings = {"steps_s": round(sum(st["seconds"] for st in steps), 4),
+               "check_s": round(time.perf_counter() - t_check, 4)}
     summary = {
         "filter_set": filters.name, "filter_set_file": filters.path,
         "input_rows": len(input_ids),
         "kept": kept.height, "rejected": rej.height, "steps": steps,
         "warnings": [w for st in steps for w in st.get("warnings", [])],
-        "wall_s": round(time.perf_counter() - t0, 3),
+        "wall_s": round(time.perf_counter() - t0, 3), "timings": timings,
         # the keys curation.json had when filter sets were called recipes: what reads
         # curation.json (the dataset card, merge, the output-folder check of synth.io, an
         # older synth) finds them there, in new folders as in old ones
@@ -178,14 +182,20 @@ def curate(input: str | Path | pl.DataFrame, *,
     out = claim_out_dir(out, "synth curate") if out is not None else None
     if engine == "ray":
         return _curate_ray(input, filters, out, on_start, on_step, ray_address)
+    t_read = time.perf_counter()
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
+    read_s = round(time.perf_counter() - t_read, 4)
     fs = filters if isinstance(filters, FilterSet) else load_filter_set(filters)
     check_columns(fs, dict(df.schema))  # a filter set that cannot run creates nothing
     if on_start is not None:
         on_start(df, fs)
-    if out is None:
-        return _apply(fs, df, None, on_step)
-    return _run_into(out, lambda: _apply(fs, df, out, on_step))
+
+    def apply() -> CurationResult:
+        result = _apply(fs, df, out, on_step)
+        result.summary["timings"] = {"read_s": read_s, **result.summary["timings"]}
+        return result
+
+    return apply() if out is None else _run_into(out, apply)
 
 
 def _run_into(out: Path, apply: Callable[[], CurationResult]) -> CurationResult:
@@ -260,16 +270,27 @@ def _write(out: Path, result: CurationResult) -> None:
     from synth.dataset.card import render_curated_card
     from synth.io import commit_staged, files_below, staging_dir, write_atomic
 
+    timings = result.summary.setdefault("timings", {})
+    t = time.perf_counter()
     card = render_curated_card(name=out.name, kept=result.kept, summary=result.summary,
                                rejected_rows=result.rejected.height)
+    timings["card_s"] = round(time.perf_counter() - t, 4)
+
+    def report(stage: Path) -> float:
+        t = time.perf_counter()
+        write_report(stage, result.summary, result.kept, result.rejected)
+        return round(time.perf_counter() - t, 4)
+
     with staging_dir(out) as stage:
+        t = time.perf_counter()
         with ThreadPoolExecutor(max_workers=1) as pool:
-            report = pool.submit(write_report, stage, result.summary, result.kept,
-                                 result.rejected)
+            drawn = pool.submit(report, stage)
             write_atomic(stage / "curated.parquet", result.kept.to_arrow())
             write_atomic(stage / "rejects.parquet", result.rejected.to_arrow())
             write_atomic(stage / "README.md", card)
-            report.result()
+            timings["write_s"] = round(time.perf_counter() - t, 4)
+            timings["report_s"] = drawn.result()  # drawn beside the writing, not after it
+        timings["outputs_s"] = round(time.perf_counter() - t, 4)
         # every file, so a rerun can tell its own from anything put there since
         names = sorted(p.name for p in stage.iterdir())
         result.summary["files"] = files_below(stage, names) + ["curation.json"]
