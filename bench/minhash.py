@@ -335,6 +335,8 @@ def write_traces(texts: list[str], path: str, seed: int = 0) -> int:
         "accepted_terms": [[]] * n,
         "template_id": [None] * n,
         "template_hash": [None] * n,
+        "batch_id": [None] * n,
+        "served_by": [None] * n,
     }
     table = pa.table({f.name: pa.array(cols[f.name], f.type) for f in TRACE_SCHEMA},
                      schema=TRACE_SCHEMA)

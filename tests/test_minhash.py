@@ -377,3 +377,19 @@ def test_small_inputs_do_not_load_numba(monkeypatch):
     r = mh.near_duplicates(["a b c d e f g"] * 3, CFG)
     assert r.cluster_id.tolist() == [0, 0, 0]
     assert mh._KERNEL == []  # ~0.7 s of loading would not pay off on 21 characters
+
+
+def test_near_dedup_starts_loading_the_kernel_before_a_large_input_is_read():
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    code = ("import threading, synth.curate.minhash as m\n"
+            "from synth.curate.near_dedup import NearDedup\n"
+            "NearDedup().prepare({size})\n"
+            "[t.join() for t in threading.enumerate() if t.name == 'synth-minhash-prewarm']\n"
+            "print(m.kernel_name())\n")
+    got = [subprocess.run([sys.executable, "-c", code.format(size=size)], capture_output=True,
+                          text=True, timeout=120).stdout.strip()
+           for size in (100 * 2**20, 1024)]
+    assert got == ["numba", "numpy"]  # large: loaded on the side; small: never loaded

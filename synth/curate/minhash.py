@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -74,7 +75,7 @@ log = logging.getLogger("synth")
 
 __all__ = ["MinHashConfig", "DedupResult", "optimal_bands", "signatures", "near_duplicates",
            "repeated_ngram_ratios", "shingle_sets", "band_keys", "exact_jaccard",
-           "GROUP_WINDOW"]
+           "GROUP_WINDOW", "prewarm"]
 
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
@@ -359,11 +360,26 @@ def _densify(sig: np.ndarray, counts: np.ndarray, pr: _Params) -> np.ndarray:
 
 
 _KERNEL: list = []  # [compiled kernel or None], filled on first use
+_KERNEL_LOCK = threading.Lock()  # one load, whether prewarm's thread or a step asks first
+
+
+def prewarm() -> threading.Thread:
+    """Load the numba kernel on a daemon thread, so that its ~0.5 s (numba import, cache
+    load) overlaps whatever the caller does next (reading the rows releases the GIL); a
+    step that needs it meanwhile waits for the same load. Returns the thread."""
+    t = threading.Thread(target=_kernel, name="synth-minhash-prewarm", daemon=True)
+    t.start()
+    return t
 
 
 def _kernel():
     """The numba kernel (bit-identical to the numpy path, ~1.8x faster end to end), or None
     without numba or with ``SYNTH_MINHASH_NUMPY=1``."""
+    with _KERNEL_LOCK:
+        return _load_kernel()
+
+
+def _load_kernel():
     if not _KERNEL:
         fn = None
         if os.environ.get("SYNTH_MINHASH_NUMPY", "") in ("", "0"):

@@ -37,6 +37,17 @@ class NearDedup(Step):
     seed: int = 1
     score_column: str | None = None
 
+    #: Inputs from this size on (bytes on disk) will take the numba kernel: load it while
+    #: the rows are read (about 64M characters of text; parquet compresses them ~3x).
+    PREPARE_FROM_BYTES: ClassVar[int] = 16 * 1024 * 1024
+
+    def prepare(self, input_bytes: int) -> None:
+        """Before the rows are read: start loading the MinHash kernel for a large input."""
+        if input_bytes >= self.PREPARE_FROM_BYTES:
+            from synth.curate.minhash import prewarm
+
+            prewarm()
+
     def __post_init__(self):
         if not 0 < self.threshold <= 1 or self.num_perm < 8 or self.shingle < 1:
             raise ValueError("threshold in (0, 1], num_perm >= 8, shingle >= 1")

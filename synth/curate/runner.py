@@ -28,7 +28,7 @@ import polars as pl
 from synth.curate.filterset import FilterSet, load_filter_set
 from synth.curate.report import write_report
 from synth.curate.steps import StepContext
-from synth.errors import ConfigError, InputError, SynthError
+from synth.errors import ConfigError, InputError, SynthError, UserError
 
 __all__ = ["CurationResult", "curate", "read_rows", "check_columns"]
 
@@ -182,6 +182,8 @@ def curate(input: str | Path | pl.DataFrame, *,
     out = claim_out_dir(out, "synth curate") if out is not None else None
     if engine == "ray":
         return _curate_ray(input, filters, out, on_start, on_step, ray_address)
+    if not isinstance(input, pl.DataFrame):
+        _prepare(filters, input)
     t_read = time.perf_counter()
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     read_s = round(time.perf_counter() - t_read, 4)
@@ -196,6 +198,23 @@ def curate(input: str | Path | pl.DataFrame, *,
         return result
 
     return apply() if out is None else _run_into(out, apply)
+
+
+def _prepare(filters: Any, input: str | Path) -> None:
+    """Let steps start slow set-up that does not depend on the rows (a step's
+    ``prepare(input_bytes)``: the MinHash kernel) while the rows are read. Any problem here
+    is left for the checks that follow, in their order."""
+    try:
+        from synth.rows import locate
+
+        size = locate(input).file.stat().st_size
+        fs = filters if isinstance(filters, FilterSet) else load_filter_set(filters)
+    except (UserError, OSError):
+        return
+    for step in fs.steps:
+        prepare = getattr(step, "prepare", None)
+        if callable(prepare):
+            prepare(size)
 
 
 def _run_into(out: Path, apply: Callable[[], CurationResult]) -> CurationResult:
