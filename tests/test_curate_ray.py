@@ -193,3 +193,34 @@ def test_pipeline_curate_engine(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(InputError, match="curate.engine'?: local or ray"):
         load_pipeline(tmp_path / "p.yaml")
+
+
+def test_language_runs_per_block_with_the_same_verdicts(cluster, tmp_path):
+    pytest.importorskip("py3langid")
+    from synth.curate.filterset import load_filter_set
+
+    texts = {"en": "the cat sat on the mat and we all went home after the long meeting",
+             "fr": "le chat est assis sur le tapis et nous sommes tous rentrés à la maison",
+             "de": "die Katze sitzt auf der Matte und wir sind alle nach Hause gegangen",
+             "es": "el gato está sentado en la alfombra y todos volvimos a casa juntos"}
+    rng = random.Random(3)
+    rows = []
+    for i in range(1200):
+        lang = rng.choice(list(texts))
+        words = texts[lang].split()
+        rng.shuffle(words)
+        rows.append({"id": f"l{i}", "response": " ".join(words[: rng.randint(2, len(words))])})
+    df = pl.DataFrame(rows)
+    d = tmp_path / "shards"
+    d.mkdir()
+    for i in range(3):
+        df.slice(i * 400, 400).write_parquet(d / f"p{i}.parquet", row_group_size=150)
+    spec = tmp_path / "lang.yaml"
+    spec.write_text("steps:\n  - language: {languages: [en], min_chars: 20}\n"
+                    "  - length: {min_words: 3}\n")
+    fs = load_filter_set(spec)
+    local = curate(df, filters=fs)
+    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    dropped = {s["step"]: s["dropped"] for s in local.summary["steps"]}
+    assert dropped["language"] > 300 and dropped["length"] > 0
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)

@@ -164,6 +164,8 @@ class Language(Step):
     """
 
     name: ClassVar[str] = "language"
+    # one row's language is its own text's: any split of the rows gets the same verdicts
+    row_local: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ()
     produces: ClassVar[tuple[str, ...]] = ("lang", "lang_score")
     requires: ClassVar = (("py3langid", "py3langid"),)
