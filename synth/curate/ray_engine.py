@@ -6,9 +6,9 @@ groups in file order), ``_drop`` (its drop reason, null while kept) and ``_by`` 
 index of the step that dropped it). Each step sees the rows that the steps before it kept,
 as in the local engine (:mod:`synth.curate.runner`), and answers the same:
 
-- a row-local step (``Step.row_local``: the heuristics, ``language``) is the step's own
-  code mapped over blocks; only the block's kept rows reach it, so every verdict is the
-  local one;
+- a row-local step (``Step.row_local``: the heuristics, ``language``, ``decontaminate``)
+  is the step's own code mapped over blocks; only the block's kept rows reach it, so every
+  verdict is the local one;
 - ``exact_dedup``: each block computes the step's own keys; a Ray Data groupby on a hash
   of the key brings every copy of a text into one group, where the lowest ``_row`` (the
   local engine's "first occurrence") is kept;
