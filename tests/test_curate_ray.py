@@ -252,3 +252,33 @@ def test_decontaminate_runs_per_block_with_the_index_on_every_worker(cluster, tm
     on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
     assert local.summary["steps"][0]["dropped"] == 100
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+
+
+def test_verify_math_runs_per_block_and_reports_its_figures_whole(cluster, tmp_path):
+    pytest.importorskip("math_verify")
+    from synth.curate.filterset import load_filter_set
+
+    rng = random.Random(7)
+    rows = []
+    for i in range(240):
+        a, b = rng.randint(1, 50), rng.randint(1, 50)
+        kind = i % 4
+        answer = a + b if kind in (0, 1) else a + b + 1  # half right, half wrong
+        rows.append({"id": f"m{i}", "response": f"{a} + {b} = \\boxed{{{answer}}}",
+                     "reference": None if kind == 3 and i % 8 == 3 else str(a + b)})
+    df = pl.DataFrame(rows)
+    d = tmp_path / "shards"
+    d.mkdir()
+    for i in range(3):
+        df.slice(i * 80, 80).write_parquet(d / f"p{i}.parquet", row_group_size=40)
+    spec = tmp_path / "math.yaml"
+    spec.write_text("steps:\n  - verify_math: {workers: 1, max_unverifiable: 0.05}\n")
+    fs = load_filter_set(spec)
+    local = curate(df, filters=fs)
+    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    (a,), (b,) = local.summary["steps"], on_ray.summary["steps"]
+    assert a["info"]["verdicts"]["wrong"] > 0 and a["info"]["verdicts"]["unverifiable"] > 0
+    assert a.get("warnings")  # more than 5% could not be checked: said, on both engines
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b and on_ray.summary["warnings"] == local.summary["warnings"]
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)

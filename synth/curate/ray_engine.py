@@ -6,9 +6,10 @@ groups in file order), ``_drop`` (its drop reason, null while kept) and ``_by`` 
 index of the step that dropped it). Each step sees the rows that the steps before it kept,
 as in the local engine (:mod:`synth.curate.runner`), and answers the same:
 
-- a row-local step (``Step.row_local``: the heuristics, ``language``, ``decontaminate``)
-  is the step's own code mapped over blocks; only the block's kept rows reach it, so every
-  verdict is the local one;
+- a row-local step (``Step.row_local``: the heuristics, ``language``, ``decontaminate``,
+  ``verify_math``) is the step's own code mapped over blocks; only the block's kept rows
+  reach it, so every verdict is the local one; a step that reports figures or warnings
+  recomputes them on the driver over every row it saw (``Step.figures_from_rows``);
 - ``exact_dedup``: each block computes the step's own keys; a Ray Data groupby on a hash
   of the key brings every copy of a text into one group, where the lowest ``_row`` (the
   local engine's "first occurrence") is kept;
@@ -509,6 +510,17 @@ def _summaries(df: pl.DataFrame, filters, total: int, seconds, figures) -> list[
                     "seconds": round(seconds.get(i, 0.0), 4)})
         if figures.get(i):
             out[-1]["info"] = figures[i]
+        elif getattr(step, "row_local", False) and df.height:
+            # ran block by block: its figures and warnings over every row it saw
+            seen = df.filter(pl.col("_by").is_null() | (pl.col("_by") >= i)).sort("_row")
+            made = all(c in seen.columns for c in step.adds())
+            whole = step.figures_from_rows(seen) if made else None
+            if whole is not None:
+                info, warns = whole
+                if info:
+                    out[-1]["info"] = dict(info)
+                if warns:
+                    out[-1]["warnings"] = list(warns)
         live -= len(why)
     return out
 

@@ -86,8 +86,9 @@ class Step:
     needs: ClassVar[tuple[str, ...]] = ("id",)  # columns the step always reads
     produces: ClassVar[tuple[str, ...]] = ()    # columns it adds
     requires: ClassVar[tuple[Requirement, ...]] = ()  # (import name, pip name) it needs
-    # each row's verdict depends on that row alone (no figures, no warnings): an engine
-    # may run the step on any split of the rows (``synth.curate.ray_engine``)
+    # each row's verdict depends on that row alone: an engine may run the step on any
+    # split of the rows (``synth.curate.ray_engine``); its figures and warnings, if any,
+    # must come back whole from figures_from_rows
     row_local: ClassVar[bool] = False
     extra: ClassVar[str | None] = "curate"      # the synth extra that installs them
     # True: the runner calls ``step(df, ctx)`` with a StepContext; else ``step(df)``
@@ -107,6 +108,12 @@ class Step:
         if isinstance(sc, str):
             out.append((sc,))
         return out
+
+    def figures_from_rows(self, df: pl.DataFrame) -> tuple[dict[str, Any], list[str]] | None:
+        """A row-local step's figures and warnings, recomputed from its own output columns
+        over every row it saw (``df``, in input order): what an engine that ran it block by
+        block reports for the whole run. None: the step reports none."""
+        return None
 
     def adds(self) -> tuple[str, ...]:
         return self.produces

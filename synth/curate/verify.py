@@ -72,6 +72,8 @@ class VerifyMath(Step):
     could not be checked."""
 
     name: ClassVar[str] = "verify_math"
+    # a row's verdict is its own answer against its own reference
+    row_local: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("response", "reference")
     produces: ClassVar[tuple[str, ...]] = ("math_answer", "math_verdict", "math_reason")
     requires: ClassVar = (("math_verify", "math-verify"),)
@@ -109,6 +111,10 @@ class VerifyMath(Step):
         figures, warnings = _report(self.name, outcomes, reasons, self.max_unverifiable)
         return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable), warnings,
                        figures)
+
+    def figures_from_rows(self, df: pl.DataFrame) -> tuple[dict, list[str]]:
+        return _report(self.name, df["math_verdict"].to_list(), df["math_reason"].to_list(),
+                       self.max_unverifiable)
 
 
 @register_step
