@@ -282,3 +282,36 @@ def test_verify_math_runs_per_block_and_reports_its_figures_whole(cluster, tmp_p
     a.pop("seconds"), b.pop("seconds")
     assert a == b and on_ray.summary["warnings"] == local.summary["warnings"]
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+
+
+def test_a_near_dedup_bucket_larger_than_the_window_pairs_as_locally(cluster, tmp_path):
+    """Both engines pair a big bucket's members in input order (the local sort is stable),
+    so the candidate pairs, and so the clusters, are the same by construction; this checks
+    it end to end on a bucket three times the window."""
+    from synth.curate.filterset import load_filter_set
+    from synth.curate.minhash import GROUP_WINDOW
+
+    rng = random.Random(11)
+    base = [f"w{rng.randrange(4000)}" for _ in range(300)]
+    rows = []
+    for i in range(400):
+        if i % 4 == 0:  # 100 drifting copies of one text: one band bucket, far over the window
+            ws = list(base)
+            for _ in range(rng.randint(1, 3)):
+                ws[rng.randrange(len(ws))] = f"x{rng.randrange(4000)}"
+            text = " ".join(ws)
+        else:
+            text = " ".join(f"w{rng.randrange(4000)}" for _ in range(rng.randint(30, 60)))
+        rows.append({"id": f"b{i}", "response": text})
+    df = pl.DataFrame(rows)
+    d = tmp_path / "shards"
+    d.mkdir()
+    for i in range(4):
+        df.slice(i * 100, 100).write_parquet(d / f"p{i}.parquet", row_group_size=50)
+    spec = tmp_path / "nd.yaml"
+    spec.write_text("steps:\n  - near_dedup: {threshold: 0.8}\n")
+    fs = load_filter_set(spec)
+    local = curate(df, filters=fs)
+    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    assert local.rejected.height > GROUP_WINDOW + 1  # the bucket was bigger than the window
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)

@@ -28,10 +28,11 @@ Pipeline (all numpy, no per-shingle Python objects):
    than k-permutation MinHash for documents with fewer shingles than ``num_perm``, which
    is one reason candidates are verified exactly (step 6).
 5. **LSH**: ``b`` bands of ``r`` rows (``optimal_bands``); each band is mixed to one 64-bit
-   key; documents are sorted by key and every pair of equal keys within ``GROUP_WINDOW``
-   positions of each other in the sorted order becomes a candidate (all pairs for groups up
-   to that size; for bigger groups each member is paired with its next ``GROUP_WINDOW``
-   neighbours, which still connects the whole group).
+   key; documents are sorted by key (stably: input order within a key) and every pair of
+   equal keys within ``GROUP_WINDOW`` positions of each other in the sorted order becomes a
+   candidate (all pairs for groups up to that size; for bigger groups each member is paired
+   with its next ``GROUP_WINDOW`` neighbours in input order, which still connects the whole
+   group).
 6. **Verify**: every candidate pair is checked with the *exact* Jaccard of the two
    documents' shingle-hash sets (vectorised: one sort of packed ``(pair, shingle, side)``
    keys, count duplicates) and confirmed when it is ``>= threshold``.  So a confirmed pair
@@ -511,7 +512,9 @@ def _candidates(sig: np.ndarray, valid: np.ndarray, cfg: MinHashConfig) -> np.nd
 
     def band_pairs(band: int) -> list[np.ndarray]:
         key = _band_key(sub, band, r, pr)
-        order = np.argsort(key)
+        # stable: equal keys stay in input order, so a big bucket's members are paired with
+        # their next GROUP_WINDOW in input order, whichever engine (or split) made the keys
+        order = np.argsort(key, kind="stable")
         ks = key[order]
         docs = idx[order]
         out = []
