@@ -71,11 +71,10 @@ class BatchRun:
         self.first: dict[str, Request] = {}
         for r in requests:
             self.first.setdefault(r.hash, r)
-        self.fraction = price.batch if price is not None and price.batch else 1.0
         stored = cache.get_many(list(self.first))
         self.answered: set[str] = set(stored)
         self.from_cache = sum(1 for r in requests if r.hash in stored)
-        self.spent = sum(self._cost(rec) or 0.0 for h, rec in stored.items())
+        self.spent = sum(self.make.cost(rec) or 0.0 for h, rec in stored.items())
         self.reserved = 0.0
         self.stopped = False  # --max-cost: nothing more is sent
         self.unsent: set[str] = set()
@@ -89,20 +88,11 @@ class BatchRun:
             enabled=cfg.progress, description=f"{teacher.provider}:{teacher.model} (batch)")
 
     # ------------------------------------------------------------------ money
-    def _cost(self, rec: dict[str, Any]) -> float | None:
-        if self.price is None:
-            return None
-        cost = self.price.cost(rec.get("input_tokens"), rec.get("output_tokens"),
-                               rec.get("cached_input_tokens"))
-        if cost is not None and rec.get("batch_id"):
-            cost *= self.fraction
-        return cost
-
     def _worst(self, req: Request) -> float:
         if self.price is None:
             return 0.0
         return (self.price.cost(req.est_input_tokens, req.params.max_tokens) or 0.0) \
-            * self.fraction
+            * self.make.batch_fraction
 
     def _fits(self, amount: float) -> bool:
         if self.cfg.max_cost is None:
@@ -391,7 +381,7 @@ class BatchRun:
                 rec["latency_s"] = None  # time in a batch queue is not a latency
                 answers[h] = orjson.dumps(rec)
                 if h not in self.answered:
-                    cost += self._cost(rec) or 0.0
+                    cost += self.make.cost(rec) or 0.0
             else:
                 failures.append((h, r.reason or "batch_item_error", r.message, r.retryable))
         reason, message = _MISSING.get(st.status, (
@@ -450,7 +440,7 @@ class BatchRun:
                 "collected_this_run": self.collected,
                 "open": sum(b.state in OPEN_STATES for b in every),
                 "item_failures": dict(sorted(reasons.items())),
-                "price_fraction": self.fraction if self.price is not None else None,
+                "price_fraction": self.make.batch_fraction if self.price is not None else None,
                 "batch_price_known": bool(self.price is not None and self.price.batch),
                 "ids": [b.batch_id for b in every if b.batch_id],
             },

@@ -242,21 +242,28 @@ class _RowMaker:
             "batch_id": None, "served_by": None,
         }
 
+    def cost(self, rec: dict[str, Any]) -> float | None:
+        """What one cached answer cost: its tokens at the price, a batch answer at the
+        entry's batch fraction; None when no price is known."""
+        if self.price is None:
+            return None
+        cost = self.price.cost(rec.get("input_tokens"), rec.get("output_tokens"),
+                               rec.get("cached_input_tokens"))
+        if cost is not None and rec.get("batch_id") is not None:
+            cost *= self.batch_fraction
+        return cost
+
     def ok(self, req: Request, rec: dict[str, Any]) -> dict[str, Any]:
         answer, think = split_think(rec["text"])
         inp, out, cached = rec["input_tokens"], rec["output_tokens"], rec["cached_input_tokens"]
         row = self._base(req)
-        cost = self.price.cost(inp, out, cached) if self.price else None
-        batch_id = rec.get("batch_id")
-        if batch_id is not None and cost is not None:
-            cost *= self.batch_fraction
         row.update({
-            "batch_id": batch_id, "served_by": rec.get("served_by"),
+            "batch_id": rec.get("batch_id"), "served_by": rec.get("served_by"),
             "response": answer, "reasoning": join_reasoning(rec["reasoning"], think),
             "logprobs": rec["logprobs"], "finish_reason": rec["finish_reason"],
             "status": "ok", "error": None, "model_version": rec["model_version"],
             "input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out,
-            "cost_usd": cost,
+            "cost_usd": self.cost(rec),
             "latency_s": rec["latency_s"],
             "created_at": _from_us(rec["created_at"]),
         })
