@@ -805,18 +805,26 @@ class ProviderServer:
                           "Incorrect API key provided.", code="invalid_api_key")
         raw = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        with self._lock:  # the batch store is shared with the test's thread
+        return self._batch_answer("openai", request, route, "application/octet-stream",
+                                  lambda: self.batches.handle(request.method, route,
+                                                              dict(request.query), headers, raw))
+
+    def _batch_answer(self, provider: str, request: web.Request, route: str, file_type: str,
+                      handle: Any) -> web.Response:
+        """A batch store's answer to one request: ``handle()`` under the lock (the store is
+        shared with the test's thread), then ``batch_hook``, then the JSON object or the
+        file's bytes (as ``file_type``)."""
+        with self._lock:
             try:
-                status, obj = self.batches.handle(request.method, route, dict(request.query),
-                                                  headers, raw)
+                status, obj = handle()
             except BatchError as e:
                 raise _Reject(e.status, e.message, param=e.param, code=e.code) from None
         if self.batch_hook is not None:
             self.batch_hook(request.method, route)
         if isinstance(obj, bytes):
-            return web.Response(status=status, body=obj, content_type="application/octet-stream",
-                                headers=self._common_headers("openai"))
-        return self._json("openai", status, obj)
+            return web.Response(status=status, body=obj, content_type=file_type,
+                                headers=self._common_headers(provider))
+        return self._json(provider, status, obj)
 
     def _rate_limited(self, provider: str, cost: int | None, model: str | None) -> web.Response | None:
         """A 429 when the limiter refuses the request (``cost`` None: the request bucket
@@ -857,17 +865,9 @@ class ProviderServer:
         if limited is not None:
             return limited
         raw = await request.read()
-        with self._lock:  # the batch store is shared with the test's thread
-            try:
-                status, obj = self.message_batches.handle(request.method, route, dict(request.query), raw)
-            except BatchError as e:
-                raise _Reject(e.status, e.message, param=e.param, code=e.code) from None
-        if self.batch_hook is not None:
-            self.batch_hook(request.method, route)
-        if isinstance(obj, bytes):
-            return web.Response(status=status, body=obj, content_type="application/binary",
-                                headers=self._common_headers("anthropic"))
-        return self._json("anthropic", status, obj)
+        return self._batch_answer("anthropic", request, route, "application/binary",
+                                  lambda: self.message_batches.handle(
+                                      request.method, route, dict(request.query), raw))
 
     def _openai_success(self, body: dict) -> dict:
         model = body["model"]
