@@ -217,14 +217,14 @@ class HttpTeacher:
         if not self.fleet:
             return eps[0]
         now = time.monotonic()
-        up = [e for e in eps if e.down_until <= now]
+        up = [i for i, e in enumerate(eps) if e.down_until <= now]
         if not up:
             first = min(eps, key=lambda e: e.down_until)
             await asyncio.sleep(max(0.0, first.down_until - now))
             return first
         self._turn += 1
         n = len(eps)
-        return min(up, key=lambda e: (e.in_flight, (eps.index(e) - self._turn) % n))
+        return eps[min(up, key=lambda i: (eps[i].in_flight, (i - self._turn) % n))]
 
     async def complete(self, request: Request) -> Completion:
         if self._auth_error is not None:
