@@ -394,6 +394,10 @@ def _judge(program: str, spec: TestSpec, limits: SandboxLimits) -> Verdict:
                 reader.done.wait(1.0)   # its last words may still be in the pipe
                 break
         sol_ended = sol.ended_by_itself()
+        if not sol_ended and "process ended" in str((reader.verdict or {}).get("reason")):
+            # the judge saw the pipe close, which happens just before the process can be
+            # reaped: wait for it, so the reason can carry its exit status
+            sol_ended = sol.wait_ended(1.0)
         j_res = judge.stop(timed_out=timed_out, output_limit=output_limit)
         s_res = sol.stop(timed_out=timed_out, output_limit=output_limit)
         reader.join(timeout=2.0)

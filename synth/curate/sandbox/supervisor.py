@@ -176,6 +176,14 @@ class Child:
     def ended_by_itself(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
 
+    def wait_ended(self, timeout: float) -> bool:
+        """Whether the process ended by itself within ``timeout`` seconds."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def stop(self, *, timed_out: bool, output_limit: bool) -> SandboxResult:
         _killpg(self.proc.pid)
         self.proc.wait()
