@@ -255,6 +255,16 @@ def curate(*, input: Path, filters: str | None = None, out: Path,
         n = rows if isinstance(rows, int) else rows.height  # engine ray: the row count
         typer.echo(f"curating {n:,} rows with {fs.name} ({len(fs.steps)} steps):",
                    err=True)
+        if engine == "ray":  # where each step runs, so nobody waits on a surprise
+            from synth.curate.ray_engine import placements
+
+            on = placements(fs)
+            solo = [st.name for st, p in zip(fs.steps, on) if p == "driver"]
+            typer.echo(f"  on Ray: {', '.join(f'{st.name} ({p})' for st, p in zip(fs.steps, on))}",
+                       err=True)
+            if solo:
+                typer.echo(f"  {', '.join(solo)}: on the Ray driver, over every kept row at "
+                           "once (no distributed form)", err=True)
 
     try:
         result = run(input, filters=filters, out=out, on_start=start_line, on_step=step_line,

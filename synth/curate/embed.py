@@ -149,23 +149,30 @@ class SemanticDedup(Step):
         encoder_path(self.encoder)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        n = df.height
-        if n == 0:
+        if df.height == 0:
             return Verdict(df, pl.Series("drop", [], dtype=pl.String))
-        e = embed(_texts(df, self.field), encoder=self.encoder, batch_size=self.batch_size)
+        scores, _ = keeper_scores(df, self.score_column)
+        labels, reasons = self.decide(self.embeddings(df), scores,
+                                      df["id"].cast(pl.String).to_list())
+        out = df.with_columns(pl.Series("semantic_cluster", labels.astype(np.int64)))
+        return Verdict(out, pl.Series("drop", reasons, dtype=pl.String))
+
+    def embeddings(self, df: pl.DataFrame) -> np.ndarray:
+        """(n, d) unit rows of the ``field`` texts (the part an engine may spread out)."""
+        return embed(_texts(df, self.field), encoder=self.encoder, batch_size=self.batch_size)
+
+    def decide(self, e: np.ndarray, scores, ids: list[str]) -> tuple[np.ndarray, list]:
+        """``(cluster label per row, drop reason per row)`` from every row's embedding
+        (input order) and keeper score (None: keep the first)."""
         # on a GPU the similarity blocks run there too; on a CPU numpy is as fast as torch
         dev = _device()
         labels = _similar_components(e, self.threshold, self.block,
                                      dev if dev != "cpu" else "numpy")
-        scores, _ = keeper_scores(df, self.score_column)
         rep = keepers(labels, scores)
-        idx = np.arange(n)
         cos = np.einsum("ij,ij->i", e, e[rep])  # each row against its cluster's keeper
-        ids = df["id"].cast(pl.String).to_list()
         reasons = [None if r == i else f"semantic-duplicate: of {ids[r]} (cos {c:.3f})"
-                   for i, r, c in zip(idx.tolist(), rep.tolist(), cos.tolist())]
-        out = df.with_columns(pl.Series("semantic_cluster", labels.astype(np.int64)))
-        return Verdict(out, pl.Series("drop", reasons, dtype=pl.String))
+                   for i, r, c in zip(range(len(ids)), rep.tolist(), cos.tolist())]
+        return labels, reasons
 
 
 @dataclass
@@ -265,6 +272,8 @@ class QualityScore(Step):
 
     name: ClassVar[str] = "quality"
     needs: ClassVar[tuple[str, ...]] = ("id",)
+    row_local: ClassVar[bool] = True   # a row's score is its own embedding's
+    uses_model: ClassVar[bool] = True
     requires: ClassVar = _REQUIRES
     field: str = "response"
     scorer: str | None = None

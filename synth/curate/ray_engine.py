@@ -1,31 +1,31 @@
 """``synth curate --engine ray``: the same filter set, steps and parameters on Ray Data.
 
-Rows are read as Ray Data blocks (one task per parquet row group) and carry three
-bookkeeping columns: ``_row`` (the row's place in the input: files in sorted order, row
-groups in file order), ``_drop`` (its drop reason, null while kept) and ``_by`` (the
-index of the step that dropped it). Each step sees the rows that the steps before it kept,
-as in the local engine (:mod:`synth.curate.runner`), and answers the same:
+Rows are read as Ray Data blocks (one task per parquet row group) that carry bookkeeping
+columns (:mod:`synth.curate.ray_blocks`). Each step sees the rows that the steps before it
+kept, as in the local engine (:mod:`synth.curate.runner`), and answers the same. Where a
+step runs (:func:`placements`; ``curation.json`` records it under ``engine.placement``):
 
-- a row-local step (``Step.row_local``: the heuristics, ``language``, ``decontaminate``,
-  ``verify_math``) is the step's own code mapped over blocks; only the block's kept rows
-  reach it, so every verdict is the local one; a step that reports figures or warnings
-  recomputes them on the driver over every row it saw (``Step.figures_from_rows``);
-- ``exact_dedup``: each block computes the step's own keys; a Ray Data groupby on a hash
-  of the key brings every copy of a text into one group, where the lowest ``_row`` (the
-  local engine's "first occurrence") is kept;
-- ``near_dedup``: MinHash signatures, shingle hashes and LSH band keys per block
-  (:mod:`synth.curate.minhash`'s own functions); a groupby on a hash of the band key
-  gathers each bucket across blocks and nodes and pairs its members as the local engine
-  does (each with its next ``GROUP_WINDOW`` in ``_row`` order); the driver verifies the
-  distinct candidates by exact Jaccard on the shingles of the rows involved, joins the
-  confirmed pairs by a union-find and picks each cluster's keeper by
-  :func:`synth.curate.clusters.keepers` (best score, else first), so clusters and keepers
-  are global, never per worker. The driver holds the candidate rows' shingles and one
-  int64 per kept row: fine at millions of rows.
+- ``blocks``: a row-local step (``Step.row_local``: the heuristics, ``language``,
+  ``decontaminate``, ``verify_math``) is the step's own code mapped over blocks; only the
+  block's kept rows reach it, so every verdict is the local one; a step that reports
+  figures or warnings recomputes them on the driver over every row it saw
+  (``Step.figures_from_rows``). ``verify_code`` runs so too, in the sandbox of each
+  worker, after the checks :func:`synth.curate.ray_steps.verify_code` makes over the
+  whole input;
+- ``actors``: a row-local step that loads a model (``quality``), on an actor pool (GPU
+  actors where the cluster has GPUs);
+- ``shuffle``: ``exact_dedup`` and ``near_dedup``, global across blocks and nodes through
+  Ray Data groupbys;
+- ``groups``: a step with a ``group_key`` (``self_consistency``), on each group of rows
+  that share the key;
+- ``actors + driver``: ``semantic_dedup``: embeddings on an actor pool, clusters on the
+  driver;
+- ``driver``: any other step (``llm_judge``, a plugin's global step), over every kept row
+  on the driver, as the local engine runs it.
 
-Any other step stops the run before Ray starts, naming the step (:func:`check_supported`).
-The kept and rejected rows come back to the driver, which checks kept + rejected = input
-and writes the same files as the local engine.
+:mod:`synth.curate.ray_steps` has the details. The kept and rejected rows come back to the
+driver, which checks kept + rejected = input and writes the same files as the local
+engine.
 """
 
 from __future__ import annotations
@@ -34,22 +34,19 @@ import glob as globmod
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from synth.errors import ConfigError, InputError
+from synth.curate.ray_blocks import BOOK, collect, row_local_map, to_arrow
+from synth.errors import InputError
 
-__all__ = ["RayRun", "check_supported", "parquet_sources", "input_schema", "row_count", "run",
-           "SPECIAL_STEPS"]
+__all__ = ["RayRun", "placements", "parquet_sources", "input_schema", "row_count", "run"]
 
-#: steps that are not row-local but have a Ray implementation here
-SPECIAL_STEPS = ("exact_dedup", "near_dedup")
-_BOOK = ("_row", "_drop", "_by")
-_PARTS_PER_CPU = 1  # hash groups per CPU for the dedup shuffles
+_SPECIAL = {"exact_dedup": "shuffle", "near_dedup": "shuffle", "verify_code": "blocks",
+            "semantic_dedup": "actors + driver"}
 
 
 @dataclass
@@ -62,16 +59,22 @@ class RayRun:
     input_ids: pl.Series
     steps: list[dict[str, Any]]
     nodes: int
+    placement: list[str] = field(default_factory=list)
 
 
-def check_supported(filters) -> None:
-    """A ConfigError naming the first step that has no Ray implementation yet."""
-    for step, where in zip(filters.steps, filters.origins):
-        if not getattr(step, "row_local", False) and step.name not in SPECIAL_STEPS:
-            raise ConfigError(
-                f"step {step.name!r} ({where.path}, line {where.line}) does not run on the "
-                "Ray engine yet (row-local steps, exact_dedup and near_dedup do): use "
-                "--engine local, or leave the step out")
+def placements(filters) -> list[str]:
+    """Where each step of ``filters`` runs on Ray (see the module)."""
+    out = []
+    for step in filters.steps:
+        if step.name in _SPECIAL and type(step).__module__.startswith("synth."):
+            out.append(_SPECIAL[step.name])
+        elif getattr(step, "row_local", False):
+            out.append("actors" if getattr(step, "uses_model", False) else "blocks")
+        elif getattr(step, "group_key", None):
+            out.append("groups")
+        else:
+            out.append("driver")
+    return out
 
 
 def _synth_dir(source: str) -> bool:
@@ -164,10 +167,6 @@ def row_count(fs, files: list[str]) -> int:
     return total
 
 
-def _to_arrow(df: pl.DataFrame) -> pa.Table:
-    return df.to_arrow(compat_level=pl.CompatLevel.oldest())
-
-
 def _read_fragment(batch: dict, uri_fs) -> pa.Table:
     import pyarrow.parquet as pq
 
@@ -179,243 +178,7 @@ def _read_fragment(batch: dict, uri_fs) -> pa.Table:
             pl.int_range(int(off), int(off) + t.num_rows, dtype=pl.Int64).alias("_row"),
             pl.lit(None, pl.String).alias("_drop"), pl.lit(None, pl.Int32).alias("_by"))
         out.append(df)
-    return _to_arrow(pl.concat(out, how="vertical_relaxed"))
-
-
-def _live(block: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(all rows, kept rows without the bookkeeping columns)`` of a block."""
-    df = pl.from_arrow(block)
-    return df, df.filter(pl.col("_drop").is_null())
-
-
-def _row_local(block: pa.Table, steps: list) -> pa.Table:
-    """Row-local steps, each on the rows the steps before it kept (``(index, step)``
-    pairs, consecutive in the filter set): their own code, block by block."""
-    df = pl.from_arrow(block)
-    for index, step in steps:
-        live = df.filter(pl.col("_drop").is_null())
-        v = step(live.drop(list(_BOOK)))
-        if v.df.height != live.height or len(v.drop) != live.height:
-            raise RuntimeError(f"step {step.name!r} changed the number of rows")
-        new = v.df.with_columns(live["_row"], v.drop.alias("_drop"),
-                                pl.when(v.drop.is_not_null()).then(pl.lit(index, pl.Int32))
-                                .otherwise(None).alias("_by"))
-        dead = df.filter(pl.col("_drop").is_not_null())
-        df = pl.concat([new, dead], how="diagonal_relaxed")
-    return _to_arrow(df)
-
-
-def _apply_drops(block: pa.Table, index: int, rows: np.ndarray, reasons: list[str],
-                 extra=None) -> pa.Table:
-    """Mark the kept rows of a block whose ``_row`` is in ``rows`` (sorted) as dropped
-    with the matching reason; ``extra(live)`` adds columns to the kept rows."""
-    df, live = _live(block)
-    r = live["_row"].to_numpy()
-    pos = np.searchsorted(rows, r)
-    hit = (pos < len(rows)) & (rows[np.minimum(pos, max(len(rows) - 1, 0))] == r) \
-        if len(rows) else np.zeros(len(r), bool)
-    why = np.full(len(r), None, dtype=object)
-    why[hit] = np.asarray(reasons, dtype=object)[pos[hit]]
-    new = live.with_columns(pl.Series("_drop", why.tolist(), dtype=pl.String))
-    new = new.with_columns(pl.when(pl.col("_drop").is_not_null()).then(pl.lit(index, pl.Int32))
-                           .otherwise(None).alias("_by"))
-    if extra is not None:
-        new = extra(new)
-    dead = df.filter(pl.col("_drop").is_not_null())
-    return _to_arrow(pl.concat([new, dead], how="diagonal_relaxed"))
-
-
-def _collect(ds) -> pl.DataFrame:
-    import ray
-
-    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
-    if not tables:
-        return pl.DataFrame()
-    return pl.concat([pl.from_arrow(t) for t in tables], how="diagonal_relaxed")
-
-
-def _parts() -> int:
-    import ray
-
-    return max(2, int(ray.cluster_resources().get("CPU", 1)) * _PARTS_PER_CPU)
-
-
-# ------------------------------------------------------------------------- exact_dedup
-
-def _exact_keys(block: pa.Table, step, parts: int) -> pa.Table:
-    _, live = _live(block)
-    keys = step.keys(live.drop(list(_BOOK)))
-    part = keys.hash(seed=7) % parts
-    return _to_arrow(pl.DataFrame({"part": part.cast(pl.Int64), "key": keys,
-                                   "_row": live["_row"], "id": live["id"].cast(pl.String)}))
-
-
-def _exact_group(group: pa.Table) -> pa.Table:
-    df = pl.from_arrow(group).sort("_row")
-    out = df.select(pl.col("_row"), pl.col("id").first().over("key").alias("first"),
-                    pl.col("_row").first().over("key").alias("first_row"))
-    out = out.filter(pl.col("_row") != pl.col("first_row")).select(
-        "_row", pl.format("duplicate: of {}", pl.col("first")).alias("reason"))
-    return _to_arrow(out)
-
-
-def _exact_dedup(ds, step, index: int):
-    parts = _parts()
-    keys = ds.map_batches(_exact_keys, batch_format="pyarrow", batch_size=None,
-                          fn_args=(step, parts))
-    drops = _collect(keys.groupby("part", num_partitions=parts).map_groups(_exact_group, batch_format="pyarrow"))
-    if drops.height:
-        drops = drops.sort("_row")
-        rows, reasons = drops["_row"].to_numpy(), drops["reason"].to_list()
-    else:
-        rows, reasons = np.zeros(0, np.int64), []
-    out = ds.map_batches(_apply_drops, batch_format="pyarrow", batch_size=None,
-                         fn_args=(index, rows, reasons)).materialize()
-    return out, {}
-
-
-# -------------------------------------------------------------------------- near_dedup
-
-def _minhash_cfg(step):
-    from synth.curate.minhash import MinHashConfig
-
-    return MinHashConfig(num_perm=step.num_perm, shingle=step.shingle,
-                         threshold=step.threshold, seed=step.seed)
-
-
-def _near_hash(block: pa.Table, step) -> pa.Table:
-    """Per kept row: ``_row``, id, keeper score, shingle hashes (list) and band keys."""
-    from synth.curate.minhash import band_keys, shingle_sets
-    from synth.curate.steps import field_texts, keeper_scores
-
-    _, live = _live(block)
-    rows = live.drop(list(_BOOK))
-    sig, sh, counts = shingle_sets(field_texts(rows, step.field).to_list(), _minhash_cfg(step))
-    scores, _ = keeper_scores(rows, step.score_column)
-    keys = band_keys(sig, _minhash_cfg(step))
-    offs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    shl = pa.LargeListArray.from_arrays(pa.array(offs), pa.array(sh, pa.uint32()))
-    score = np.asarray(scores if scores is not None else np.zeros(len(rows)), np.float64)
-    return pa.table({"_row": live["_row"].to_numpy(), "id": live["id"].cast(pl.String)
-                     .to_arrow(), "score": score, "sh": shl,
-                     "keys": pa.FixedSizeListArray.from_arrays(pa.array(keys.ravel()),
-                                                               keys.shape[1])})
-
-
-def _near_buckets(block: pa.Table, parts: int) -> pa.Table:
-    """One row per (row, band) of the rows with shingles: the band key and its hash group."""
-    r = block.column("_row").to_numpy()
-    n_sh = pa.compute.list_value_length(block.column("sh")).to_numpy()
-    keys = np.asarray(block.column("keys").combine_chunks().flatten()).reshape(len(r), -1)
-    ok = n_sh > 0
-    r, keys = r[ok], keys[ok]
-    b = keys.shape[1]
-    band = np.tile(np.arange(b, dtype=np.int64), len(r))
-    key = keys.ravel()
-    return pa.table({"part": ((key % np.uint64(parts)).astype(np.int64)), "band": band,
-                     "key": key, "_row": np.repeat(r, b)})
-
-
-def _near_pairs(group: pa.Table) -> pa.Table:
-    """Candidate pairs of a hash group: in each (band, key) bucket, each row with the next
-    ``GROUP_WINDOW`` rows in ``_row`` order (the local engine's pairing)."""
-    from synth.curate.minhash import GROUP_WINDOW
-
-    df = pl.from_arrow(group).sort(["band", "key", "_row"])
-    band, key, row = (df[c].to_numpy() for c in ("band", "key", "_row"))
-    out = []
-    for d in range(1, min(GROUP_WINDOW, len(row) - 1) + 1):
-        eq = np.flatnonzero((key[d:] == key[:-d]) & (band[d:] == band[:-d]))
-        if not len(eq):
-            break
-        out.append(np.stack([row[eq], row[eq + d]], axis=1))
-    pairs = np.concatenate(out) if out else np.zeros((0, 2), np.int64)
-    return pa.table({"a": pairs[:, 0], "b": pairs[:, 1]})
-
-
-def _near_fetch(block: pa.Table, wanted: np.ndarray) -> pa.Table:
-    r = block.column("_row").to_numpy()
-    return block.filter(pa.array(np.isin(r, wanted))).select(["_row", "id", "score", "sh"])
-
-
-def _near_mark(live: pl.DataFrame, order: np.ndarray, rows: np.ndarray, cid: np.ndarray,
-               size: np.ndarray) -> pl.DataFrame:
-    """``cluster_id`` (the local engine's: the lowest position among the step's input
-    rows) and ``cluster_size`` of a block's kept rows."""
-    r = live["_row"].to_numpy()
-    own = np.searchsorted(order, r).astype(np.int64)
-    pos = np.searchsorted(rows, r)
-    hit = (pos < len(rows)) & (rows[np.minimum(pos, max(len(rows) - 1, 0))] == r) \
-        if len(rows) else np.zeros(len(r), bool)
-    c = np.where(hit, cid[np.minimum(pos, max(len(rows) - 1, 0))] if len(rows) else own, own)
-    s = np.where(hit, size[np.minimum(pos, max(len(rows) - 1, 0))] if len(rows) else 1, 1)
-    return live.with_columns(pl.Series("cluster_id", c.astype(np.int64)),
-                             pl.Series("cluster_size", s.astype(np.int64)))
-
-
-def _near_dedup(ds, step, index: int):
-    from synth.curate.clusters import connected_components, keepers
-    from synth.curate.minhash import exact_jaccard, kernel_name
-
-    parts = _parts()
-    hashed = ds.map_batches(_near_hash, batch_format="pyarrow", batch_size=None,
-                            fn_args=(step,)).materialize()
-    buckets = hashed.map_batches(_near_buckets, batch_format="pyarrow", batch_size=None,
-                                 fn_args=(parts,))
-    pairs = _collect(buckets.groupby("part", num_partitions=parts).map_groups(_near_pairs, batch_format="pyarrow"))
-    if pairs.height:
-        a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
-        code = np.unique(np.minimum(a, b).astype(np.int64) << 32 | np.maximum(a, b))
-        a, b = code >> 32, code & 0xFFFFFFFF
-    else:
-        a = b = np.zeros(0, np.int64)
-    involved = np.unique(np.concatenate([a, b]))
-    # every kept row's _row, sorted: its position is the local engine's row index
-    order = np.sort(_collect(hashed.select_columns(["_row"]))["_row"].to_numpy()) \
-        if hashed.count() else np.zeros(0, np.int64)
-    rows = np.zeros(0, np.int64)
-    cid = size = np.zeros(0, np.int64)
-    drop_rows, reasons, confirmed = np.zeros(0, np.int64), [], 0
-    if len(involved):
-        got = _collect(hashed.map_batches(_near_fetch, batch_format="pyarrow",
-                                          batch_size=None, fn_args=(involved,))).sort("_row")
-        rows = got["_row"].to_numpy()
-        counts = got["sh"].list.len().to_numpy().astype(np.int64)
-        sh = got["sh"].explode().drop_nulls().to_numpy().astype(np.uint32)
-        offs = np.cumsum(counts) - counts
-        ia, ib = np.searchsorted(rows, a), np.searchsorted(rows, b)
-        ok = exact_jaccard(ia, ib, sh, offs, counts) >= step.threshold - 1e-12
-        confirmed = int(ok.sum())
-        lab = connected_components(len(rows), ia[ok], ib[ok])
-        keep_at = keepers(lab, got["score"].to_numpy())
-        size = np.bincount(lab, minlength=len(rows))[lab].astype(np.int64)
-        cid = np.searchsorted(order, rows[lab]).astype(np.int64)
-        gone = np.flatnonzero(keep_at != np.arange(len(rows)))
-        ids = got["id"].to_list()
-        drop_rows = rows[gone]
-        reasons = [f"near-duplicate: of {ids[keep_at[i]]}" for i in gone]
-    n_keep = len(order) - len(drop_rows)
-    # which score ranked the keepers: the same for every block (it depends on the columns)
-    ranked_by = _ranked_by(ds, step)
-
-    def extra(live, order=order, rows=rows, cid=cid, size=size):
-        return _near_mark(live, order, rows, cid, size)
-
-    out = ds.map_batches(_apply_drops, batch_format="pyarrow", batch_size=None,
-                         fn_args=(index, drop_rows, reasons, extra)).materialize()
-    largest = int(size.max(initial=1)) if len(order) else 0
-    figures = {"minhash": {"pairs_checked": int(len(a)), "pairs_confirmed": confirmed,
-                           "clusters": n_keep, "largest_cluster": largest,
-                           "kernel": kernel_name(), "keeper_by": ranked_by or "first"}}
-    return out, figures
-
-
-def _ranked_by(ds, step) -> str | None:
-    from synth.curate.steps import keeper_scores
-
-    schema = ds.schema()
-    empty = pa.schema(list(zip(schema.names, schema.types))).empty_table()
-    return keeper_scores(pl.from_arrow(empty), step.score_column)[1]
+    return to_arrow(pl.concat(out, how="vertical_relaxed"))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -432,15 +195,18 @@ def _connect(address: str | None) -> bool:
     return True
 
 
-def run(filters, source: str, *, address: str | None = None,
-        on_step=None) -> RayRun:
-    """Run ``filters`` over the parquet rows ``source`` means on Ray (see the module)."""
+def run(filters, source: str, *, address: str | None = None, on_step=None,
+        out_dir=None) -> RayRun:
+    """Run ``filters`` over the parquet rows ``source`` means on Ray (see the module);
+    ``out_dir``: the curation's output folder, for a step that writes beside it."""
     import ray
     import ray.data
 
-    check_supported(filters)
+    from synth.curate import ray_steps
+
     fs, files = parquet_sources(str(source))
     items, _ = _fragments(fs, files)
+    where = placements(filters)
     started = _connect(address)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -452,55 +218,74 @@ def run(filters, source: str, *, address: str | None = None,
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _read_fragment, batch_size=1, batch_format="numpy", fn_args=(fs,)).materialize()
-        ids = _collect(ds.select_columns(["id"]))["id"] if ds.count() else pl.Series("id", [])
+        ids = collect(ds.select_columns(["id"]))["id"] if ds.count() else pl.Series("id", [])
         if ids.n_unique() != len(ids):
             dup = ids.filter(ids.is_duplicated()).first()
             raise InputError(f"ids must be unique; {dup!r} repeats", path=str(source),
                              field="id")
-        cols, figures, seconds = [], {}, {}
+        cols, reported, seconds = [], {}, {}
         have = pl.DataFrame(schema=input_schema(fs, files))  # the columns, step by step
-        for group in _groups(filters.steps):
+        for group in _groups(filters.steps, where):
             t = time.perf_counter()
             first, step = group[0]
-            if step.name == "exact_dedup":
-                ds, figures[first] = _exact_dedup(ds, step, first)
-            elif step.name == "near_dedup":
-                ds, figures[first] = _near_dedup(ds, step, first)
-            else:
-                ds = ds.map_batches(_row_local, batch_format="pyarrow", batch_size=None,
-                                    fn_args=(group,))
-                ds = ds.materialize()
+            kind = where[first]
+            if kind == "blocks" and step.name != "verify_code":
+                ds, *reported[first] = _blocks(ds, group)
+            elif kind == "actors":
+                ds, *reported[first] = ray_steps.model_steps(ds, group)
+            elif kind == "groups":
+                ds, *reported[first] = ray_steps.grouped(ds, step, first)
+            elif kind == "driver":
+                ds, figs, warns, now = ray_steps.on_driver(ds, step, first, out_dir)
+                reported[first] = (figs, warns)
+            else:  # exact_dedup, near_dedup, verify_code, semantic_dedup: their own
+                ds, *reported[first] = getattr(ray_steps, step.name)(ds, step, first)
             for i, st in group:  # fused steps share the group's time
                 seconds[i] = (time.perf_counter() - t) / len(group)
-                have = st(have).df if getattr(st, "row_local", False) else \
-                    have.with_columns(*[pl.lit(None).alias(c) for c in st.adds()])
+                if kind == "driver":  # what the step really added
+                    added = [c for c in now if c not in have.columns]
+                elif getattr(st, "row_local", False) and not getattr(st, "uses_model", False):
+                    added = [c for c in st(have).df.columns if c not in have.columns]
+                else:
+                    added = [c for c in st.adds() if c not in have.columns]
+                have = have.with_columns(*[pl.lit(None).alias(c) for c in added])
                 cols.append(list(have.columns))
-        everything = _collect(ds)
+        everything = collect(ds)
     finally:
         if started:
             ray.shutdown()
-    steps = _summaries(everything, filters, len(ids), seconds, figures)
+    steps = _summaries(everything, filters, len(ids), seconds, reported, where)
     for st in steps:
         if on_step is not None:
             on_step(st)
-    return _split(everything, filters, cols, ids, steps, nodes)
+    return _split(everything, filters, cols, ids, steps, nodes, where)
 
 
-def _groups(steps: list) -> list[list]:
-    """``[(index, step), ...]`` runs: consecutive row-local steps together (one pass over
-    the blocks), each other step alone."""
+def _blocks(ds, group: list):
+    """Consecutive row-local steps in one pass over the blocks."""
+    out = ds.map_batches(row_local_map, batch_format="pyarrow", batch_size=None,
+                         fn_args=(group,))
+    return out.materialize(), {}, []
+
+
+def _groups(steps: list, where: list[str]) -> list[list]:
+    """``[(index, step), ...]`` runs: consecutive steps that run per block together (one
+    pass over the blocks), each other step alone."""
     out: list[list] = []
     for i, st in enumerate(steps):
-        if getattr(st, "row_local", False) and out and getattr(out[-1][0][1], "row_local",
-                                                                False):
+        fuse = where[i] == "blocks" and st.name != "verify_code"
+        if fuse and out and out[-1][-1][0] == i - 1 and where[i - 1] == "blocks" and \
+                steps[i - 1].name != "verify_code":
             out[-1].append((i, st))
         else:
             out.append([(i, st)])
     return out
 
 
-def _summaries(df: pl.DataFrame, filters, total: int, seconds, figures) -> list[dict]:
-    """Each step's line of ``curation.json``, from the rows' ``_by`` and ``_drop``."""
+def _summaries(df: pl.DataFrame, filters, total: int, seconds, reported,
+               where: list[str]) -> list[dict]:
+    """Each step's line of ``curation.json``, from the rows' ``_by`` and ``_drop``; the
+    figures and warnings of a step that ran in parts come from every row it saw."""
     out, live = [], total
     for i, step in enumerate(filters.steps):
         why = df.filter(pl.col("_by") == i)["_drop"].to_list() if df.height else []
@@ -508,28 +293,29 @@ def _summaries(df: pl.DataFrame, filters, total: int, seconds, figures) -> list[
         out.append({"step": step.name, "in": live, "kept": live - len(why),
                     "dropped": len(why), "reasons": dict(reasons.most_common()),
                     "seconds": round(seconds.get(i, 0.0), 4)})
-        if figures.get(i):
-            out[-1]["info"] = figures[i]
-        elif getattr(step, "row_local", False) and df.height:
-            # ran block by block: its figures and warnings over every row it saw
+        info, warns = {}, []
+        if where[i] != "driver" and df.height and hasattr(step, "figures_from_rows"):
             seen = df.filter(pl.col("_by").is_null() | (pl.col("_by") >= i)).sort("_row")
             made = all(c in seen.columns for c in step.adds())
             whole = step.figures_from_rows(seen) if made else None
             if whole is not None:
-                info, warns = whole
-                if info:
-                    out[-1]["info"] = dict(info)
-                if warns:
-                    out[-1]["warnings"] = list(warns)
+                info, warns = dict(whole[0]), list(whole[1])
+        figures, more = reported.get(i, ({}, []))
+        info.update(figures)
+        warns += more
+        if info:
+            out[-1]["info"] = info
+        if warns:
+            out[-1]["warnings"] = warns
         live -= len(why)
     return out
 
 
-def _split(df: pl.DataFrame, filters, cols, ids, steps, nodes) -> RayRun:
+def _split(df: pl.DataFrame, filters, cols, ids, steps, nodes, where) -> RayRun:
     """Kept rows in input order; rejected rows step by step, each in input order, with the
     columns they had when dropped (the local engine's frames)."""
     df = df.sort("_row")
-    src = [c for c in df.columns if c not in _BOOK]
+    src = [c for c in df.columns if c not in BOOK]
     kept_cols = cols[-1] if cols else src
     kept = df.filter(pl.col("_drop").is_null()).select(kept_cols)
     parts = []
@@ -541,4 +327,4 @@ def _split(df: pl.DataFrame, filters, cols, ids, steps, nodes) -> RayRun:
     rej = pl.concat(parts, how="diagonal_relaxed") if parts else \
         df.select(src).clear().with_columns(pl.lit(None, pl.String).alias("drop_reason"),
                                             pl.lit(None, pl.String).alias("dropped_by"))
-    return RayRun(kept, rej, ids, steps, nodes)
+    return RayRun(kept, rej, ids, steps, nodes, where)

@@ -252,15 +252,15 @@ def _curate_ray(input, filters, out, on_start, on_step, address) -> CurationResu
             raise InputError("missing column", path=str(input), field=col)
     fs = filters if isinstance(filters, FilterSet) else load_filter_set(filters)
     check_columns(fs, schema)
-    ray_engine.check_supported(fs)
     if on_start is not None:
         on_start(ray_engine.row_count(fs_, files), fs)
 
     def apply() -> CurationResult:
         t0 = time.perf_counter()
-        r = ray_engine.run(fs, str(input), address=address, on_step=on_step)
+        r = ray_engine.run(fs, str(input), address=address, on_step=on_step, out_dir=out)
         result = _result(fs, r.input_ids, r.kept, r.rejected, r.steps, t0)
-        result.summary["engine"] = {"name": "ray", "nodes": r.nodes}
+        result.summary["engine"] = {"name": "ray", "nodes": r.nodes,
+                                    "placement": r.placement}
         return result
 
     return apply() if out is None else _run_into(out, apply)

@@ -90,6 +90,12 @@ class Step:
     # split of the rows (``synth.curate.ray_engine``); its figures and warnings, if any,
     # must come back whole from figures_from_rows
     row_local: ClassVar[bool] = False
+    # rows that share this column's value are decided together, and only with each other:
+    # an engine may split the rows by it (each part in input order)
+    group_key: ClassVar[str | None] = None
+    # loads a model once per process (an encoder): an engine runs it in long-lived
+    # workers, on GPUs where there are any
+    uses_model: ClassVar[bool] = False
     extra: ClassVar[str | None] = "curate"      # the synth extra that installs them
     # True: the runner calls ``step(df, ctx)`` with a StepContext; else ``step(df)``
     takes_context: ClassVar[bool] = False

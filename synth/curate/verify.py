@@ -127,6 +127,7 @@ class SelfConsistency(Step):
     name: ClassVar[str] = "self_consistency"
     needs: ClassVar[tuple[str, ...]] = ("response", "prompt_id")
     produces: ClassVar[tuple[str, ...]] = ("majority_answer", "agreement")
+    group_key: ClassVar[str] = "prompt_id"  # a prompt's samples are decided together
     min_agreement: float = 0.5
     drop_minority: bool = True
 
@@ -194,34 +195,66 @@ class VerifyCode(Step):
         if box["weak"] and not self.allow_weak_sandbox:
             raise ConfigError(weak_sandbox_message(box))
 
-    def __call__(self, df: pl.DataFrame) -> Verdict:
-        from synth.curate.sandbox import SandboxLimits, containment
-        from synth.curate.verify_code import BadReference, check_solution, parse_reference
+    def _parse(self, df: pl.DataFrame) -> tuple[list, int, list[tuple[int, object, str]]]:
+        """Each row's test spec (None: no reference; a BadReference: malformed), how many
+        rows give one, and ``(position, id, why)`` of each malformed one."""
+        from synth.curate.verify_code import BadReference, parse_reference
 
-        limits = SandboxLimits(wall_s=self.wall_s, cpu_s=max(1, int(self.wall_s)),
-                               memory_mb=self.memory_mb)
-        refs = df["reference"].to_list()
         ids = df["id"].to_list() if "id" in df.columns else list(range(df.height))
-        responses = [r or "" for r in df["response"].to_list()]
         specs: list = []
-        bad: list[tuple[object, str]] = []
-        for rid, ref in zip(ids, refs):
+        bad: list[tuple[int, object, str]] = []
+        for i, (rid, ref) in enumerate(zip(ids, df["reference"].to_list())):
             try:
                 specs.append(parse_reference(ref))
             except BadReference as e:
                 specs.append(e)
-                bad.append((rid, str(e)))
-        given = sum(s is not None for s in specs)
-        if given and len(bad) == given:
-            rid, why = bad[0]
-            raise _bad_references(rid, why, len(bad))
+                bad.append((i, rid, str(e)))
+        return specs, sum(s is not None for s in specs), bad
+
+    def reference_counts(self, df: pl.DataFrame) -> tuple[int, list[tuple[int, object, str]]]:
+        """``(rows that give a reference, [(position, id, why) of each malformed one])``."""
+        _, given, bad = self._parse(df)
+        return given, bad
+
+    def all_malformed(self, rid: object, why: str, n: int):
+        """The error for rows whose references are all malformed (none can be verified)."""
+        from synth.errors import InputError
+
+        return InputError(f"row {rid!r}: {why} (all {n} references are malformed, so no "
+                          "row could be verified)", path="verify_code", field="reference")
+
+    def __call__(self, df: pl.DataFrame) -> Verdict:
+        return self._verify(df, whole=True)
+
+    def block_verdict(self, df: pl.DataFrame) -> Verdict:
+        """The verdict on part of the rows: an engine that splits them checks "all
+        references malformed" over the whole input itself (``reference_counts``)."""
+        return self._verify(df, whole=False)
+
+    def _verify(self, df: pl.DataFrame, *, whole: bool) -> Verdict:
+        from synth.curate.sandbox import SandboxLimits, containment, weak_sandbox_message
+        from synth.curate.verify_code import BadReference, check_solution
+        from synth.errors import ConfigError
+
+        # checked where the code runs too: a step sent to another process or machine was
+        # built (and checked) elsewhere
+        box = containment()
+        if box["weak"] and not self.allow_weak_sandbox:
+            raise ConfigError(weak_sandbox_message(box))
+        limits = SandboxLimits(wall_s=self.wall_s, cpu_s=max(1, int(self.wall_s)),
+                               memory_mb=self.memory_mb)
+        responses = [r or "" for r in df["response"].to_list()]
+        specs, given, bad = self._parse(df)
+        if whole and given and len(bad) == given:
+            _, rid, why = bad[0]
+            raise self.all_malformed(rid, why, len(bad))
 
         def one(pair):
             resp, spec = pair
             if spec is None:
                 return "unverifiable", "no reference"
             if isinstance(spec, BadReference):
-                return "unverifiable", f"malformed reference: {spec}"
+                return "unverifiable", f"{_MALFORMED}{spec}"
             v = check_solution(resp, spec, limits=limits)
             return v.outcome, v.reason
 
@@ -229,20 +262,22 @@ class VerifyCode(Step):
             results = list(pool.map(one, zip(responses, specs)))
         outcomes = [o for o, _ in results]
         reasons = [r for _, r in results]
-        figures, warnings = _report(self.name, outcomes, reasons, self.max_unverifiable)
-        box = containment()
-        box["allow_weak_sandbox"] = self.allow_weak_sandbox
-        figures["sandbox"] = box
-        if bad:
-            figures["malformed_references"] = len(bad)
         out = df.with_columns(pl.Series("code_verdict", outcomes, pl.String),
                               pl.Series("code_reason", reasons, pl.String))
+        figures, warnings = self.figures_from_rows(out)
+        box["allow_weak_sandbox"] = self.allow_weak_sandbox
+        figures["sandbox"] = box
         return Verdict(out, _drops(outcomes, reasons, self.drop_unverifiable), warnings,
                        figures)
 
+    def figures_from_rows(self, df: pl.DataFrame) -> tuple[dict, list[str]]:
+        reasons = df["code_reason"].to_list()
+        figures, warnings = _report(self.name, df["code_verdict"].to_list(), reasons,
+                                    self.max_unverifiable)
+        bad = sum(1 for r in reasons if r is not None and r.startswith(_MALFORMED))
+        if bad:
+            figures["malformed_references"] = bad
+        return figures, warnings
 
-def _bad_references(rid, why: str, n: int):
-    from synth.errors import InputError
 
-    return InputError(f"row {rid!r}: {why} (all {n} references are malformed, so no row "
-                      "could be verified)", path="verify_code", field="reference")
+_MALFORMED = "malformed reference: "
