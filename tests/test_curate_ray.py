@@ -442,3 +442,38 @@ def test_semantic_dedup_and_quality_run_on_actor_pools(cluster, tmp_path):
     # the encoder batches rows differently on each engine: scores agree to float rounding
     assert (on_ray.kept["quality"] - local.kept["quality"]).abs().max() < 1e-5
     assert on_ray.kept["semantic_cluster"].equals(local.kept["semantic_cluster"])
+
+
+def test_llm_judge_runs_on_the_driver_with_its_run_beside_the_outputs(cluster, tmp_path,
+                                                                      server, price_file):
+    """The judge's requests go out from the driver, through its run under OUT/judge/,
+    with the same scores and drops as on the local engine."""
+    import json
+
+    texts = [f"Some answer. [[reply:{json.dumps({'score': s, 'reason': 'r'})}]]"
+             for s in (5, 2, 3, 4, 1, 5)] + [None]
+    df = pl.DataFrame({"id": [f"j{i}" for i in range(7)], "response": texts,
+                       "status": ["ok"] * 6 + ["error"],
+                       "messages": [[{"role": "user", "content": f"question {i}"}]
+                                    for i in range(7)]})
+    d = tmp_path / "shards"
+    d.mkdir()
+    for i in range(2):
+        df.slice(4 * i, 4).write_parquet(d / f"p{i}.parquet", row_group_size=2)
+    params = {"teacher": "openai:gpt-test", "intent": "research", "min_score": 3,
+              "base_url": f"{server.url}/v1", "price_file": str(price_file)}
+    (tmp_path / "j.yaml").write_text("name: judged\nsteps:\n  - drop_errors\n"
+                                     f"  - llm_judge: {json.dumps(params)}\n")
+    on_ray = curate(d, filters=str(tmp_path / "j.yaml"), engine="ray",
+                    ray_address=cluster.address, out=tmp_path / "o")
+    assert on_ray.summary["engine"]["placement"] == ["blocks", "driver"]
+    assert server.n_requests == 6
+    info = on_ray.summary["steps"][1]["info"]["judge"]
+    assert info["requests"] == 6 and info["sent"] == 6
+    assert (tmp_path / "o" / "judge" / "openai-gpt-test-judge-quality" /
+            "traces.parquet").exists()
+    local = curate(df, filters=str(tmp_path / "j.yaml"))
+    assert sorted(on_ray.kept["id"]) == sorted(local.kept["id"]) == ["j0", "j2", "j3", "j5"]
+    assert on_ray.kept.equals(local.kept)
+    assert on_ray.rejected.select("id", "dropped_by", "drop_reason").equals(
+        local.rejected.select("id", "dropped_by", "drop_reason"))
