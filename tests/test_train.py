@@ -543,3 +543,28 @@ def test_defaults_heal_a_cut_student_by_steps_not_epochs(tmp_path, tiny):
                     save_every=10**6)
     assert r.summary["epochs_planned"] == 50 and r.summary["steps"] == 150
     assert r.summary["lr"] == 5e-5 and not r.summary["lr_given"]  # a pretrained student
+
+
+def test_memory_estimate_under_fsdp_and_activation_checkpointing(tiny, tiny_other):
+    """Under --fsdp over N processes each holds 1/N of the weights, gradients and optimizer
+    state, plus one layer gathered whole; activation checkpointing keeps only each layer's
+    input. The check must not refuse what FSDP exists to make fit."""
+    from synth.train.memory import estimate_memory
+    from synth.train.student import load_pretrained
+
+    s = load_pretrained(str(tiny)).model
+    t = load_pretrained(str(tiny_other), dtype="bf16").model
+    one = estimate_memory(s, t, lora=False, tokens=64, chunk=64, device="cuda")
+    four = estimate_memory(s, t, lora=False, tokens=64, chunk=64, device="cuda", shards=4)
+    layer = max(sum(p.numel() * p.element_size() for p in lay.parameters())
+                for lay in s.get_decoder().layers)
+    assert four["gradients+optimizer"] == -(-one["gradients+optimizer"] // 4)
+    assert four["student weights"] == -(-one["student weights"] // 4)
+    assert four["teacher weights"] == -(-one["teacher weights"] // 4)
+    assert four["gathered layer"] >= layer > 0
+    assert four["total"] < one["total"]
+    ckpt = estimate_memory(s, t, lora=False, tokens=64, chunk=64, device="cuda",
+                           checkpointing=True)
+    layers, hidden = s.config.num_hidden_layers, s.config.hidden_size
+    assert one["activations"] == 64 * hidden * layers * 40
+    assert ckpt["activations"] == 64 * hidden * (layers * 4 + 40) < one["activations"]

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synth.errors import ConfigError, InsufficientMemoryError, OutputError
+from synth.errors import ConfigError, OutputError
 from synth.io import check_not_input, claim_out_dir, make_out_dir, write_atomic
 from synth.train.config import TrainConfig
+from synth.train.memory import check_memory, estimate_memory
 
 __all__ = ["train", "TrainResult", "check_teacher_spec"]
 
@@ -125,75 +126,6 @@ def _checkpoints(out: Path) -> list[Path]:
     done = [p for p in root.iterdir() if p.name.startswith("step-") and
             (p / "state.json").is_file()]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
-def available_memory(device: str) -> int:
-    """Bytes free for training: CUDA's free memory, or ``MemAvailable`` on Linux."""
-    if device == "cuda":
-        import torch
-
-        return int(torch.cuda.mem_get_info()[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-
-
-def estimate_memory(student: Any, teacher: Any | None, *, lora: bool, tokens: int,
-                    chunk: int, device: str = "cpu") -> dict[str, int]:
-    """Bytes training needs on ``device``: gradients and AdamW's two moments for the trained
-    parameters (fp32), activations for one micro-batch (a rough 40 bytes per token per
-    hidden unit per layer, what a decoder layer's saved tensors come to), and the chunked
-    head's logits. On the CPU the weights are already loaded, so the memory available
-    already excludes them; on a GPU they have yet to move there, so the student's and the
-    teacher's weights are counted at the size they will have."""
-    from synth.train.student import param_count
-
-    trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
-    cfg = student.config.get_text_config() if hasattr(student.config, "get_text_config") \
-        else student.config
-    hidden = int(getattr(cfg, "hidden_size", 1024))
-    layers = int(getattr(cfg, "num_hidden_layers", 12))
-    vocab = int(student.get_output_embeddings().weight.shape[0])
-    need = {
-        "gradients+optimizer": trainable * 12,
-        "activations": tokens * hidden * layers * 40,
-        "head chunk": min(chunk, tokens) * vocab * 4 * 6,
-        "teacher activations": 0 if teacher is None else tokens * hidden * 8,
-        "student weights": param_count(student) * 4 if lora else 0,
-    }
-    if device != "cpu":
-        need["student weights"] = sum(p.numel() * p.element_size()
-                                      for p in _unique(student.parameters()))
-        if teacher is not None:
-            need["teacher weights"] = sum(p.numel() * p.element_size()
-                                          for p in _unique(teacher.parameters()))
-    need["total"] = sum(need.values())
-    return need
-
-
-def _unique(params: Any) -> list[Any]:
-    seen: dict[int, Any] = {}
-    for p in params:
-        seen.setdefault(id(p), p)
-    return list(seen.values())
-
-
-def _check_memory(cfg: TrainConfig, need: dict[str, int], device: str) -> None:
-    have = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb else available_memory(device)
-    if need["total"] <= have:
-        return
-    gb = 2**30
-    parts = ", ".join(f"{k} {v / gb:.2f} GiB" for k, v in need.items() if k != "total" and v)
-    limit = "--memory-limit-gb" if cfg.memory_limit_gb else f"free {device} memory"
-    raise InsufficientMemoryError(
-        f"training this student needs about {need['total'] / gb:.2f} GiB ({parts}) and "
-        f"{limit} is {have / gb:.2f} GiB: use a smaller student (from-teacher:layers=N), "
-        "--lora-r 16, a smaller --batch-size with more --grad-accum, or a shorter --max-len")
 
 
 def _fingerprint(cfg: TrainConfig, examples: list,
@@ -513,8 +445,12 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         else None
     micro_tokens = cfg.batch_size * (cfg.max_len if cfg.packing else
                                      max(len(e) for e in train_ex))
-    _check_memory(cfg, estimate_memory(model, t_model, lora=lora, tokens=micro_tokens,
-                                       chunk=cfg.chunk_size, device=device), device)
+    # under --fsdp each process holds 1/N of the student (and of an online teacher)
+    need = estimate_memory(model, t_model, lora=lora, tokens=micro_tokens,
+                           chunk=cfg.chunk_size, device=device,
+                           shards=world.size if world.fsdp else 1,
+                           checkpointing=cfg.activation_checkpointing)
+    check_memory(need, device, limit_gb=cfg.memory_limit_gb)
     model.to(device)
     if t_model is not None:
         t_model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None)
