@@ -149,8 +149,9 @@ class SemanticDedup(Step):
         encoder_path(self.encoder)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
-        if df.height == 0:
-            return Verdict(df, pl.Series("drop", [], dtype=pl.String))
+        if df.height == 0:  # the same columns as ever, whatever was dropped before
+            return Verdict(df.with_columns(pl.Series("semantic_cluster", [], pl.Int64)),
+                           pl.Series("drop", [], dtype=pl.String))
         scores, _ = keeper_scores(df, self.score_column)
         labels, reasons = self.decide(self.embeddings(df), scores,
                                       df["id"].cast(pl.String).to_list())
@@ -295,6 +296,9 @@ class QualityScore(Step):
         return (self.column,)
 
     def __call__(self, df: pl.DataFrame) -> Verdict:
+        if df.height == 0:  # no row to score (the encoder's answer would be shapeless)
+            return Verdict(df.with_columns(pl.Series(self.column, [], pl.Float64)),
+                           pl.Series("drop", [], dtype=pl.String))
         if self.scorer is not None:
             head = Scorer.load(self.scorer)
             e = embed(_texts(df, self.field), encoder=head.encoder,

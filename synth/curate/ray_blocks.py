@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 __all__ = ["BOOK", "to_arrow", "live_rows", "run_steps", "row_local_map", "apply_drops",
-           "collect", "hash_parts", "lookup"]
+           "collect", "hash_parts", "lookup", "peek", "conform"]
 
 #: the bookkeeping columns a block carries beside the rows' own
 BOOK = ("_row", "_drop", "_by")
@@ -55,6 +55,8 @@ def run_steps(df: pl.DataFrame, steps: list, *, ctx: Any = None,
     ``report[index]``: each step's ``(figures, warnings)``."""
     for index, step in steps:
         live = df.filter(pl.col("_drop").is_null())
+        if ctx is None and live.height == 0:
+            continue  # a part with no kept row: nothing to decide (the driver knows the columns)
         rows = live.drop(list(BOOK))
         if ctx is not None:
             v = step(rows, ctx) if getattr(step, "takes_context", False) else step(rows)
@@ -113,3 +115,26 @@ def hash_parts() -> int:
     import ray
 
     return max(2, int(ray.cluster_resources().get("CPU", 1)) * _PARTS_PER_CPU)
+
+
+def peek(block: pa.Table, names: list[str]) -> pa.Table:
+    """Only ``names`` of a block (null where a block lacks one): what the driver needs of
+    every row to sum a step up."""
+    df = pl.from_arrow(block)
+    return to_arrow(df.select([pl.col(c) if c in df.columns else pl.lit(None).alias(c)
+                               for c in names]))
+
+
+def conform(df: pl.DataFrame, like: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with exactly ``like``'s columns, order and types: a column no block made
+    (no row reached the step that adds it) comes as nulls of its type, one that a block
+    typed Null (all its values null) is cast to it."""
+    out = []
+    for c, t in like.schema.items():
+        if c not in df.columns:
+            out.append(pl.lit(None, dtype=t).alias(c))
+        elif df.schema[c] != t and t != pl.Null:
+            out.append(pl.col(c).cast(t))
+        else:
+            out.append(pl.col(c))
+    return df.select(out)

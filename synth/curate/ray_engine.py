@@ -40,7 +40,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from synth.curate.ray_blocks import BOOK, collect, row_local_map, to_arrow
+from synth.curate.ray_blocks import BOOK, collect, conform, peek, row_local_map, to_arrow
 from synth.errors import InputError
 
 __all__ = ["RayRun", "placements", "parquet_sources", "input_schema", "row_count", "run"]
@@ -125,55 +125,70 @@ def parquet_sources(source: str) -> tuple[Any, list[str]]:
     return fs, files
 
 
-def _fragments(fs, files: list[str]) -> tuple[list[dict], pa.Schema]:
-    """One item per row group: file, row group, first ``_row``; and the common schema."""
+def _footers(fs, files: list[str]) -> list[Any]:
     import pyarrow.parquet as pq
 
-    items, offset, schema = [], 0, None
+    out = []
     for f in files:
         with fs.open_input_file(f) as fh:
-            meta = pq.ParquetFile(fh).metadata
-            s = meta.schema.to_arrow_schema()
-        if schema is None:
-            schema = s
-        elif s.names != schema.names:
-            raise InputError(f"shard columns differ from the first shard's ({schema.names})",
+            out.append(pq.ParquetFile(fh).metadata)
+    return out
+
+
+def _unified(files: list[str], metas: list[Any]) -> pa.Schema:
+    """The shards' common schema: the same column names in the same order, each column's
+    types unified (a shard whose values were all null typed it Null; int32 in one, int64
+    in another); a clash names the shard and the column."""
+    first = metas[0].schema.to_arrow_schema()
+    schema = first
+    for f, m in zip(files[1:], metas[1:]):
+        s = m.schema.to_arrow_schema()
+        if s.names != first.names:
+            raise InputError(f"shard columns differ from the first shard's ({first.names})",
                              path=f)
-        for g in range(meta.num_row_groups):
-            items.append({"file": f, "group": g, "offset": offset})
-            offset += meta.row_group(g).num_rows
-    if schema is None:
+        try:
+            schema = pa.unify_schemas([schema, s], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            bad = next((n for n in s.names if s.field(n).type != schema.field(n).type), None)
+            raise InputError(f"its type {s.field(bad).type if bad else '?'} does not go with "
+                             f"the other shards' ({e})", path=f, field=bad) from None
+    return schema
+
+
+def _fragments(fs, files: list[str]) -> tuple[list[dict], pa.Schema]:
+    """One item per row group: file, row group, first ``_row``; and the common schema."""
+    if not files:
         raise InputError("no rows")
+    metas = _footers(fs, files)
+    schema = _unified(files, metas)
+    items, offset = [], 0
+    for f, meta in zip(files, metas):
+        for g in range(meta.num_row_groups):
+            rows = meta.row_group(g).num_rows
+            if rows:  # an empty row group is no block's business
+                items.append({"file": f, "group": g, "offset": offset})
+            offset += rows
     return items, schema
 
 
 def input_schema(fs, files: list[str]) -> dict[str, Any]:
-    """The rows' columns and polars types (the first shard's: the others must match)."""
-    import pyarrow.parquet as pq
-
-    with fs.open_input_file(files[0]) as fh:
-        schema = pq.read_schema(fh)
+    """The rows' columns and polars types, unified over the shards."""
+    schema = _unified(files, _footers(fs, files))
     return dict(pl.from_arrow(schema.empty_table()).schema)
 
 
 def row_count(fs, files: list[str]) -> int:
     """Rows in all the files, from their footers."""
-    import pyarrow.parquet as pq
-
-    total = 0
-    for f in files:
-        with fs.open_input_file(f) as fh:
-            total += pq.ParquetFile(fh).metadata.num_rows
-    return total
+    return sum(m.num_rows for m in _footers(fs, files))
 
 
-def _read_fragment(batch: dict, uri_fs) -> pa.Table:
+def _read_fragment(batch: dict, uri_fs, schema: pa.Schema) -> pa.Table:
     import pyarrow.parquet as pq
 
     out = []
     for f, g, off in zip(batch["file"], batch["group"], batch["offset"]):
         with uri_fs.open_input_file(str(f)) as fh:
-            t = pq.ParquetFile(fh).read_row_group(int(g))
+            t = pq.ParquetFile(fh).read_row_group(int(g)).cast(schema)
         df = pl.from_arrow(t).with_columns(
             pl.int_range(int(off), int(off) + t.num_rows, dtype=pl.Int64).alias("_row"),
             pl.lit(None, pl.String).alias("_drop"), pl.lit(None, pl.Int32).alias("_by"))
@@ -205,8 +220,14 @@ def run(filters, source: str, *, address: str | None = None, on_step=None,
     from synth.curate import ray_steps
 
     fs, files = parquet_sources(str(source))
-    items, _ = _fragments(fs, files)
+    items, schema = _fragments(fs, files)
     where = placements(filters)
+    start = pl.from_arrow(schema.empty_table())  # the input's columns and types
+    if not items:  # no rows: nothing to spread; the local engine's answer on none
+        from synth.curate.runner import curate as curate_local
+
+        r = curate_local(start, filters=filters, on_step=on_step)
+        return RayRun(r.kept, r.rejected, start["id"], r.summary["steps"], 0, where)
     started = _connect(address)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -217,48 +238,60 @@ def run(filters, source: str, *, address: str | None = None, on_step=None,
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _read_fragment, batch_size=1, batch_format="numpy", fn_args=(fs,)).materialize()
-        ids = collect(ds.select_columns(["id"]))["id"] if ds.count() else pl.Series("id", [])
+            _read_fragment, batch_size=1, batch_format="numpy",
+            fn_args=(fs, schema)).materialize()
+        ids = collect(ds.select_columns(["id"]))["id"]
         if ids.n_unique() != len(ids):
             dup = ids.filter(ids.is_duplicated()).first()
             raise InputError(f"ids must be unique; {dup!r} repeats", path=str(source),
                              field="id")
-        cols, reported, seconds = [], {}, {}
-        have = pl.DataFrame(schema=input_schema(fs, files))  # the columns, step by step
+        # after each step: its kept rows' columns and types (an empty frame), as the
+        # local engine's frames have them
+        frames: list[pl.DataFrame] = []
+        have, live, steps = start, len(ids), []
         for group in _groups(filters.steps, where):
             t = time.perf_counter()
             first, step = group[0]
             kind = where[first]
+            now = None
             if kind == "blocks" and step.name != "verify_code":
-                ds, *reported[first] = _blocks(ds, group)
+                ds, *got = _blocks(ds, group)
             elif kind == "actors":
-                ds, *reported[first] = ray_steps.model_steps(ds, group)
+                ds, *got = ray_steps.model_steps(ds, group)
             elif kind == "groups":
-                ds, *reported[first] = ray_steps.grouped(ds, step, first)
+                ds, *got = ray_steps.grouped(ds, step, first)
             elif kind == "driver":
-                ds, figs, warns, now = ray_steps.on_driver(ds, step, first, out_dir)
-                reported[first] = (figs, warns)
+                ds, *got, now = ray_steps.on_driver(ds, step, first, out_dir)
             else:  # exact_dedup, near_dedup, verify_code, semantic_dedup: their own
-                ds, *reported[first] = getattr(ray_steps, step.name)(ds, step, first)
-            for i, st in group:  # fused steps share the group's time
-                seconds[i] = (time.perf_counter() - t) / len(group)
-                if kind == "driver":  # what the step really added
-                    added = [c for c in now if c not in have.columns]
-                elif getattr(st, "row_local", False) and not getattr(st, "uses_model", False):
-                    added = [c for c in st(have).df.columns if c not in have.columns]
-                else:
-                    added = [c for c in st.adds() if c not in have.columns]
-                have = have.with_columns(*[pl.lit(None).alias(c) for c in added])
-                cols.append(list(have.columns))
+                ds, *got = getattr(ray_steps, step.name)(ds, step, first)
+            seconds = (time.perf_counter() - t) / len(group)  # fused steps share it
+            befores = []
+            for _, st in group:
+                befores.append(have)
+                # the step on no rows says what it adds, with its types
+                have = now if now is not None else st(have).df
+                frames.append(have)
+            seen = collect(ds.map_batches(peek, batch_format="pyarrow", batch_size=None,
+                                          fn_args=(_summed_columns(group, frames, befores),)))
+            for k, (i, st) in enumerate(group):
+                steps.append(_summary_line(seen, i, st, live, seconds, where[i],
+                                           got if k == 0 else ({}, [])))
+                live = steps[-1]["kept"]
+                if on_step is not None:
+                    on_step(steps[-1])
         everything = collect(ds)
     finally:
         if started:
             ray.shutdown()
-    steps = _summaries(everything, filters, len(ids), seconds, reported, where)
-    for st in steps:
-        if on_step is not None:
-            on_step(st)
-    return _split(everything, filters, cols, ids, steps, nodes, where)
+    return _split(everything, filters, start, frames, ids, steps, nodes, where)
+
+
+def _summed_columns(group: list, frames: list, befores: list) -> list[str]:
+    """What the driver reads of every row to sum a group of steps up: the bookkeeping and
+    the columns the steps added (their figures come from them)."""
+    added = [c for (_, st), after, before in zip(group, frames[-len(group):], befores)
+             for c in after.columns if c not in before.columns]
+    return list(BOOK) + list(dict.fromkeys(added))
 
 
 def _blocks(ds, group: list):
@@ -282,49 +315,46 @@ def _groups(steps: list, where: list[str]) -> list[list]:
     return out
 
 
-def _summaries(df: pl.DataFrame, filters, total: int, seconds, reported,
-               where: list[str]) -> list[dict]:
-    """Each step's line of ``curation.json``, from the rows' ``_by`` and ``_drop``; the
-    figures and warnings of a step that ran in parts come from every row it saw."""
-    out, live = [], total
-    for i, step in enumerate(filters.steps):
-        why = df.filter(pl.col("_by") == i)["_drop"].to_list() if df.height else []
-        reasons = Counter(r.split(":", 1)[0] for r in why)
-        out.append({"step": step.name, "in": live, "kept": live - len(why),
-                    "dropped": len(why), "reasons": dict(reasons.most_common()),
-                    "seconds": round(seconds.get(i, 0.0), 4)})
-        info, warns = {}, []
-        if where[i] != "driver" and df.height and hasattr(step, "figures_from_rows"):
-            seen = df.filter(pl.col("_by").is_null() | (pl.col("_by") >= i)).sort("_row")
-            made = all(c in seen.columns for c in step.adds())
-            whole = step.figures_from_rows(seen) if made else None
+def _summary_line(seen: pl.DataFrame, i: int, step, live: int, seconds: float,
+                  where: str, got) -> dict[str, Any]:
+    """Step ``i``'s line of ``curation.json``, from every row's ``_by`` and ``_drop`` right
+    after it ran; the figures and warnings of a step that ran in parts are recomputed from
+    every row it saw (``figures_from_rows``), a whole step's are its own."""
+    why = seen.filter(pl.col("_by") == i)["_drop"].to_list()
+    reasons = Counter(r.split(":", 1)[0] for r in why)
+    line: dict[str, Any] = {"step": step.name, "in": live, "kept": live - len(why),
+                            "dropped": len(why), "reasons": dict(reasons.most_common()),
+                            "seconds": round(seconds, 4)}
+    info, warns = {}, []
+    if where != "driver" and hasattr(step, "figures_from_rows"):
+        rows = seen.filter(pl.col("_by").is_null() | (pl.col("_by") >= i)).sort("_row")
+        if rows.height and all(c in rows.columns for c in step.adds()):
+            whole = step.figures_from_rows(rows)
             if whole is not None:
                 info, warns = dict(whole[0]), list(whole[1])
-        figures, more = reported.get(i, ({}, []))
-        info.update(figures)
-        warns += more
-        if info:
-            out[-1]["info"] = info
-        if warns:
-            out[-1]["warnings"] = warns
-        live -= len(why)
-    return out
+    figures, more = got
+    info.update(figures)
+    warns += more
+    if info:
+        line["info"] = info
+    if warns:
+        line["warnings"] = warns
+    return line
 
 
-def _split(df: pl.DataFrame, filters, cols, ids, steps, nodes, where) -> RayRun:
+def _split(df: pl.DataFrame, filters, start: pl.DataFrame, frames: list, ids, steps,
+           nodes, where) -> RayRun:
     """Kept rows in input order; rejected rows step by step, each in input order, with the
-    columns they had when dropped (the local engine's frames)."""
+    columns (and types) they had when dropped: the local engine's frames."""
     df = df.sort("_row")
-    src = [c for c in df.columns if c not in BOOK]
-    kept_cols = cols[-1] if cols else src
-    kept = df.filter(pl.col("_drop").is_null()).select(kept_cols)
+    kept = conform(df.filter(pl.col("_drop").is_null()), frames[-1] if frames else start)
     parts = []
     for i, step in enumerate(filters.steps):
         d = df.filter(pl.col("_by") == i)
         if d.height:
-            parts.append(d.select(cols[i] + ["_drop"]).rename({"_drop": "drop_reason"})
-                         .with_columns(pl.lit(step.name).alias("dropped_by")))
+            parts.append(conform(d, frames[i]).with_columns(
+                d["_drop"].alias("drop_reason"), pl.lit(step.name).alias("dropped_by")))
     rej = pl.concat(parts, how="diagonal_relaxed") if parts else \
-        df.select(src).clear().with_columns(pl.lit(None, pl.String).alias("drop_reason"),
-                                            pl.lit(None, pl.String).alias("dropped_by"))
+        start.with_columns(pl.lit(None, pl.String).alias("drop_reason"),
+                           pl.lit(None, pl.String).alias("dropped_by"))
     return RayRun(kept, rej, ids, steps, nodes, where)

@@ -272,10 +272,14 @@ def _code_refs(block: pa.Table, step) -> pa.Table:
     given, bad = step.reference_counts(live.drop(list(BOOK)))
     first = bad[0] if bad else (None, None, None)
     return pa.table({"given": [given], "bad": [len(bad)],
-                     "row": [None if first[0] is None else
-                             int(live["_row"][first[0]])],
-                     "id": [None if first[1] is None else str(first[1])],
-                     "why": [first[2]]})
+                     "row": pa.array([None if first[0] is None else
+                                      int(live["_row"][first[0]])], pa.int64()),
+                     "why": pa.array([first[2]], pa.string())})
+
+
+def _id_at(block: pa.Table, row: int) -> pa.Table:
+    r = block.column("_row").to_numpy()
+    return block.filter(pa.array(r == row)).select(["id"])
 
 
 def node_sandboxes() -> list[tuple[str, dict]]:
@@ -332,7 +336,10 @@ def verify_code(ds, step, index: int):
     given, bad = (int(refs[c].sum()) for c in ("given", "bad")) if refs.height else (0, 0)
     if given and bad == given:
         first = refs.filter(pl.col("row").is_not_null()).sort("row").row(0, named=True)
-        raise step.all_malformed(first["id"], first["why"], bad)
+        # the id as the rows hold it (an int stays an int in the message, as locally)
+        rid = collect(ds.map_batches(_id_at, batch_format="pyarrow", batch_size=None,
+                                     fn_args=(first["row"],)))["id"][0]
+        raise step.all_malformed(rid, first["why"], bad)
     out = ds.map_batches(row_local_map, batch_format="pyarrow", batch_size=None,
                          fn_args=([(index, step)],)).materialize()
     return out, {"sandbox": _sandbox_figure(boxes, step.allow_weak_sandbox)}, []
@@ -418,7 +425,7 @@ def semantic_dedup(ds, step, index: int):
 def on_driver(ds, step, index: int, out_dir=None):
     """A step that needs every row at once and has no Ray form: on the driver, over the
     kept rows in input order, as the local engine runs it; its figures and warnings are
-    its own. Returns the kept rows' columns too (whatever the step added)."""
+    its own. Returns the kept rows' columns too (no rows: whatever the step added)."""
     import ray.data
 
     from synth.curate.steps import StepContext
@@ -430,5 +437,5 @@ def on_driver(ds, step, index: int, out_dir=None):
     size = -(-df.height // blocks) if df.height else 1
     tables = [to_arrow(df.slice(i, size)) for i in range(0, max(df.height, 1), size)]
     figures, warnings = report.get(index, ({}, []))
-    kept_cols = [c for c in df.filter(pl.col("_drop").is_null()).columns if c not in BOOK]
-    return ray.data.from_arrow(tables).materialize(), figures, warnings, kept_cols
+    kept = df.filter(pl.col("_drop").is_null()).drop(list(BOOK)).clear()
+    return ray.data.from_arrow(tables).materialize(), figures, warnings, kept
