@@ -8,10 +8,8 @@ step ran. Tables carry the same numbers, so the page reads without the images to
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +17,11 @@ import polars as pl
 
 from synth.dataset.card import step_details
 
-__all__ = ["write_report", "prewarm", "SCORE_SKIP"]
+__all__ = ["write_report", "SCORE_SKIP"]
 
 #: Numeric columns of trace rows that are not scores.
 SCORE_SKIP = {"sample_index", "input_tokens", "cached_input_tokens", "output_tokens",
               "cost_usd", "latency_s", "cluster_id", "cluster_size"}
-
-
-def prewarm() -> threading.Thread:
-    """Import what drawing needs (matplotlib's object API and its Agg renderer, ~0.3 s of
-    GIL-bound work) on a daemon thread, while the rows are read, instead of beside the
-    parquet writes at the end. Returns the thread."""
-    def load() -> None:
-        with contextlib.suppress(ImportError):  # the report itself says what is missing
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-
-    t = threading.Thread(target=load, name="synth-report-prewarm", daemon=True)
-    t.start()
-    return t
 
 
 def _png(fig) -> bytes:

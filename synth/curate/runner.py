@@ -26,7 +26,6 @@ import orjson
 import polars as pl
 
 from synth.curate.filterset import FilterSet, load_filter_set
-from synth.curate.report import prewarm as prewarm_report
 from synth.curate.report import write_report
 from synth.curate.steps import StepContext
 from synth.errors import ConfigError, InputError, SynthError, UserError
@@ -185,8 +184,6 @@ def curate(input: str | Path | pl.DataFrame, *,
         return _curate_ray(input, filters, out, on_start, on_step, ray_address)
     if not isinstance(input, pl.DataFrame):
         _prepare(filters, input)
-        if out is not None:
-            prewarm_report()
     t_read = time.perf_counter()
     df = input if isinstance(input, pl.DataFrame) else read_rows(input)
     read_s = round(time.perf_counter() - t_read, 4)
