@@ -602,7 +602,7 @@ def _exit_without_teardown() -> None:
     first; only logging's was registered before this one, and is called here) and no
     non-daemon thread is left (the interpreter joins them before the exit handlers). Not
     after an uncaught exception: then the normal exit prints it and returns 1."""
-    if not _EXIT_CODE:
+    if not _EXIT_CODE or "coverage" in sys.modules:  # coverage saves its data at exit
         return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
