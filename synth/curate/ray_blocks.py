@@ -11,6 +11,7 @@ local engine writes them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 __all__ = ["BOOK", "to_arrow", "live_rows", "run_steps", "row_local_map", "apply_drops",
-           "collect", "hash_parts", "lookup", "peek", "conform"]
+           "collect", "hash_parts", "lookup", "peek", "collect_columns", "conform"]
 
 #: the bookkeeping columns a block carries beside the rows' own
 BOOK = ("_row", "_drop", "_by")
@@ -123,6 +124,26 @@ def peek(block: pa.Table, names: list[str]) -> pa.Table:
     df = pl.from_arrow(block)
     return to_arrow(df.select([pl.col(c) if c in df.columns else pl.lit(None).alias(c)
                                for c in names]))
+
+
+@functools.cache
+def _peek_task():
+    import ray
+
+    return ray.remote(peek)
+
+
+def collect_columns(ds, names: list[str]) -> pl.DataFrame:
+    """``names`` of every row of a materialized dataset, on the driver: one plain task per
+    block (where the block is), not a Ray Data job, whose start alone costs ~0.8 s."""
+    import ray
+
+    task = _peek_task()
+    tables = [t for t in ray.get([task.remote(ref, names) for ref in ds.to_arrow_refs()])
+              if t.num_rows]
+    if not tables:
+        return pl.DataFrame(schema={n: pl.Null for n in names})
+    return pl.concat([pl.from_arrow(t) for t in tables], how="diagonal_relaxed")
 
 
 def conform(df: pl.DataFrame, like: pl.DataFrame) -> pl.DataFrame:

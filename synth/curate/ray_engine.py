@@ -40,7 +40,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from synth.curate.ray_blocks import BOOK, collect, conform, peek, row_local_map, to_arrow
+from synth.curate.ray_blocks import BOOK, collect, collect_columns, conform, row_local_map, to_arrow
 from synth.errors import InputError
 
 __all__ = ["RayRun", "placements", "parquet_sources", "input_schema", "row_count", "run"]
@@ -240,7 +240,7 @@ def run(filters, source: str, *, address: str | None = None, on_step=None,
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _read_fragment, batch_size=1, batch_format="numpy",
             fn_args=(fs, schema)).materialize()
-        ids = collect(ds.select_columns(["id"]))["id"]
+        ids = collect_columns(ds, ["id"])["id"]
         if ids.n_unique() != len(ids):
             dup = ids.filter(ids.is_duplicated()).first()
             raise InputError(f"ids must be unique; {dup!r} repeats", path=str(source),
@@ -271,8 +271,7 @@ def run(filters, source: str, *, address: str | None = None, on_step=None,
                 # the step on no rows says what it adds, with its types
                 have = now if now is not None else st(have).df
                 frames.append(have)
-            seen = collect(ds.map_batches(peek, batch_format="pyarrow", batch_size=None,
-                                          fn_args=(_summed_columns(group, frames, befores),)))
+            seen = collect_columns(ds, _summed_columns(group, frames, befores))
             for k, (i, st) in enumerate(group):
                 steps.append(_summary_line(seen, i, st, live, seconds, where[i],
                                            got if k == 0 else ({}, [])))

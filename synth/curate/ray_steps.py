@@ -41,6 +41,7 @@ from synth.curate.ray_blocks import (
     BOOK,
     apply_drops,
     collect,
+    collect_columns,
     hash_parts,
     live_rows,
     lookup,
@@ -192,8 +193,7 @@ def near_dedup(ds, step, index: int):
         a = b = np.zeros(0, np.int64)
     involved = np.unique(np.concatenate([a, b]))
     # every kept row's _row, sorted: its position is the local engine's row index
-    order = np.sort(collect(hashed.select_columns(["_row"]))["_row"].to_numpy()) \
-        if hashed.count() else np.zeros(0, np.int64)
+    order = np.sort(collect_columns(hashed, ["_row"])["_row"].to_numpy().astype(np.int64))
     rows = np.zeros(0, np.int64)
     cid = size = np.zeros(0, np.int64)
     drop_rows, reasons, confirmed = np.zeros(0, np.int64), [], 0
