@@ -68,6 +68,8 @@ def placements(filters) -> list[str]:
     for step in filters.steps:
         if step.name in _SPECIAL and type(step).__module__.startswith("synth."):
             out.append(_SPECIAL[step.name])
+        elif getattr(step, "takes_context", False):  # it writes beside the outputs
+            out.append("driver")
         elif getattr(step, "row_local", False):
             out.append("actors" if getattr(step, "uses_model", False) else "blocks")
         elif getattr(step, "group_key", None):
