@@ -182,12 +182,21 @@ def train_command(**options: Any) -> None:
     from synth.train import train as run
 
     out = options["out"]
-    result = _call(run, interrupted=f"the steps done so far are checkpointed in "
-                   f"{out}/checkpoints: add --resume to the same command to continue",
-                   **options)
+    interrupted = f"the steps done so far are checkpointed in {out}/checkpoints: add " \
+        "--resume to the same command to continue"
+    if options.get("backend", "local") != "local":
+        interrupted = (f"the job goes on at the provider; {out}/finetune.json keeps it: the "
+                       "same command attaches to it")
+    result = _call(run, interrupted=interrupted, **options)
     if not result.main:  # under torchrun, rank 0 reports
         return
     s = result.summary
+    if s.get("backend") == "openai":
+        cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
+        typer.echo(f"job {s['job_id']} {s['status']}: {s['fine_tuned_model']} "
+                   f"({s['trained_tokens']:,} trained tokens, {cost}) → {out}; use it as "
+                   f"--teacher {s['teacher_spec']}", err=True)
+        return
     final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())
     ev = s.get("eval") or {}
     held = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in ev.items()

@@ -19,6 +19,10 @@
     │   ├── BatchError              a provider's batch API refused a whole batch (names the
     │   │                           batch and each cause), or could not be reached to
     │   │                           submit or poll it; a rerun resumes   (exit 10)
+    │   ├── FineTuneError           a provider's fine-tuning job failed or was cancelled
+    │   │                           (names the job and the provider's reason), or its API
+    │   │                           could not be reached; a rerun attaches to the same job
+    │   │                                                                (exit 11)
     │   └── LicenceError            the teacher's terms stop the run before any request
     │       ├── LicenceDeniedError  the terms forbid this use (``deny``)  (exit 6)
     │       └── TermsNotAcceptedError nothing is known about these terms and the user
@@ -49,6 +53,7 @@ __all__ = [
     "OutputError",
     "InsufficientMemoryError",
     "BatchError",
+    "FineTuneError",
     "LicenceError",
     "LicenceDeniedError",
     "TermsNotAcceptedError",
@@ -142,6 +147,15 @@ class BatchError(UserError):
     submitted stays recorded in the run's cache; the same command resumes it."""
 
     exit_code = 10
+
+
+class FineTuneError(UserError):
+    """``synth train --backend openai`` cannot go on: the job failed (its error names the
+    cause: an invalid training file...) or was cancelled, or a call to upload, create or
+    poll failed after its retries. ``OUT/finetune.json`` keeps the job; the same command
+    attaches to it, never creating a second one."""
+
+    exit_code = 11
 
 
 class LicenceError(UserError):

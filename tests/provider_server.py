@@ -10,6 +10,8 @@ thread (or in a subprocess) talks to it over real sockets.  It speaks
   (``anthropic.AsyncAnthropic(base_url=server.url, api_key=...)``), and
 * OpenAI's Batch API -- ``/v1/files`` and ``/v1/batches``, answered by the same rules
   (``server.batches``, see ``tests/batch_routes.py``), and
+* OpenAI's fine-tuning jobs -- ``/v1/fine_tuning/jobs`` (create, list, retrieve, cancel,
+  events) on those files (``server.fine_tuning``, see ``tests/finetune_routes.py``), and
 * Anthropic's Message Batches API -- ``/v1/messages/batches`` (create, list, retrieve, cancel,
   delete, and ``results_url`` = ``{server.url}/v1/messages/batches/{id}/results``), each item
   checked and answered as ``/v1/messages`` would (``server.message_batches``, same file).
@@ -80,6 +82,7 @@ from tests.batch_routes import (
     BatchError,
     OpenAIBatches,
 )
+from tests.finetune_routes import OpenAIFineTuning
 
 __all__ = [
     "ProviderServer",
@@ -424,6 +427,8 @@ class ProviderServer:
         self._startup_error: BaseException | None = None
         # OpenAI's Batch API (/v1/files, /v1/batches): tests/batch_routes.py
         self.batches = OpenAIBatches(self._openai_success)
+        # OpenAI's fine-tuning jobs on those files: tests/finetune_routes.py
+        self.fine_tuning = OpenAIFineTuning(self.batches)
         # Anthropic's Message Batches API (/v1/messages/batches): tests/batch_routes.py
         self.message_batches = AnthropicBatches(self._anthropic_success, _message_params_error,
                                               lambda: self.url)
@@ -456,6 +461,7 @@ class ProviderServer:
             self.responder = None
             self.batch_hook = None
             self.batches.reset()
+            self.fine_tuning.reset()
             self.message_batches.reset()
 
     def start(self) -> "ProviderServer":
@@ -723,7 +729,7 @@ class ProviderServer:
         self, request: web.Request, provider: str, path: str, body: Any, bad_json: bool
     ) -> web.StreamResponse:
         route = path.rstrip("/")
-        if route.startswith(("/v1/files", "/v1/batches")):
+        if route.startswith(("/v1/files", "/v1/batches", "/v1/fine_tuning/jobs")):
             return await self._batch_route(request, route)
         if _is_message_batch_route(route):
             return await self._message_batch_route(request, route)
@@ -805,6 +811,10 @@ class ProviderServer:
                           "Incorrect API key provided.", code="invalid_api_key")
         raw = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        if route.startswith("/v1/fine_tuning/jobs"):  # tests/finetune_routes.py
+            return self._batch_answer("openai", request, route, "application/octet-stream",
+                                      lambda: self.fine_tuning.handle(
+                                          request.method, route, dict(request.query), raw))
         return self._batch_answer("openai", request, route, "application/octet-stream",
                                   lambda: self.batches.handle(request.method, route,
                                                               dict(request.query), headers, raw))

@@ -18,6 +18,7 @@ would have filled.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchLimits", "BatchState", "ItemResult", "BatchWire", "BatchHttp",
            "BatchClient", "BATCH_WIRES", "register_batch_wire", "batch_client",
-           "parse_time", "jsonl_lines", "obj"]
+           "parse_time", "jsonl_lines", "obj", "multipart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,22 @@ def jsonl_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
         else:
             bad += 1
     return good, bad
+
+
+def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body (``fields`` and one file) for a files upload. Written
+    here because the transport posts bytes (the same transport as every request) and the
+    body is two fields."""
+    boundary = "synth-" + secrets.token_hex(16)
+    out = []
+    for name, value in fields.items():
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                   f"{value}\r\n".encode())
+    out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+               f'filename="{filename}"\r\nContent-Type: application/jsonl\r\n\r\n'.encode())
+    out.append(data)
+    out.append(f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
 
 class BatchHttp:

@@ -11,7 +11,6 @@ runner's key where the API keeps it: the file's name (``synth-KEY.jsonl``) and t
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any, Callable
 
 import orjson
@@ -23,6 +22,7 @@ from synth.teachers.batches import (
     BatchState,
     ItemResult,
     jsonl_lines,
+    multipart,
     obj,
     parse_time,
 )
@@ -45,21 +45,6 @@ def _filename(key: str) -> str:
     return f"synth-{key}.jsonl"
 
 
-def _multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body. Written here because the transport posts bytes (the
-    same transport as every request) and the body is two fields."""
-    boundary = "synth-" + secrets.token_hex(16)
-    out = []
-    for name, value in fields.items():
-        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                   f"{value}\r\n".encode())
-    out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-               f'filename="{filename}"\r\nContent-Type: application/jsonl\r\n\r\n'.encode())
-    out.append(data)
-    out.append(f"\r\n--{boundary}--\r\n".encode())
-    return b"".join(out), f"multipart/form-data; boundary={boundary}"
-
-
 class OpenAIBatchWire:
     provider = "openai"
     limits = LIMITS
@@ -77,7 +62,7 @@ class OpenAIBatchWire:
         return 1  # its newline
 
     async def upload(self, http: BatchHttp, key: str, items: list[bytes]) -> str:
-        body, ctype = _multipart({"purpose": "batch"}, _filename(key),
+        body, ctype = multipart({"purpose": "batch"}, _filename(key),
                                  b"\n".join(items) + b"\n")
         f = await http.call("POST", "/files", body=body, headers={"Content-Type": ctype},
                             what="upload the batch input file", expect=("id",))

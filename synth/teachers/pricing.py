@@ -25,12 +25,14 @@ __all__ = ["Price", "PriceTable", "load_prices"]
 @dataclass(frozen=True, slots=True)
 class Price:
     """USD per 1M tokens; ``batch``: the batch API's price as a fraction of this one
-    (None: the provider has no batch API, or none is known)."""
+    (None: the provider has no batch API, or none is known); ``training``: USD per 1M
+    tokens a provider's fine-tuning job trains on (None: unknown or not tunable)."""
 
     input: float
     output: float
     cached_input: float | None = None
     batch: float | None = None
+    training: float | None = None
 
     def cost(self, input_tokens: int | None, output_tokens: int | None,
              cached_input_tokens: int | None = None) -> float | None:
@@ -99,9 +101,9 @@ def _parse(path: Path | str) -> PriceTable:
             if key not in item:
                 raise InputError("missing", path=where, line=line, field=key)
         nums = {}
-        for key in ("input", "output", "cached_input"):
+        for key in ("input", "output", "cached_input", "training"):
             v = item.get(key)
-            if v is None and key == "cached_input":
+            if v is None and key in ("cached_input", "training"):
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise InputError(f"must be a number >= 0 (USD per 1M tokens), got {v!r}",

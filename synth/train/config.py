@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from synth.options import MAX_TOKENS, option
 
@@ -128,9 +128,43 @@ class TrainConfig(BaseModel):
     log_every: int = option(1, "Write a train_log.jsonl line every N steps.", ge=1, strict=True)
     progress: bool | None = option(None, "Default: on when stderr is a terminal.",
                                  cli="--progress/--no-progress")
+    # -- a provider's fine-tuning instead (synth.train.provider)
+    backend: Literal["local", "openai"] = option(
+        "local", "local: train here (torch). openai: a fine-tuning job on OpenAI for "
+        "--student (e.g. gpt-4.1-nano-2025-04-14): upload, create, poll; the tuned model's "
+        "id lands in train.json.")
+    intent: Literal["research", "internal", "distributed", "competing"] | None = option(
+        None, "--backend openai: what the tuned model is for; the rows' teachers' terms are "
+        "checked for it before anything is uploaded.")
+    accept_terms: tuple[str, ...] = option((), "--backend openai: accept a registry entry's "
+                                         "deny or warn (or 'unknown') after reading them. "
+                                         "Repeatable.")
+    base_url: str | None = option(None, "--backend openai: the API base URL (default "
+                                "$OPENAI_BASE_URL, else https://api.openai.com/v1).")
+    api_key_env: str | None = option(None, "--backend openai: environment variable holding "
+                                   "the API key (default OPENAI_API_KEY).")
+    suffix: str | None = option(None, "--backend openai: up to 64 characters in the tuned "
+                              "model's name.", max_length=64)
+    lr_multiplier: float | None = option(None, "--backend openai: learning-rate multiplier "
+                                       "(default: the provider's auto).", gt=0, strict=True)
+    poll_interval: float = option(30.0, "--backend openai: seconds between polls of the job "
+                                "(backing off x1.5 to 5 min while nothing changes).", gt=0,
+                                strict=True)
+
+    @field_validator("accept_terms", mode="before")
+    @classmethod
+    def _terms(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v  # one entry id is a one-item tuple
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
+        if self.backend != "local":
+            self._check_provider()
+            return self
+        given = sorted(_PROVIDER_ONLY & self._changed())
+        if given:
+            raise ValueError(f"{', '.join('--' + g.replace('_', '-') for g in given)}: only "
+                             "with --backend openai")
         if self.alpha is not None and self.loss != "sft+kl":
             raise ValueError(f"--alpha only applies to --loss sft+kl (--loss {self.loss} "
                              f"means alpha {1 if self.loss == 'sft' else 0})")
@@ -147,6 +181,24 @@ class TrainConfig(BaseModel):
                              "(the teacher's mass outside its top K cannot be re-tempered); "
                              "use --top-k-mass renormalise")
         return self
+
+    def _changed(self) -> set[str]:
+        """Fields away from their defaults (the CLI passes every option, so "given" is
+        "not the default")."""
+        return {n for n, f in type(self).model_fields.items()
+                if f.is_required() or getattr(self, n) != f.default}
+
+    def _check_provider(self) -> None:
+        if self.intent is None:
+            raise ValueError(f"--backend {self.backend} needs --intent (research, internal, "
+                             "distributed or competing): the rows' teachers' terms are "
+                             "checked for it before anything is uploaded")
+        local = sorted(self._changed() - _PROVIDER_ONLY - _EITHER)
+        if local:
+            raise ValueError(f"--backend {self.backend}: "
+                             f"{', '.join('--' + g.replace('_', '-') for g in local)} "
+                             "train here, not on the provider (it takes --epochs, "
+                             "--batch-size, --lr-multiplier, --eval-split, --seed, --suffix)")
 
     @property
     def uses_kl(self) -> bool:
@@ -192,6 +244,14 @@ class TrainConfig(BaseModel):
         if self.epochs is not None:
             return self.epochs
         return float(max(1, math.ceil(MIN_STEPS / max(1, steps_per_epoch))))
+
+
+#: options only a provider backend reads
+_PROVIDER_ONLY = frozenset({"backend", "intent", "accept_terms", "base_url", "api_key_env",
+                            "suffix", "lr_multiplier", "poll_interval"})
+#: options both backends read (a provider job: n_epochs, batch_size, a validation file)
+_EITHER = frozenset({"data", "student", "out", "epochs", "batch_size", "eval_split", "seed",
+                     "progress", "resume"})
 
 
 class EvalConfig(BaseModel):

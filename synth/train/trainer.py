@@ -363,6 +363,10 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
     cfg = make_config(config, kwargs, cls=TrainConfig)
     check_not_input(Path(cfg.out), [cfg.data], why="the trained model would be written "
                     "beside the rows it is trained on")
+    if cfg.backend != "local":  # a provider's fine-tuning job (synth.train.provider)
+        from synth.train.provider import tune
+
+        return tune(cfg)
     out = claim_out_dir(cfg.out, "synth train")  # never inside another output
     resume_from = _out_state(out, cfg.resume)
 
