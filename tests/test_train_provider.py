@@ -50,7 +50,7 @@ def test_job_runs_and_its_model_is_recorded(server, rows, tmp_path, capsys):
         job["hyperparameters"]["batch_size"] == "auto"  # left to the provider
     # the uploaded file is the export, named with the run's key
     f = server.batches.files[job["training_file"]]
-    assert f["purpose"] == "fine-tune" and re.fullmatch(r"synth-ft-\w+-train\.jsonl",
+    assert f["purpose"] == "fine-tune" and re.fullmatch(r"synth-ft-\w+-train-[0-9a-f]{12}\.jsonl",
                                                         f["filename"])
     sent = server.batches.content[f["id"]]
     assert sent == (tmp_path / "o" / "data" / "train.jsonl").read_bytes()
@@ -191,7 +191,7 @@ def test_options_that_train_here_are_refused_with_the_backend(tmp_path):
 
 def test_a_folder_with_another_students_job_is_refused(server, rows, tmp_path):
     _train(server, rows, tmp_path / "o")
-    with pytest.raises(ConfigError, match="holds the job for gpt-4.1-nano-2025-04-14"):
+    with pytest.raises(ConfigError, match="made with student 'gpt-4.1-nano-2025-04-14'"):
         synth.train(data=rows, student="gpt-4.1-mini-2025-04-14", out=tmp_path / "o",
                     backend="openai", intent="internal", base_url=f"{server.url}/v1")
 

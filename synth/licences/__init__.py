@@ -45,6 +45,7 @@ from synth.yamlfile import field_lines, load_yaml
 
 __all__ = [
     "INTENTS",
+    "self_hosted",
     "RULES",
     "Condition",
     "Entry",
@@ -327,7 +328,9 @@ def load_registry(extra: str | Path | None = None) -> Registry:
 
 # --------------------------------------------------------------------------------- checking
 
-def _self_hosted(host: str | None) -> bool:
+def self_hosted(host: str | None) -> bool:
+    """A host on this machine or a private network (no host: in-process): a service of
+    the user's own, whose terms add nothing."""
     if host is None:
         return True
     if host == "localhost" or host.endswith((".local", ".internal", ".localhost")):
@@ -472,7 +475,7 @@ def check(registry: Registry, *, provider: str, model: str, base_url: str | None
             parts.append(_evaluate(model_entry, intent, accept))
         else:
             parts.append(_unknown(intent, f"model {model!r}", accept))
-    if host is not None and host_entry is None and not _self_hosted(host):
+    if host is not None and host_entry is None and not self_hosted(host):
         note = Decision(decision="warn", rule="upstream", intent=intent, evidence="P",
                         reasons=[f"host {host} is not in the registry: if it is a service "
                                  "with terms of its own, add them with --licence-file"])

@@ -193,6 +193,8 @@ class TrainConfig(BaseModel):
             raise ValueError(f"--backend {self.backend} needs --intent (research, internal, "
                              "distributed or competing): the rows' teachers' terms are "
                              "checked for it before anything is uploaded")
+        if self.epochs is not None and self.epochs != int(self.epochs):
+            raise ValueError(f"--epochs {self.epochs}: a provider job takes whole epochs")
         local = sorted(self._changed() - _PROVIDER_ONLY - _EITHER)
         if local:
             raise ValueError(f"--backend {self.backend}: "

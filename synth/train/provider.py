@@ -83,10 +83,17 @@ def licence_decision(rows: list[dict[str, Any]], *, intent: str, accept: tuple[s
     """The decision for tuning on OpenAI from these rows (see the module): OpenAI's own
     outputs pass by its fine-tuning exception, every other teacher is checked for
     ``intent``. Raises :class:`~synth.errors.LicenceDeniedError` on deny."""
+    from urllib.parse import urlsplit
+
     from synth.errors import LicenceDeniedError
-    from synth.licences import Decision, check, inherit, load_registry
+    from synth.licences import Decision, check, inherit, load_registry, self_hosted
 
     registry = load_registry()
+    host = urlsplit(base_url).hostname if base_url else None
+    # the exception is OpenAI's own fine-tuning: the target must be OpenAI, or a gateway of
+    # the user's own in front of it (loopback, private network), never another service
+    entry = registry.host_entry(host) if host else None
+    to_openai = self_hosted(host) or (entry is not None and entry.id == _OPENAI_ENTRY)
     teachers = sorted({(r.get("provider") or "", r.get("model") or "", r.get("base_url"))
                        for r in rows}, key=lambda t: tuple(x or "" for x in t))
     parts, denied = [], []
@@ -97,7 +104,7 @@ def licence_decision(rows: list[dict[str, Any]], *, intent: str, accept: tuple[s
         else:
             d = check(registry, provider=provider, model=model, base_url=url or None,
                       intent=intent, accept=accept)
-        if _OPENAI_ENTRY in d.entries and set(d.entries) <= {_OPENAI_ENTRY}:
+        if to_openai and provider == "openai" and set(d.entries) == {_OPENAI_ENTRY}:
             d = Decision(decision="allow", rule="upstream", intent=intent, evidence="S",
                          entries=[_OPENAI_ENTRY],
                          reasons=[f"{provider}:{model}: OpenAI's Services Agreement allows "
@@ -140,8 +147,9 @@ def _http(cfg: Any):
                      transport=transport, error_message=t.wire.error_message), t
 
 
-def _name(key: str, side: str) -> str:
-    return f"synth-ft-{key}-{side}.jsonl"
+def _name(key: str, side: str, digest: str) -> str:
+    # the content's hash too: an upload found by name after a crash is this very file
+    return f"synth-ft-{key}-{side}-{digest[:12]}.jsonl"
 
 
 async def _pages(http, path: str, what: str, *, limit: int = 100):
@@ -160,13 +168,16 @@ async def _pages(http, path: str, what: str, *, limit: int = 100):
 
 
 async def _upload(http, key: str, side: str, path: Path) -> str:
+    import hashlib
+
     from synth.teachers.batches import multipart
 
-    name = _name(key, side)
+    data = path.read_bytes()
+    name = _name(key, side, hashlib.sha256(data).hexdigest())
     async for f in _pages(http, "/files?purpose=fine-tune", "list fine-tuning files"):
         if f.get("filename") == name:  # uploaded before a crash: its id was lost
             return str(f["id"])
-    body, ctype = multipart({"purpose": "fine-tune"}, name, path.read_bytes())
+    body, ctype = multipart({"purpose": "fine-tune"}, name, data)
     f = await http.call("POST", "/files", body=body, headers={"Content-Type": ctype},
                         what=f"upload the {side} file", expect=("id",))
     return str(f["id"])
@@ -182,9 +193,7 @@ async def _find_job(http, key: str) -> dict[str, Any] | None:
 
 def _create_body(cfg: Any, key: str, files: dict[str, str]) -> bytes:
     hp: dict[str, Any] = {}
-    if cfg.epochs is not None:
-        if cfg.epochs != int(cfg.epochs):
-            raise ConfigError(f"--epochs {cfg.epochs}: a provider job takes whole epochs")
+    if cfg.epochs is not None:  # whole: TrainConfig checked it
         hp["n_epochs"] = int(cfg.epochs)
     if cfg.batch_size != 8:  # synth's local default: the provider chooses its own
         hp["batch_size"] = cfg.batch_size
@@ -264,69 +273,142 @@ async def _poll(http, cfg: Any, out: Path, state: dict[str, Any]) -> dict[str, A
 
 # ------------------------------------------------------------------------------ run
 
+def _target(cfg: Any) -> str:
+    """The base URL the job goes to: --base-url, else $OPENAI_BASE_URL, else OpenAI."""
+    from synth.teachers.openai import DEFAULT_BASE_URL
+
+    return cfg.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+
+
+def _settings(cfg: Any, target: str, data_file: Path) -> dict[str, Any]:
+    """What makes a job this job: a rerun with other settings must not attach to it."""
+    import hashlib
+
+    from synth.teachers.http import public_base_url
+
+    h = hashlib.sha256()
+    with open(data_file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"student": cfg.student, "base_url": public_base_url(target),
+            "data": str(Path(cfg.data).resolve()), "data_sha256": h.hexdigest(),
+            "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+            "lr_multiplier": cfg.lr_multiplier, "suffix": cfg.suffix, "seed": cfg.seed,
+            "eval_split": cfg.eval_split}
+
+
+def _ours_only(out: Path) -> bool:
+    """``out`` holds nothing but what a run of ours left before recording anything (its
+    lock, its export): a kill between the export and the first record."""
+    return all(p.name in (".lock", "data") for p in out.iterdir()) and (
+        not (out / "data").exists() or (out / "data" / "export.json").is_file()
+        or not any((out / "data").iterdir()))
+
+
+def _untouched(out: Path, created: bool) -> None:
+    """Remove what a run that sent nothing wrote, so the fixed command finds the folder as
+    it was."""
+    import shutil
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    shutil.rmtree(out / "data", ignore_errors=True)
+    for name in (STATE_FILE, ".lock"):
+        (out / name).unlink(missing_ok=True)
+
+
 async def _tune(cfg: Any) -> Any:
     from synth import rows as R
+    from synth.dataset.export import OPENAI_MIN_EXAMPLES
+    from synth.errors import InputError
     from synth.io import check_out_dir, exclusive_dir, make_out_dir
-    from synth.teachers.http import public_base_url
     from synth.train.trainer import TrainResult
 
     t0 = time.perf_counter()
     out = check_out_dir(cfg.out)
     state = _load_state(out)
-    if state is None and out.exists() and any(out.iterdir()):
+    if state is None and out.exists() and any(out.iterdir()) and not _ours_only(out):
         raise ConfigError(f"--out {out}: is not empty and holds no fine-tuning job "
                           f"({STATE_FILE}); choose a new directory")
-    if state is not None and state.get("student") != cfg.student:
-        raise ConfigError(f"--out {out}: holds the job for {state.get('student')}, not "
-                          f"{cfg.student}; choose another directory")
-    rows = R.read_rows(cfg.data, action="fine-tune on").rows
-    decision = licence_decision(rows, intent=cfg.intent, accept=tuple(cfg.accept_terms),
-                                base_url=cfg.base_url)
-    http, teacher = _http(cfg)
+    target = _target(cfg)
+    got = R.read_rows(cfg.data, action="fine-tune on")
+    decision = licence_decision(got.rows, intent=cfg.intent, accept=tuple(cfg.accept_terms),
+                                base_url=target)
+    settings = _settings(cfg, target, got.where.file)
+    sent = state is not None and bool(state.get("files"))
+    if sent:  # only the run that made the uploads and the job may attach to them
+        old = state.get("settings") or {}
+        changed = [k for k in settings if old.get(k) != settings[k]]
+        if changed:
+            was = ", ".join(f"{k} {old.get(k)!r}" for k in changed)
+            raise ConfigError(f"--out {out}: holds the fine-tuning run made with {was}; "
+                              "rerun with those settings to attach to it, or choose a new "
+                              "--out for another job")
+    http, _ = _http(cfg)
+    created = not out.exists()
     make_out_dir(out)
-    with exclusive_dir(out):
-        if state is None:
-            from synth.dataset.export import export_run
+    try:
+        with exclusive_dir(out):
+            if not sent:  # nothing sent yet: export (again), record, then upload
+                from synth.dataset.export import export_run
 
-            exported = export_run(cfg.data, format="openai-finetune", out=out / "data",
-                                  split=1 - cfg.eval_split if cfg.eval_split else None,
-                                  seed=cfg.seed)
-            state = {"key": secrets.token_hex(8), "student": cfg.student,
-                     "base_url": public_base_url(teacher.raw_base_url),
-                     "created": time.time(), "files": {}, "job": None,
-                     "status": "exported", "export": exported.summary}
-            _save(out, state)
-        else:
-            _say(f"synth: attaching to this folder's fine-tuning run ({out / STATE_FILE})")
-        try:
-            for side in ("train", "test"):
-                path = out / "data" / f"{side}.jsonl"
-                if path.is_file() and side not in state["files"]:
-                    state["files"][side] = await _upload(http, state["key"], side, path)
-                    _save(out, state)
-            if state["job"] is None:
-                job = await _find_job(http, state["key"]) or \
-                    await _create(http, cfg, state["key"], state["files"])
-                state["job"], state["status"] = job["id"], job["status"]
+                exported = export_run(cfg.data, format="openai-finetune", out=out / "data",
+                                      split=1 - cfg.eval_split if cfg.eval_split else None,
+                                      seed=cfg.seed)
+                n = exported.summary["rows"]["train"]
+                if n < OPENAI_MIN_EXAMPLES:
+                    raise InputError(f"{n} training examples: OpenAI fine-tuning needs at "
+                                     f"least {OPENAI_MIN_EXAMPLES}", path=str(got.where.file))
+                state = {"key": (state or {}).get("key") or secrets.token_hex(8),
+                         "student": cfg.student, "base_url": settings["base_url"],
+                         "settings": settings, "created": time.time(), "files": {},
+                         "job": None, "status": "exported", "export": exported.summary}
                 _save(out, state)
-                _say(f"synth: fine-tuning job {job['id']} for {cfg.student} ({job['status']})")
-            job = await _poll(http, cfg, out, state)
-        except TeacherError as e:
-            raise FineTuneError(f"{e}; {out / STATE_FILE} keeps the run: the same command "
-                                "attaches to it") from None
-        finally:
-            await http.transport.aclose()
-        if job["status"] != "succeeded":
-            err = job.get("error") or {}
-            why = err.get("message") or job["status"]
-            raise FineTuneError(f"fine-tuning job {job['id']} {job['status']}: {why}"
-                                + (f" ({err['code']})" if err.get("code") else ""))
-        summary = _summary(cfg, state, job, decision, time.perf_counter() - t0)
-        from synth.io import write_atomic
+            else:
+                _say(f"synth: attaching to this folder's fine-tuning run ({out / STATE_FILE})")
+            job = await _run_job(http, cfg, out, state)
+    except BaseException:
+        if state is None or not state.get("files"):
+            _untouched(out, created)
+        raise
+    if job["status"] != "succeeded":
+        err = job.get("error") or {}
+        if job["status"] == "cancelled":
+            why = "it was cancelled; this folder keeps it: choose a new --out for another job"
+        else:
+            why = (err.get("message") or "no reason given") + \
+                (f" ({err['code']})" if err.get("code") else "") + \
+                "; fix the cause, then choose a new --out for another job"
+        raise FineTuneError(f"fine-tuning job {job['id']} {job['status']}: {why}")
+    summary = _summary(cfg, state, job, decision, time.perf_counter() - t0)
+    from synth.io import write_atomic
 
-        write_atomic(out / "train.json", json.dumps(summary, indent=2) + "\n")
-        write_atomic(out / "README.md", _card(summary))
+    write_atomic(out / "train.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "README.md", _card(summary))
     return TrainResult(out=out, summary=summary)
+
+
+async def _run_job(http, cfg: Any, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Upload what is not uploaded, create the job unless it exists, poll it to its end."""
+    try:
+        for side in ("train", "test"):
+            path = out / "data" / f"{side}.jsonl"
+            if path.is_file() and side not in state["files"]:
+                state["files"][side] = await _upload(http, state["key"], side, path)
+                _save(out, state)
+        if state["job"] is None:
+            job = await _find_job(http, state["key"]) or \
+                await _create(http, cfg, state["key"], state["files"])
+            state["job"], state["status"] = job["id"], job["status"]
+            _save(out, state)
+            _say(f"synth: fine-tuning job {job['id']} for {cfg.student} ({job['status']})")
+        return await _poll(http, cfg, out, state)
+    except TeacherError as e:
+        raise FineTuneError(f"{e}; {out / STATE_FILE} keeps the run: the same command "
+                            "attaches to it") from None
+    finally:
+        await http.transport.aclose()
 
 
 def _summary(cfg: Any, state: dict[str, Any], job: dict[str, Any], decision: Any,
