@@ -286,5 +286,18 @@ class EvalConfig(BaseModel):
     limit: int | None = option(None, "Evaluate only the first N held-out source prompts.",
                              ge=1, strict=True)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "Where to run.")
+    cascade: bool = option(False, "Also report routing: the student answers, and the teacher "
+                         "when the student's mean token logprob is below a threshold; the "
+                         "threshold is chosen on half the prompts, reported on the other.")
+    cascade_target: float = option(0.95, "--cascade: the share of the teacher's accuracy the "
+                                 "chosen threshold must keep.", gt=0, le=1, strict=True)
+    cascade_price: str | None = option(None, "--cascade: price the teacher's tokens as this "
+                                     "PROVIDER:MODEL (e.g. openai:gpt-4.1, the API model a "
+                                     "local teacher stands for; default: the teacher's own "
+                                     "price entry).")
+    student_usd_per_hour: float | None = option(None, "--cascade: what the student's machine "
+                                              "costs per hour (default: its seconds per "
+                                              "request are reported instead).", ge=0,
+                                              strict=True)
     progress: bool | None = option(None, "Default: on when stderr is a terminal.",
                                  cli="--progress/--no-progress")

@@ -115,32 +115,42 @@ class Answer:
     text: str | None
     raw: str | None = None
     finish_reason: str | None = "stop"
+    confidence: float | None = None  # mean chosen-token logprob, when asked for
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 async def _answer_all(spec: str, prompts: list, *, max_new_tokens: int, device: str,
-                      batch_size: int) -> tuple[list[Answer], dict[str, float]]:
+                      batch_size: int, confidence: bool = False
+                      ) -> tuple[list[Answer], dict[str, float]]:
     from synth.records import Params, Request
     from synth.teachers.local import LocalTeacher
     from synth.teachers.reasoning import split_think
+    from synth.train.cascade import mean_logprob
 
-    params = Params(temperature=0.0, max_tokens=max_new_tokens)
+    # top_logprobs 0: the chosen tokens' logprobs only (the same greedy tokens)
+    params = Params(temperature=0.0, max_tokens=max_new_tokens,
+                    top_logprobs=0 if confidence else None)
     async with LocalTeacher(spec, device=device, max_batch_size=batch_size) as t:
         t0 = time.perf_counter()
         done = await asyncio.gather(*(t.complete(Request(p, 0, params)) for p in prompts))
         wall = time.perf_counter() - t0
-    answers = [Answer(split_think(c.text or "")[0] or "", c.text, c.finish_reason)
-               for c in done]
+    answers = [Answer(split_think(c.text or "")[0] or "", c.text, c.finish_reason,
+                      mean_logprob(c.logprobs) if confidence else None, c.input_tokens,
+                      c.output_tokens) for c in done]
     toks = sum(c.output_tokens or 0 for c in done)
     return answers, {"gen_tokens": toks, "gen_s": round(wall, 3),
                      "gen_tokens_per_s": round(toks / max(1e-9, wall), 1)}
 
 
 def answer_prompts(spec: str, prompts: list, *, max_new_tokens: int, device: str = "cpu",
-                   batch_size: int = 32) -> tuple[list[Answer], dict[str, float]]:
+                   batch_size: int = 32, confidence: bool = False
+                   ) -> tuple[list[Answer], dict[str, float]]:
     """Greedy answers of the model ``spec`` to ``prompts`` (:class:`synth.records.Prompt`),
-    batched, and the generation speed."""
+    batched, and the generation speed; ``confidence``: each answer's mean token logprob."""
     return asyncio.run(_answer_all(spec, prompts, max_new_tokens=max_new_tokens,
-                                   device=device, batch_size=batch_size))
+                                   device=device, batch_size=batch_size,
+                                   confidence=confidence))
 
 
 def _task_of(reference: Any, task: str) -> str:
@@ -376,7 +386,10 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
                                                     messages=R.conversation(r, path=path).prompt))
         prompts = list(seen.values())[:64]
     gen = dict(max_new_tokens=cfg.max_new_tokens, device=device, batch_size=cfg.batch_size * 4)
-    s_ans, s_speed = answer_prompts(student_spec, prompts, **gen)
+    if cfg.cascade and not units:
+        raise ConfigError("--cascade: no held-out prompt has a reference, so the routed "
+                          "answers cannot be scored")
+    s_ans, s_speed = answer_prompts(student_spec, prompts, confidence=cfg.cascade, **gen)
     t_ans, t_speed = answer_prompts(teacher_spec, prompts, **gen)
     result["speed"] = {"student": s_speed, "teacher": t_speed,
                        "speedup": round(s_speed["gen_tokens_per_s"] /
@@ -404,6 +417,8 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
                          for u, sa_, ta_, so, to in list(zip(units, s_ans, t_ans, s_out,
                                                               t_out))[:20]],
         }
+        if cfg.cascade:
+            result["cascade"] = _cascade(cfg, units, s_ans, t_ans, s_out, t_out, s_speed)
     else:
         result["task"] = None
     make_out_dir(out)
@@ -412,7 +427,8 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
         lines = (json.dumps({"prompt": u.key, "reference": u.reference,
                              "messages": u.messages,
                              "student": {"answer": sa_.raw, "finish_reason": sa_.finish_reason,
-                                         "verdict": so[0], "reason": so[1]},
+                                         "verdict": so[0], "reason": so[1],
+                                         "confidence": sa_.confidence},
                              "teacher": {"answer": ta_.raw, "finish_reason": ta_.finish_reason,
                                          "verdict": to[0], "reason": to[1]}},
                             ensure_ascii=False, default=str)
@@ -422,6 +438,44 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
     write_atomic(out / "eval.json", json.dumps(result, indent=1, default=str))
     result["path"] = str(out / "eval.json")
     return result
+
+
+def _cascade(cfg: EvalConfig, units: list, s_ans: list, t_ans: list, s_out: list,
+             t_out: list, s_speed: dict) -> dict[str, Any]:
+    """eval.json's ``cascade``: the curve and the threshold on the dev half, what it does on
+    the test half (:mod:`synth.train.cascade`)."""
+    from synth.teachers import parse_spec
+    from synth.teachers.pricing import load_prices
+    from synth.train import cascade as C
+
+    spec = cfg.cascade_price or cfg.teacher
+    provider, model = parse_spec(spec) if ":" in spec else ("local", spec)
+    price = load_prices().lookup(provider, model,
+                                 "api.openai.com" if provider == "openai" else
+                                 "api.anthropic.com" if provider == "anthropic" else None)
+    t_usd = None
+    if price is not None:
+        costs = [price.cost(a.input_tokens, a.output_tokens) for a in t_ans]
+        known = [c for c in costs if c is not None]
+        t_usd = sum(known) / len(known) if known else None
+    s_sec = s_speed["gen_s"] / max(1, len(s_ans))
+    s_usd = None if cfg.student_usd_per_hour is None else s_sec * cfg.student_usd_per_hour / 3600
+    sides = C.split_dev_test([u.key for u in units])
+    part: dict[str, tuple[list, list, list]] = {"dev": ([], [], []), "test": ([], [], [])}
+    for side, a, so, to in zip(sides, s_ans, s_out, t_out):
+        c, s_ok, t_ok = part[side]
+        c.append(a.confidence)
+        s_ok.append(so[0] == "correct")
+        t_ok.append(to[0] == "correct")
+    dev = C.sweep(*part["dev"], teacher_usd=t_usd, student_usd=s_usd,
+                  target=cfg.cascade_target)
+    chosen = dev["chosen"]
+    test = C.route(*part["test"], chosen["threshold"], teacher_usd=t_usd,
+                   student_usd=s_usd) if chosen else None
+    return {"signal": "mean token logprob of the student's greedy answer",
+            "priced_as": spec if price is not None else None,
+            "teacher_usd_per_request": t_usd, "student_s_per_request": round(s_sec, 4),
+            "student_usd_per_request": s_usd, "dev": dev, "test": test}
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -459,4 +513,39 @@ def print_table(result: dict[str, Any]) -> None:
               f"{sp['teacher']['gen_tokens_per_s']:,.1f}")
     t.add_row("parameters", f(ps["student"]), f(ps["teacher"]))
     Console(stderr=False).print(t)
+    cas = result.get("cascade")
+    if cas:
+        _print_cascade(cas, f)
     print(f"→ {result['path']}")
+
+
+def _print_cascade(cas: dict[str, Any], f: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    dev, test = cas["dev"], cas["test"]
+    t = Table(title=f"cascade on the dev half (n = {dev['n']}): {cas['signal']}")
+    for c in ("threshold", "teacher sees", "accuracy", "of teacher", "cost / 1k requests"):
+        t.add_column(c)
+    pts = dev["points"]
+    step = max(1, len(pts) // 12)  # a readable curve: about a dozen rows, the ends kept
+    shown = pts[::step] + ([pts[-1]] if (len(pts) - 1) % step else [])
+    for p in shown:
+        mark = " ←" if dev["chosen"] is p else ""
+        cost = "n/a" if p["cost_per_1k_usd"] is None else f"${p['cost_per_1k_usd']:.4f}"
+        thr = p["threshold"] if isinstance(p["threshold"], str) else f"{p['threshold']:.3f}"
+        t.add_row(thr + mark, f(p["teacher_share"], True), f(p["accuracy"], True),
+                  f(p["retained"], True), cost)
+    Console(stderr=False).print(t)
+    if test is None:
+        print(f"no threshold keeps {dev['target']:.0%} of the teacher's accuracy on the dev "
+              "half short of sending the teacher everything")
+        return
+    cost = "" if test["cost_per_1k_usd"] is None else (
+        f"; ${test['cost_per_1k_usd']:.4f} per 1k requests against "
+        f"${test['teacher_only_per_1k_usd']:.4f} teacher-only ({f(test['saving'], True)} saved)")
+    print(f"chosen threshold {test['threshold']} on the test half (n = {test['n']}): "
+          f"accuracy {f(test['accuracy'], True)} ({f(test['retained'], True)} of the "
+          f"teacher's {f(test['teacher_accuracy'], True)}; student alone "
+          f"{f(test['student_accuracy'], True)}), the teacher sees "
+          f"{f(test['teacher_share'], True)}{cost}")
