@@ -38,6 +38,7 @@ is refused before a byte is written, naming what was found. The file is written 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,13 @@ DEFAULT_QUANT = "q8_0"
 #: llama.cpp's quantiser, for the K-quants gguf 0.19 cannot write.
 LLAMA_QUANTIZE = "llama-quantize"
 _ARCHS = ("LlamaForCausalLM",)
+#: llama.cpp's converter names a BPE pre-tokenizer by the sha256 of the ids of this text
+#: (convert_hf_to_gguf.py, get_vocab_base_pre); SmolLM's hash is the one we need: its
+#: tokenizer.json, once through transformers' GGUF loader, no longer shows the digit split,
+#: yet it tokenizes as ``smollm`` (and ``smollm`` keeps llama.cpp from "cleaning" spaces on
+#: decode, as SmolLM's tokenizer does not).
+_CHKTXT = '\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български \'\'\'\'\'\'```````""""......!!!!!!?????? I\'ve been \'told he\'s there, \'RE you sure? \'M not sure I\'ll make it, \'D you like some tea? We\'Ve a\'lL'
+_SMOLLM_CHKHSH = "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249"
 
 
 @dataclass
@@ -267,9 +275,10 @@ def _tensors(weights: dict[str, Any], cfg: dict[str, Any], path: Path) -> list[t
 
 # ------------------------------------------------------------------------ vocabulary
 
-def _vocab(model_dir: Path, cfg: dict[str, Any]) -> tuple[list[str], list[int], Any, bool]:
-    """(tokens, token types, special vocab, add_bos), as llama.cpp's converter makes them
-    for a byte-level BPE tokenizer (``get_vocab_base``)."""
+def _vocab(model_dir: Path, cfg: dict[str, Any],
+           pre: str) -> tuple[list[str], list[int], Any, bool, str]:
+    """(tokens, token types, special vocab, add_bos, pre-tokenizer), as llama.cpp's
+    converter makes them for a byte-level BPE tokenizer (``get_vocab_base``)."""
     import gguf
     from transformers import AutoTokenizer
 
@@ -300,10 +309,12 @@ def _vocab(model_dir: Path, cfg: dict[str, Any]) -> tuple[list[str], list[int], 
     special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=n)
     if not special.merges:
         raise InputError("the tokenizer has no BPE merges", path=str(model_dir / "tokenizer.json"))
+    if hashlib.sha256(str(tok.encode(_CHKTXT)).encode()).hexdigest() == _SMOLLM_CHKHSH:
+        pre = "smollm"
     # what the student was trained with: does encoding put a BOS first?
     ids = tok("a")["input_ids"]
     add_bos = bool(ids) and tok.bos_token_id is not None and ids[0] == tok.bos_token_id
-    return tokens, [int(t) for t in types], special, add_bos
+    return tokens, [int(t) for t in types], special, add_bos, pre
 
 
 # ------------------------------------------------------------------------ writing
@@ -337,7 +348,7 @@ def _write(path: Path, model_dir: Path, cfg: dict[str, Any], quant: str,
            tensors: list[tuple[str, Any]], vocab: tuple, pre: str) -> dict[str, int]:
     import gguf
 
-    tokens, types, special, add_bos = vocab
+    tokens, types, special, add_bos, _ = vocab
     hidden, n_head = cfg["hidden_size"], cfg["num_attention_heads"]
     head_dim = cfg.get("head_dim") or hidden // n_head
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
@@ -358,9 +369,8 @@ def _write(path: Path, model_dir: Path, cfg: dict[str, Any], quant: str,
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(float(rope["factor"]))
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-6)))
-    if head_dim != hidden // n_head:
-        w.add_key_length(head_dim)
-        w.add_value_length(head_dim)
+    w.add_key_length(head_dim)  # as llama.cpp's converter: always, though implied here
+    w.add_value_length(head_dim)
     w.add_file_type(_file_type(quant))
     w.add_vocab_size(cfg["vocab_size"])
     w.add_rope_dimension_count(head_dim)
@@ -381,8 +391,7 @@ def _write(path: Path, model_dir: Path, cfg: dict[str, Any], quant: str,
         else:
             w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
         counts[qtype.name] = counts.get(qtype.name, 0) + 1
-    if quant in ("q8_0", "q4_0"):
-        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)  # llama.cpp's converter always does
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -437,7 +446,8 @@ def export_gguf(source: str | Path, out: str | Path, *, quant: str | None = None
     cfg = _read_json(cfg_path)
     _check_config(cfg, cfg_path)
     _, pre = _tokenizer_spec(model_dir)
-    vocab = _vocab(model_dir, cfg)
+    vocab = _vocab(model_dir, cfg, pre)
+    pre = vocab[4]
     tensors = _tensors(_weights(model_dir), cfg, model_dir)
 
     out.parent.mkdir(parents=True, exist_ok=True)
