@@ -386,7 +386,8 @@ _command("estimate", estimate_command, "synth.pipeline.config:EstimateConfig",
 
 def export_command(**options: Any) -> None:
     """Export the curated rows for other trainers: HF datasets on disk, chat JSONL (TRL,
-    axolotl), or OpenAI fine-tuning JSONL (roles and token limits checked)."""
+    axolotl), or OpenAI fine-tuning JSONL (roles and token limits checked); or a trained
+    student as a GGUF file for llama.cpp (--format gguf --quant Q --out FILE.gguf)."""
     from synth.dataset.export import export_run
 
     res = _call(export_run, interrupted="nothing was written", **options)
@@ -396,10 +397,15 @@ def export_command(**options: Any) -> None:
 
 
 _command("export", export_command, "synth.dataset.config:ExportConfig",
-         "Export the curated rows for other trainers (HF datasets, chat JSONL, OpenAI).")
+         "Export the curated rows for other trainers (HF datasets, chat JSONL, OpenAI), "
+         "or a student as GGUF.")
 
 
 def _export_line(res: Any) -> str:
+    if res.summary.get("format") == "gguf":
+        types = ", ".join(f"{k} {v}" for k, v in sorted(res.summary["tensor_types"].items()))
+        return (f"exported GGUF {res.summary['quant']} ({res.summary['bytes'] / 2**20:,.1f} "
+                f"MiB; tensors {types}) → {res.out}")
     parts = ", ".join(f"{k} {v:,}" for k, v in res.rows.items())
     skip = ", ".join(f"{k}: {v:,}" for k, v in res.skipped.items())
     return f"exported {parts} rows{'; skipped ' + skip if skip else ''} → {res.out}"

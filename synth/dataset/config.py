@@ -42,11 +42,15 @@ class ExportConfig(BaseModel):
     command: ClassVar[str] = "export"
 
     source: Path = option(..., "A run directory (synth run, curate or generate) or a "
-                          "parquet/JSONL file of trace rows.", cli="SOURCE")
-    format: Literal["hf", "chat-jsonl", "openai-finetune"] = option(
+                          "parquet/JSONL file of trace rows; for gguf, a student directory "
+                          "(synth train's --out).", cli="SOURCE")
+    format: Literal["hf", "chat-jsonl", "openai-finetune", "gguf"] = option(
         ..., "hf (datasets on disk: needs the export extra) | chat-jsonl (TRL, axolotl) | "
-        "openai-finetune.", short="-f")
-    out: Path = option(..., "Where the export goes.", short="-o")
+        "openai-finetune | gguf (a trained student for llama.cpp).", short="-f")
+    out: Path = option(..., "Where the export goes (for gguf: the .gguf file).", short="-o")
+    quant: Literal["f16", "q8_0", "q4_0", "q4_k_m"] | None = option(
+        None, "gguf only: f16 | q8_0 (default) | q4_0 | q4_k_m (needs llama.cpp's "
+        "llama-quantize on PATH).")
     split: float | None = option(None, "Train share (e.g. 0.9); the rest is the test split, "
                                  "whole prompts on one side.")
     reasoning: Literal["keep", "drop"] | None = option(

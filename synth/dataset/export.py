@@ -49,6 +49,10 @@ with its Hugging Face header pointed at the exported files and an "Export" secti
     messages, with ``tiktoken``'s ``o200k_base`` when it is installed and its encoding can be
     loaded, else with synth's ~4-characters-a-token estimate; ``summary["token_counter"]``
     says which. Fewer than 10 training examples (OpenAI's minimum) is a warning.
+``gguf``
+    Not rows: ``source`` is a trained student (a Llama-architecture model directory) and
+    ``out`` the ``.gguf`` file, at ``quant`` f16, q8_0 (default), q4_0 or q4_k_m; written
+    by :func:`synth.train.gguf_export.export_gguf`, which says what each quant keeps.
 
 Reasoning: ``reasoning=None`` (the default) keeps it for ``hf`` and ``chat-jsonl`` (a
 student distilled from a reasoning teacher should learn to think first) and drops it for
@@ -81,18 +85,21 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
 from synth.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from synth.train.gguf_export import GGUFResult
 
 __all__ = ["FORMATS", "PROVENANCE_COLUMNS", "OPENAI_MAX_TOKENS", "OPENAI_MIN_EXAMPLES",
            "ExportResult", "export_run", "split_side"]
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("hf", "chat-jsonl", "openai-finetune")
+FORMATS = ("hf", "chat-jsonl", "openai-finetune", "gguf")
 #: Trace columns the ``hf`` format carries next to ``messages``, ``prompt_id`` and ``id``
 #: (each only when the source has it).
 PROVENANCE_COLUMNS = ("sample_index", "provider", "model", "model_version", "finish_reason",
@@ -313,7 +320,8 @@ def _stale(out: Path, written: list[str]) -> list[Path]:
 
 def export_run(source: str | Path, *, format: str, out: str | Path, split: float | None = None,
                seed: int = 0, reasoning: str | None = None, system: str | None = None,
-               max_tokens_per_example: int = OPENAI_MAX_TOKENS) -> ExportResult:
+               max_tokens_per_example: int = OPENAI_MAX_TOKENS,
+               quant: str | None = None) -> ExportResult | GGUFResult:
     """Write the rows of ``source`` to ``out`` in ``format``; see the module docstring.
 
     Checked in this order, nothing written unless all pass: the options
@@ -336,6 +344,16 @@ def export_run(source: str | Path, *, format: str, out: str | Path, split: float
 
     if format not in FORMATS:
         raise ConfigError(f"--format {format}: must be one of {', '.join(FORMATS)}")
+    if format == "gguf":  # a model, not rows: synth.train.gguf_export writes it
+        for flag, value in (("--split", split), ("--reasoning", reasoning),
+                            ("--system", system)):
+            if value is not None:
+                raise ConfigError(f"{flag}: applies to row exports, not --format gguf")
+        from synth.train.gguf_export import export_gguf
+
+        return export_gguf(source, out, quant=quant)
+    if quant is not None:
+        raise ConfigError(f"--quant {quant}: only with --format gguf")
     if reasoning is None:
         reasoning = "drop" if format == "openai-finetune" else "keep"
     if reasoning not in ("keep", "drop"):
