@@ -284,3 +284,37 @@ def test_cli(student, tmp_path):
     assert "exported GGUF q8_0" in r.stderr and (tmp_path / "s.gguf").is_file()
     r = run("--quant", "q3", "--out", str(tmp_path / "t.gguf"))
     assert r.returncode == 2 and "--quant" in r.stderr and not (tmp_path / "t.gguf").exists()
+
+
+def test_a_trained_student_carries_its_licence_to_the_check(tmp_path, student):
+    """A student synth trained (its directory, or the GGUF exported from it) is checked by
+    its training rows' teachers and the weights it started from: no --accept-terms unknown
+    for your own student, and the teachers' terms still bind (OpenAI's rows: no competing
+    model). A directory synth did not train stays unknown."""
+    from synth.licences import check, load_registry
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({
+        "id": f"r{i}", "prompt_id": f"p{i}", "status": "ok", "response": "the cat .",
+        "messages": [{"role": "user", "content": "repeat the cat"}],
+        "provider": "openai", "model": "gpt-4o-mini",
+        "base_url": "https://api.openai.com/v1"}) + "\n" for i in range(4)))
+    out = tmp_path / "trained"
+    synth.train(data=data, student=str(student), out=out, max_steps=1, batch_size=2,
+                progress=False)
+    prov = json.loads((out / "train.json").read_text())["provenance"]
+    assert prov == {"teachers": [["openai", "gpt-4o-mini", "https://api.openai.com/v1"]],
+                    "rows_without": 0, "base_model": str(student)}
+    gguf_file = export_run(out, format="gguf", out=tmp_path / "s.gguf", quant="q8_0").out
+    reg = load_registry()
+    for model in (str(out), f"local:{out}", str(gguf_file)):
+        d = check(reg, provider="local", model=model, base_url=None, intent="internal",
+                  accept=("unknown",))  # the base: a tiny random model nobody licensed
+        assert "openai-api" in d.entries, model
+        assert any("is a student synth trained" in r for r in d.reasons)
+        denied = check(reg, provider="local", model=model, base_url=None,
+                       intent="competing", accept=("unknown",))
+        assert denied.decision == "deny"
+    plain = check(reg, provider="local", model=str(student), base_url=None,
+                  intent="internal")
+    assert plain.needs_acceptance  # not a synth student: its terms are unknown

@@ -46,6 +46,7 @@ from synth.yamlfile import field_lines, load_yaml
 __all__ = [
     "INTENTS",
     "self_hosted",
+    "own_student",
     "RULES",
     "Condition",
     "Entry",
@@ -441,8 +442,54 @@ def _in_process(provider: str) -> bool:
         return False
 
 
+def own_student(model: str) -> dict[str, Any] | None:
+    """The provenance a student synth trained carries (``train.json`` in its directory, or
+    the ``synth.provenance`` key of a GGUF exported from it); None for any other model."""
+    import json
+    from pathlib import Path
+
+    p = Path(str(model).removeprefix("local:"))
+    try:
+        if p.is_dir() and (p / "train.json").is_file():
+            prov = json.loads((p / "train.json").read_text()).get("provenance")
+        elif p.is_file() and p.suffix == ".gguf":
+            from gguf import GGUFReader
+
+            field = GGUFReader(str(p)).get_field("synth.provenance")
+            prov = json.loads(field.contents()) if field is not None else None
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - unreadable: not a student we can vouch for
+        return None
+    if not isinstance(prov, dict) or not isinstance(prov.get("teachers"), list):
+        return None
+    return prov
+
+
+def _student(registry: Registry, model: str, prov: dict[str, Any], intent: str,
+             accept: tuple[str, ...], depth: int) -> Decision:
+    """A synth-trained student's terms: its training rows' teachers' (checked again for
+    this intent) and the weights it started from."""
+    if depth > 4:  # a student of a student of ...: far enough to stop trusting the chain
+        return _unknown(intent, f"model {model!r} (provenance too deep)", accept)
+    parts = [check(registry, provider=str(p), model=str(m), base_url=b, intent=intent,
+                   accept=accept, depth=depth + 1)
+             for p, m, b in (t for t in prov["teachers"] if len(t) == 3)]
+    base = prov.get("base_model")
+    if base:
+        parts.append(check(registry, provider="local", model=str(base).removeprefix("local:"),
+                           base_url=None, intent=intent, accept=accept, depth=depth + 1))
+    if prov.get("rows_without") or not parts:
+        parts.append(_unknown(intent, f"{prov.get('rows_without') or 'all'} training rows "
+                              f"of {model!r} without provenance", accept))
+    d = inherit(parts, intent)
+    d.reasons.insert(0, f"{model!r} is a student synth trained: the terms of its training "
+                     "data's teachers and of the weights it started from carry over")
+    return d
+
+
 def check(registry: Registry, *, provider: str, model: str, base_url: str | None,
-          intent: str, accept: Iterable[str] = ()) -> Decision:
+          intent: str, accept: Iterable[str] = (), depth: int = 0) -> Decision:
     """Decide whether ``provider:model`` at ``base_url`` may teach for ``intent``."""
     if intent not in INTENTS:
         raise ValueError(f"intent must be one of {', '.join(INTENTS)}")
@@ -471,8 +518,11 @@ def check(registry: Registry, *, provider: str, model: str, base_url: str | None
         host_entry.rule == "upstream"
     if needs_model:
         model_entry = registry.model_entry(model)
+        own = own_student(model) if model_entry is None and not served else None
         if model_entry is not None:
             parts.append(_evaluate(model_entry, intent, accept))
+        elif own is not None:
+            parts.append(_student(registry, model, own, intent, accept, depth))
         else:
             parts.append(_unknown(intent, f"model {model!r}", accept))
     if host is not None and host_entry is None and not self_hosted(host):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["render_model_card", "data_licence"]
+__all__ = ["render_model_card", "data_licence", "provenance"]
 
 
 def data_licence(rows: list[dict[str, Any]]):
@@ -35,6 +35,18 @@ def data_licence(rows: list[dict[str, Any]]):
     if not groups:
         return None, unknown
     return inherited_licence(groups, load_registry())[0], unknown
+
+
+def provenance(rows: list[dict[str, Any]], base_model: str | None) -> dict[str, Any]:
+    """What the licence check reads back from a trained student (``train.json``, and the
+    GGUF exported from it): the teachers its rows came from, how many rows had none, and
+    the weights it started from."""
+    teachers = sorted({(r.get("provider"), r.get("model"), r.get("base_url") or None)
+                       for r in rows if r.get("provider") and r.get("model")},
+                      key=lambda t: tuple(x or "" for x in t))
+    return {"teachers": [list(t) for t in teachers],
+            "rows_without": sum(1 for r in rows if not (r.get("provider") and r.get("model"))),
+            "base_model": base_model}
 
 
 def _fmt(x: Any) -> str:

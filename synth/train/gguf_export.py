@@ -50,7 +50,8 @@ from typing import Any
 
 from synth.errors import ConfigError, InputError, OutputError
 
-__all__ = ["QUANTS", "DEFAULT_QUANT", "GGUFResult", "export_gguf", "pre_tokenizer_name"]
+__all__ = ["QUANTS", "DEFAULT_QUANT", "GGUFResult", "export_gguf", "pre_tokenizer_name",
+           "PROVENANCE_KEY"]
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +345,20 @@ def _card_licence(model_dir: Path) -> str | None:
     return lic if isinstance(lic, str) else None
 
 
+#: the GGUF key holding a synth student's provenance (train.json's, as JSON)
+PROVENANCE_KEY = "synth.provenance"
+
+
+def _provenance(model_dir: Path) -> str | None:
+    import json
+
+    try:
+        prov = json.loads((model_dir / "train.json").read_text()).get("provenance")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return json.dumps(prov) if isinstance(prov, dict) else None
+
+
 def _write(path: Path, model_dir: Path, cfg: dict[str, Any], quant: str,
            tensors: list[tuple[str, Any]], vocab: tuple, pre: str) -> dict[str, int]:
     import gguf
@@ -358,6 +373,8 @@ def _write(path: Path, model_dir: Path, cfg: dict[str, Any], quant: str,
     w.add_name(model_dir.resolve().name)
     if (lic := _card_licence(model_dir)) is not None:
         w.add_license(lic)
+    if (prov := _provenance(model_dir)) is not None:  # the licence check reads it back
+        w.add_string(PROVENANCE_KEY, prov)
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg.get("max_position_embeddings") or 2048)
     w.add_embedding_length(hidden)

@@ -38,6 +38,7 @@ from typing import Any
 
 from synth.errors import ConfigError, OutputError
 from synth.io import check_not_input, claim_out_dir, make_out_dir, write_atomic
+from synth.train.card import provenance
 from synth.train.config import TrainConfig
 from synth.train.memory import check_memory, estimate_memory
 
@@ -626,6 +627,8 @@ def train(config: TrainConfig | None = None, /, **kwargs: Any) -> TrainResult:
         "tokens": tokens_seen, "train_s": round(train_s, 3),
         "tokens_per_s": round(tokens_seen / max(1e-9, train_s), 1),
         "wall_s": None,
+        # what the licence check reads when this student is served, evaluated or a teacher
+        "provenance": provenance(rows.rows, cfg.teacher if cfg.is_cut else cfg.student),
     }
     if world.main:
         _write_outputs(out, final, student, rows, summary, t_start, state_dict=full)
