@@ -401,6 +401,19 @@ _command("export", export_command, "synth.dataset.config:ExportConfig",
          "or a student as GGUF.")
 
 
+def serve_command(**options: Any) -> None:
+    """Serve a student and its teacher behind one OpenAI-compatible endpoint: the student
+    answers, the teacher when the student is unsure (mean token logprob below
+    --threshold)."""
+    from synth.train.serve import serve as run
+
+    _call(run, interrupted="stopped", **options)
+
+
+_command("serve", serve_command, "synth.train.serve:ServeConfig",
+         "Serve student + teacher behind one OpenAI-compatible endpoint (routed).")
+
+
 def _export_line(res: Any) -> str:
     if res.summary.get("format") == "gguf":
         types = ", ".join(f"{k} {v}" for k, v in sorted(res.summary["tensor_types"].items()))
