@@ -100,6 +100,8 @@ def test_eval_cascade_end_to_end(tmp_path, monkeypatch):
     assert test["saving"] > 0
     saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert saved["cascade"]["test"]["threshold"] == test["threshold"]
+    png = (tmp_path / "ev" / "cascade.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and saved["cascade"]["plot"].endswith("cascade.png")
     lines = [json.loads(x) for x in (tmp_path / "ev" / "answers.jsonl").read_text()
              .splitlines()]
     assert all(isinstance(x["student"]["confidence"], float) for x in lines)
@@ -122,3 +124,4 @@ def test_confidence_comes_from_the_students_own_generation(tmp_path):
     assert all(a.confidence is not None and math.isfinite(a.confidence) and
                a.confidence <= 0 for a in sure)
     assert all(a.confidence is None for a in plain)
+

@@ -435,6 +435,11 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
                  for u, sa_, ta_, so, to in zip(units, s_ans, t_ans, s_out, t_out))
         write_atomic(out / "answers.jsonl", "".join(line + "\n" for line in lines))
         result["task"]["answers"] = str(out / "answers.jsonl")
+    if result.get("cascade"):  # the curve as a picture, beside eval.json
+        from synth.train.plot import cascade_plot
+
+        write_atomic(out / "cascade.png", cascade_plot(result["cascade"]))
+        result["cascade"]["plot"] = str(out / "cascade.png")
     write_atomic(out / "eval.json", json.dumps(result, indent=1, default=str))
     result["path"] = str(out / "eval.json")
     return result

@@ -1,11 +1,12 @@
-"""The loss-curve PNG of a training run (matplotlib, no display needed)."""
+"""The PNGs of training and evaluation: the loss curve of a run, the cascade curve of an
+eval (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
-__all__ = ["loss_plot"]
+__all__ = ["loss_plot", "cascade_plot"]
 
 
 def loss_plot(history: list[dict[str, Any]]) -> bytes | None:
@@ -43,6 +44,38 @@ def loss_plot(history: list[dict[str, Any]]) -> bytes | None:
         ax.set_ylabel("KL to the teacher per token")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def cascade_plot(cascade: dict[str, Any]) -> bytes:
+    """``synth eval --cascade``'s curve on the dev half: accuracy against the share of
+    requests the teacher still answers, the target line and the chosen threshold, and the
+    test half's point at that threshold."""
+    from matplotlib.figure import Figure
+
+    dev, test = cascade["dev"], cascade["test"]
+    pts = dev["points"]
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    ax.plot([100 * p["teacher_share"] for p in pts], [100 * p["accuracy"] for p in pts],
+            "o-", ms=3, lw=1.2, label=f"cascade, dev half (n = {dev['n']})")
+    ax.axhline(100 * dev["target"] * dev["teacher_accuracy"], color="tab:red", lw=0.9,
+               ls="--", label=f"{dev['target']:.0%} of the teacher (dev)")
+    ch = dev.get("chosen")
+    if ch is not None:
+        ax.plot([100 * ch["teacher_share"]], [100 * ch["accuracy"]], "s", ms=8,
+                mfc="none", color="tab:green", label=f"chosen threshold {ch['threshold']}")
+    if test is not None:
+        ax.plot([100 * test["teacher_share"]], [100 * test["accuracy"]], "D", ms=6,
+                color="tab:purple", label=f"its test half (n = {test['n']})")
+    ax.set_xlabel("requests the teacher answers (%)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
