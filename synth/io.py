@@ -45,25 +45,20 @@ from synth.errors import ConfigError, OutputError
 if TYPE_CHECKING:  # pyarrow is imported only when a table is written
     import pyarrow as pa
 
-__all__ = ["write_atomic", "check_out_dir", "check_not_input", "make_out_dir", "exclusive_dir",
+__all__ = ["write_atomic", "atomic_path", "check_out_dir", "check_not_input", "make_out_dir", "exclusive_dir",
            "staging_dir", "commit_staged", "OutputKind", "OUTPUT_KINDS", "claim_out_dir",
            "outputs_in", "files_below"]
 
 
-def write_atomic(path: str | Path, data: "bytes | str | pa.Table") -> None:
-    """Write ``data`` (bytes, text, or an Arrow table as zstd parquet) to ``path`` through a
-    temp file beside it, fsync, then rename: readers see all or nothing."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp path beside ``path`` to write to; when the block ends without an error it is
+    fsynced and renamed onto ``path`` (readers see all or nothing), and it is removed
+    whatever happens. An OSError becomes an :class:`OutputError` naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if isinstance(data, str):
-            data = data.encode()
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            tmp.write_bytes(data)
-        else:
-            import pyarrow.parquet as pq
-
-            pq.write_table(data, tmp, compression="zstd")
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -72,6 +67,20 @@ def write_atomic(path: str | Path, data: "bytes | str | pa.Table") -> None:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, data: "bytes | str | pa.Table") -> None:
+    """Write ``data`` (bytes, text, or an Arrow table as zstd parquet) to ``path`` through a
+    temp file beside it, fsync, then rename: readers see all or nothing."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            data = data.encode()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            tmp.write_bytes(data)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(data, tmp, compression="zstd")
 
 
 def check_out_dir(out: str | Path, *, option: str = "--out") -> Path:

@@ -1,3 +1,4 @@
+import contextlib
 import json
 from pathlib import Path
 
@@ -6,6 +7,25 @@ import pytest
 from tests.provider_server import ProviderServer
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def two_node_ray(**worker: object):
+    """A Ray head and a worker node on this machine, one CPU each (``worker``: more of the
+    worker's node arguments, e.g. ``env_vars``), this process connected; stopped after."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False})
+    c.add_node(num_cpus=1, object_store_memory=200 * 2**20, **worker)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from synth.curate import curate
 from synth.curate.filterset import FilterSet, Origin, load_filter_set
 from synth.curate.steps import Step, Verdict
 from synth.errors import ConfigError, SynthError
+from tests.conftest import two_node_ray
 
 ray = pytest.importorskip("ray")
 from synth.curate import ray_engine  # noqa: E402
@@ -52,18 +53,8 @@ def _corpus(n: int, seed: int = 0) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def cluster():
     """A head and a worker node on this machine, one CPU each; stopped at the end."""
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False})
-    c.add_node(num_cpus=1, object_store_memory=200 * 2**20)
-    c.wait_for_nodes()
-    ray.init(address=c.address, log_to_driver=False)
-    try:
+    with two_node_ray() as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 @pytest.fixture(scope="module")

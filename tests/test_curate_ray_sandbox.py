@@ -11,6 +11,7 @@ import pytest
 
 from synth.curate import curate
 from synth.errors import ConfigError
+from tests.conftest import two_node_ray
 
 ray = pytest.importorskip("ray")
 
@@ -19,23 +20,12 @@ _OK = "```python\ndef add(a, b):\n    return a + b\n```"
 
 @pytest.fixture(scope="module")
 def weak_cluster():
-    from ray.cluster_utils import Cluster
-
     from synth.curate.sandbox import containment
 
     if containment()["weak"]:
         pytest.skip("the sandbox is weak on this machine already")
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False})
-    c.add_node(num_cpus=1, object_store_memory=200 * 2**20,
-               env_vars={"SYNTH_SANDBOX_NO_NAMESPACES": "1"})
-    c.wait_for_nodes()
-    ray.init(address=c.address, log_to_driver=False)
-    try:
+    with two_node_ray(env_vars={"SYNTH_SANDBOX_NO_NAMESPACES": "1"}) as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 def _rows(tmp_path):

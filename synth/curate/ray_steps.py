@@ -367,7 +367,7 @@ class _StepActor:
         self.steps = steps
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        return to_arrow(run_steps(pl.from_arrow(block), self.steps))
+        return row_local_map(block, self.steps)
 
 
 def model_steps(ds, steps: list):

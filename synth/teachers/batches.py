@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchLimits", "BatchState", "ItemResult", "BatchWire", "BatchHttp",
            "BatchClient", "BATCH_WIRES", "register_batch_wire", "batch_client",
-           "parse_time", "jsonl_lines", "obj", "multipart"]
+           "parse_time", "jsonl_lines", "obj", "multipart", "pages"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +159,23 @@ def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes
     out.append(data)
     out.append(f"\r\n--{boundary}--\r\n".encode())
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+async def pages(http: "BatchHttp", path: str, what: str, *, limit: int = 100):
+    """Every object of an OpenAI-style list route (``data``, ``has_more``, ``after`` = the
+    last id of the previous page), in the route's order, page by page."""
+    after = None
+    while True:
+        sep = "&" if "?" in path else "?"
+        page = await http.call("GET", f"{path}{sep}limit={limit}" +
+                               (f"&after={after}" if after else ""), what=what,
+                               expect=("data",))
+        data = [x for x in page.get("data") or [] if isinstance(x, dict) and x.get("id")]
+        for x in data:
+            yield x
+        if not page.get("has_more") or not data:
+            return
+        after = data[-1]["id"]
 
 
 class BatchHttp:

@@ -24,6 +24,7 @@ from synth.teachers.batches import (
     jsonl_lines,
     multipart,
     obj,
+    pages,
     parse_time,
 )
 
@@ -68,21 +69,9 @@ class OpenAIBatchWire:
                             what="upload the batch input file", expect=("id",))
         return str(f["id"])
 
-    async def _pages(self, http: BatchHttp, path: str, what: str):
-        after = None
-        while True:
-            q = f"{path}{'&' if '?' in path else '?'}limit=100" + (f"&after={after}" if after else "")
-            page = await http.call("GET", q, what=what, expect=("data",))
-            data = [x for x in page["data"] or [] if isinstance(x, dict) and x.get("id")]
-            for x in data:
-                yield x
-            if not page.get("has_more") or not data:
-                return
-            after = data[-1].get("id")
-
     async def find_upload(self, http: BatchHttp, key: str) -> str | None:
         name = _filename(key)
-        async for f in self._pages(http, "/files?purpose=batch", "list batch files"):
+        async for f in pages(http, "/files?purpose=batch", "list batch files"):
             if f.get("filename") == name:
                 return str(f["id"])
         return None
@@ -96,7 +85,7 @@ class OpenAIBatchWire:
 
     async def find_batch(self, http: BatchHttp, key: str, *, file_id: str | None,
                          since: float, n: int, known: set[str]) -> str | None:
-        async for b in self._pages(http, "/batches", "list batches"):
+        async for b in pages(http, "/batches", "list batches"):
             meta = obj(b.get("metadata"))
             if meta.get("synth_batch") == key or (file_id and b.get("input_file_id") == file_id):
                 return str(b["id"])

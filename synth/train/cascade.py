@@ -44,6 +44,13 @@ def _num(t: float) -> float | str:
     return t if math.isfinite(t) else ("+inf" if t > 0 else "-inf")
 
 
+def _per_1k(share: float, teacher_usd: float | None, student_usd: float | None
+            ) -> float | None:
+    """Cost of 1,000 requests: the student answers each, the teacher ``share`` of them
+    (None without a teacher price: never a guess)."""
+    return None if teacher_usd is None else 1000 * (share * teacher_usd + (student_usd or 0.0))
+
+
 def _at(conf: list[float | None], s_ok: list[bool], t_ok: list[bool], t: float
         ) -> tuple[float, float]:
     """(accuracy, teacher share) when answers below confidence ``t`` go to the teacher."""
@@ -66,11 +73,9 @@ def sweep(conf: list[float | None], s_ok: list[bool], t_ok: list[bool], *,
     points = []
     for t in [-math.inf] + cuts:
         acc, share = _at(conf, s_ok, t_ok, t)
-        cost = None
-        if teacher_usd is not None:
-            cost = 1000 * (share * teacher_usd + (student_usd or 0.0))
         points.append({"threshold": _num(t), "teacher_share": share, "accuracy": acc,
-                       "retained": acc / t_acc if t_acc else None, "cost_per_1k_usd": cost})
+                       "retained": acc / t_acc if t_acc else None,
+                       "cost_per_1k_usd": _per_1k(share, teacher_usd, student_usd)})
     ok = [p for p in points if t_acc and p["accuracy"] >= target * t_acc]
     chosen = min(ok, key=lambda p: (p["teacher_share"], -p["accuracy"])) if ok else None
     return {"n": n, "teacher_accuracy": t_acc, "student_accuracy": sum(s_ok) / n if n else 0,
@@ -84,7 +89,7 @@ def route(conf: list[float | None], s_ok: list[bool], t_ok: list[bool], threshol
     threshold = float(threshold)  # "+inf" / "-inf" as written in the curve
     acc, share = _at(conf, s_ok, t_ok, threshold) if n else (0.0, 0.0)
     t_acc = sum(t_ok) / n if n else 0.0
-    cost = None if teacher_usd is None else 1000 * (share * teacher_usd + (student_usd or 0))
+    cost = _per_1k(share, teacher_usd, student_usd)
     only_t = None if teacher_usd is None else 1000 * teacher_usd
     return {"n": n, "threshold": _num(threshold), "accuracy": acc, "teacher_accuracy": t_acc,
             "student_accuracy": sum(s_ok) / n if n else 0.0,

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import ConfigError, InputError, OutputError
+from synth.io import atomic_path
 
 __all__ = ["QUANTS", "DEFAULT_QUANT", "GGUFResult", "export_gguf", "pre_tokenizer_name",
            "PROVENANCE_KEY"]
@@ -468,23 +469,17 @@ def export_gguf(source: str | Path, out: str | Path, *, quant: str | None = None
     tensors = _tensors(_weights(model_dir), cfg, model_dir)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    raw = out.with_name(f".{out.name}.{os.getpid()}.f32.tmp")
+    raw = out.with_name(f".{out.name}.{os.getpid()}.f32.tmp")  # q4_k_m's F32 input
     try:
-        if quant == "q4_k_m":
-            _write(raw, model_dir, cfg, quant, tensors, vocab, pre)
-            counts = _llama_quantize(raw, tmp)
-        else:
-            counts = _write(tmp, model_dir, cfg, quant, tensors, vocab, pre)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except OSError as e:
-        raise OutputError(f"cannot write: {e.strerror or e}", path=str(out)) from None
+        with atomic_path(out) as tmp:
+            if quant == "q4_k_m":
+                _write(raw, model_dir, cfg, quant, tensors, vocab, pre)
+                counts = _llama_quantize(raw, tmp)
+            else:
+                counts = _write(tmp, model_dir, cfg, quant, tensors, vocab, pre)
     finally:
-        for p in (tmp, raw):
-            with contextlib.suppress(OSError):
-                p.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            raw.unlink(missing_ok=True)
     warnings = []
     if vocab[2].chat_template is None:
         warnings.append("the student has no chat template: llama.cpp's chat endpoints will "

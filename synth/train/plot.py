@@ -44,10 +44,7 @@ def loss_plot(history: list[dict[str, Any]]) -> bytes | None:
         ax.set_ylabel("KL to the teacher per token")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def cascade_plot(cascade: dict[str, Any]) -> bytes:
@@ -76,6 +73,10 @@ def cascade_plot(cascade: dict[str, Any]) -> bytes:
     ax.set_xlim(-3, 103)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _png(fig: Any) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import ConfigError, FineTuneError, RetryableError, TeacherError
+from synth.teachers.batches import pages
 
 __all__ = ["tune", "STATE_FILE", "TERMINAL"]
 
@@ -152,21 +153,6 @@ def _name(key: str, side: str, digest: str) -> str:
     return f"synth-ft-{key}-{side}-{digest[:12]}.jsonl"
 
 
-async def _pages(http, path: str, what: str, *, limit: int = 100):
-    after = None
-    while True:
-        sep = "&" if "?" in path else "?"
-        page = await http.call("GET", f"{path}{sep}limit={limit}" +
-                               (f"&after={after}" if after else ""), what=what,
-                               expect=("data",))
-        data = [x for x in page.get("data") or [] if isinstance(x, dict) and x.get("id")]
-        for x in data:
-            yield x
-        if not page.get("has_more") or not data:
-            return
-        after = data[-1]["id"]
-
-
 async def _upload(http, key: str, side: str, path: Path) -> str:
     import hashlib
 
@@ -174,7 +160,7 @@ async def _upload(http, key: str, side: str, path: Path) -> str:
 
     data = path.read_bytes()
     name = _name(key, side, hashlib.sha256(data).hexdigest())
-    async for f in _pages(http, "/files?purpose=fine-tune", "list fine-tuning files"):
+    async for f in pages(http, "/files?purpose=fine-tune", "list fine-tuning files"):
         if f.get("filename") == name:  # uploaded before a crash: its id was lost
             return str(f["id"])
     body, ctype = multipart({"purpose": "fine-tune"}, name, data)
@@ -184,7 +170,7 @@ async def _upload(http, key: str, side: str, path: Path) -> str:
 
 
 async def _find_job(http, key: str) -> dict[str, Any] | None:
-    async for j in _pages(http, f"/fine_tuning/jobs?metadata[synth_run]={key}",
+    async for j in pages(http, f"/fine_tuning/jobs?metadata[synth_run]={key}",
                           "list fine-tuning jobs"):
         if (j.get("metadata") or {}).get("synth_run") == key:
             return j
@@ -195,7 +181,8 @@ def _create_body(cfg: Any, key: str, files: dict[str, str]) -> bytes:
     hp: dict[str, Any] = {}
     if cfg.epochs is not None:  # whole: TrainConfig checked it
         hp["n_epochs"] = int(cfg.epochs)
-    if cfg.batch_size != 8:  # synth's local default: the provider chooses its own
+    if cfg.batch_size != type(cfg).model_fields["batch_size"].default:
+        # synth's local default means "not given": the provider chooses its own
         hp["batch_size"] = cfg.batch_size
     if cfg.lr_multiplier is not None:
         hp["learning_rate_multiplier"] = cfg.lr_multiplier
@@ -232,7 +219,7 @@ async def _create(http, cfg: Any, key: str, files: dict[str, str]) -> dict[str, 
 async def _events(http, job_id: str, last: str | None) -> list[dict[str, Any]]:
     """The job's events after ``last``, oldest first (the API lists newest first)."""
     new = []
-    async for e in _pages(http, f"/fine_tuning/jobs/{job_id}/events",
+    async for e in pages(http, f"/fine_tuning/jobs/{job_id}/events",
                           f"read the events of {job_id}"):
         if e["id"] == last:
             break
