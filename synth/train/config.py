@@ -299,5 +299,15 @@ class EvalConfig(BaseModel):
                                               "costs per hour (default: its seconds per "
                                               "request are reported instead).", ge=0,
                                               strict=True)
+    compare: tuple[str, ...] = option((), "Other versions of the student to score on the "
+                                      "same prompts (quantised .gguf files from `synth "
+                                      "export --format gguf`, another directory): one table "
+                                      "of size on disk, tokens/s, accuracy and agreement "
+                                      "(repeat the option for each).")
     progress: bool | None = option(None, "Default: on when stderr is a terminal.",
                                  cli="--progress/--no-progress")
+
+    @field_validator("compare", mode="before")
+    @classmethod
+    def _compare(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v  # one file is a one-item tuple

@@ -322,6 +322,9 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
                           "default eval.json goes beside a trained student)")
     out = cfg.out or student_dir
     # new, empty, an earlier eval's, or beside a trained student (never over its files)
+    from synth.train.variants import check_compare
+
+    compare = check_compare(cfg.compare)
     claim_out_dir(out, "synth eval", default=None if cfg.out else "the student's folder")
     from synth import rows as R
     from synth.records import Prompt
@@ -389,6 +392,9 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
     if cfg.cascade and not units:
         raise ConfigError("--cascade: no held-out prompt has a reference, so the routed "
                           "answers cannot be scored")
+    if compare and not units:
+        raise ConfigError("--compare: no held-out prompt has a reference, so the versions "
+                          "cannot be scored")
     s_ans, s_speed = answer_prompts(student_spec, prompts, confidence=cfg.cascade, **gen)
     t_ans, t_speed = answer_prompts(teacher_spec, prompts, **gen)
     result["speed"] = {"student": s_speed, "teacher": t_speed,
@@ -419,6 +425,9 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
         }
         if cfg.cascade:
             result["cascade"] = _cascade(cfg, units, s_ans, t_ans, s_out, t_out, s_speed)
+        if compare:
+            result["variants"] = _variants(cfg, compare, Path(student_spec), prompts, refs, gen,
+                                           s_ans, s_out, s_speed, t_out, ta["accuracy"])
     else:
         result["task"] = None
     make_out_dir(out)
@@ -435,6 +444,12 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
                  for u, sa_, ta_, so, to in zip(units, s_ans, t_ans, s_out, t_out))
         write_atomic(out / "answers.jsonl", "".join(line + "\n" for line in lines))
         result["task"]["answers"] = str(out / "answers.jsonl")
+    if result.get("variants"):  # size against accuracy, beside eval.json
+        from synth.train.plot import variants_plot
+
+        write_atomic(out / "variants.png", variants_plot(
+            result["variants"]["rows"], result["task"]["teacher"]["accuracy"]))
+        result["variants"]["plot"] = str(out / "variants.png")
     if result.get("cascade"):  # the curve as a picture, beside eval.json
         from synth.train.plot import cascade_plot
 
@@ -483,6 +498,24 @@ def _cascade(cfg: EvalConfig, units: list, s_ans: list, t_ans: list, s_out: list
             "student_usd_per_request": s_usd, "dev": dev, "test": test}
 
 
+def _variants(cfg: EvalConfig, compare: list[Path], student: Path, prompts: list,
+              refs: list, gen: dict[str, Any], s_ans: list, s_out: list, s_speed: dict,
+              t_out: list, t_acc: float | None) -> dict[str, Any]:
+    """eval.json's ``variants``: the student as trained, then each ``--compare`` version,
+    answering the same prompts (:mod:`synth.train.variants`)."""
+    from synth.train.variants import variant_row
+
+    common = dict(teacher_outcomes=t_out, teacher_accuracy=t_acc, student_answers=s_ans)
+    rows = [variant_row("student", student if student.exists() else None, s_ans,
+                        s_out, s_speed, **common)]
+    for path in compare:
+        ans, speed = answer_prompts(str(path), prompts, **gen)
+        out = check_answers(ans, refs, cfg.task, max_new_tokens=cfg.max_new_tokens)
+        rows.append(variant_row(path.name, path, ans, out, speed, **common))
+    return {"rows": rows, "tokens_per_s": "through transformers on this machine: a GGUF is "
+            "dequantised on load, so it runs at the student's own speed here"}
+
+
 def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -518,10 +551,29 @@ def print_table(result: dict[str, Any]) -> None:
               f"{sp['teacher']['gen_tokens_per_s']:,.1f}")
     t.add_row("parameters", f(ps["student"]), f(ps["teacher"]))
     Console(stderr=False).print(t)
+    if result.get("variants"):
+        _print_variants(result["variants"]["rows"], f)
     cas = result.get("cascade")
     if cas:
         _print_cascade(cas, f)
     print(f"→ {result['path']}")
+
+
+def _print_variants(rows: list[dict[str, Any]], f: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"the student's versions on the same {rows[0]['n']} prompts "
+                    "(tokens/s through transformers: a GGUF is dequantised on load)")
+    for c in ("version", "format", "MiB", "tok/s", "accuracy", "of teacher",
+              "verdict = teacher", "text = student"):
+        t.add_column(c)
+    for r in rows:
+        mib = "n/a" if r["bytes"] is None else f"{r['bytes'] / 2**20:,.1f}"
+        t.add_row(r["name"], r["format"] or "n/a", mib, f"{r['tokens_per_s']:,.1f}",
+                  f(r["accuracy"], True), f(r["retained"], True), f(r["agreement"], True),
+                  f(r["same_as_student"], True))
+    Console(stderr=False).print(t)
 
 
 def _print_cascade(cas: dict[str, Any], f: Any) -> None:

@@ -1,12 +1,12 @@
-"""The PNGs of training and evaluation: the loss curve of a run, the cascade curve of an
-eval (matplotlib, no display needed)."""
+"""The PNGs of training and evaluation: the loss curve of a run, the cascade curve and the
+size/accuracy trade of the student's versions of an eval (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
-__all__ = ["loss_plot", "cascade_plot"]
+__all__ = ["loss_plot", "cascade_plot", "variants_plot"]
 
 
 def loss_plot(history: list[dict[str, Any]]) -> bytes | None:
@@ -73,6 +73,32 @@ def cascade_plot(cascade: dict[str, Any]) -> bytes:
     ax.set_xlim(-3, 103)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def variants_plot(rows: list[dict[str, Any]], teacher_accuracy: float | None) -> bytes:
+    """``synth eval --compare``: each version of the student as a point, size on disk
+    against held-out accuracy, with the teacher's accuracy as a line."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    pts = [r for r in rows if r.get("bytes") and r.get("accuracy") is not None]
+    for i, r in enumerate(pts):
+        x, y = r["bytes"] / 2**20, 100 * r["accuracy"]
+        ax.plot([x], [y], "o", ms=6, label=f"{r['name']} ({r.get('format') or '?'})")
+        ax.annotate(r.get("format") or "", (x, y), fontsize=8,  # alternate: close sizes
+                    xytext=(4, 6 if i % 2 else -12), textcoords="offset points")
+    if teacher_accuracy is not None:
+        ax.axhline(100 * teacher_accuracy, color="tab:red", lw=0.9, ls="--",
+                   label="teacher")
+    ax.legend(fontsize=7, loc="lower right")
+    n = rows[0]["n"] if rows else 0
+    ax.set_xlabel("weights on disk (MiB)")
+    ax.set_ylabel(f"held-out accuracy (%, n = {n})")
+    if pts:
+        ax.set_xlim(0, 1.25 * max(r["bytes"] for r in pts) / 2**20)
+    ax.grid(alpha=0.3)
     return _png(fig)
 
 
