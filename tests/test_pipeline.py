@@ -278,9 +278,11 @@ def test_a_killed_generate_stage_resumes_from_its_cache(server, tmp_path):
 # ---------------------------------------------------------------------------- quickstart
 
 
-def quickstart_for(tmp_path, teacher: str, *, tiny: bool) -> "os.PathLike":
+def quickstart_for(tmp_path, teacher: str, *, tiny: bool, gguf: bool = False
+                   ) -> "os.PathLike":
     """examples/quickstart.yaml, its data files beside it, with the teacher replaced (and,
-    for a random tiny model, numbers small enough for the fast suite)."""
+    for a random tiny model, numbers small enough for the fast suite; its quantise section
+    only with ``gguf``: tests/tiny_models' word-level tokenizer has no GGUF form)."""
     import shutil
 
     from tests.conftest import ROOT
@@ -302,6 +304,8 @@ def quickstart_for(tmp_path, teacher: str, *, tiny: bool) -> "os.PathLike":
         spec["train"].update(student="from-teacher:layers=1", epochs=1, max_steps=2,
                              batch_size=4, max_len=128)
         spec["eval"].update(max_new_tokens=4, holdout=0.3)
+        if not gguf:
+            spec.pop("quantise", None)
     p = tmp_path / "quickstart.yaml"
     p.write_text(yaml.safe_dump(spec, sort_keys=False))
     return p
@@ -406,6 +410,7 @@ def test_a_killed_train_stage_resumes_from_its_checkpoint(tmp_path):
     spec = yaml.safe_load(p.read_text())
     spec["train"].update(max_steps=200, save_every=5, keep_checkpoints=2)
     spec.pop("eval")
+    spec.pop("route")  # it measures what eval does
     p.write_text(yaml.safe_dump(spec, sort_keys=False))
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.getcwd()}

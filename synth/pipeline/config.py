@@ -14,6 +14,8 @@
     curate: default                          # a filter set name, a file, or {filters: ...}
     train: {student: "from-teacher:layers=15", loss: sft+kl, epochs: 2}
     eval: {holdout: 0.1}                     # prompts held out of training, then compared
+    quantise: [q8_0, q4_0]                   # GGUF files of the student, scored beside it
+    route: {target: 0.95, price: openai:gpt-4.1-mini}   # student → teacher cascade
     estimate: {requests_per_day: 1000}       # break-even inputs for `synth estimate`
     report: {vendi: true}                    # Vendi score on MiniLM embeddings (~20 s on CPU)
 
@@ -22,6 +24,10 @@ A generate stage's keys are split three ways: ``name``, ``recipe``, ``teacher`` 
 to the recipe; every other key must be an option of ``synth generate`` (``max_tokens``,
 ``temperature``, ``concurrency``...). ``train`` and ``eval`` take the options of ``synth
 train`` and ``synth eval`` (their data and output paths are the run directory's).
+``quantise`` (quant names of ``synth export --format gguf``) has the eval stage write the
+student's GGUF files into ``eval/`` and score them beside it (``synth eval --compare``);
+``route`` (``target``, ``price``, ``student_usd_per_hour``) turns on ``synth eval
+--cascade`` with those settings, and ``synth estimate`` then prices the routed pair.
 
 Every mistake is an :class:`~synth.errors.InputError` naming the file, the line and the
 key (``quickstart.yaml:14: generate[0].max_tokens: ...``), raised before anything runs.
@@ -51,8 +57,8 @@ log = logging.getLogger("synth")
 
 STAGE_KINDS = ("generate", "curate", "train", "eval")
 _TOP = {"name", "description", "teacher", "intent", "accept_terms", "licence_file",
-        "price_file", "options", "generate", "curate", "train", "eval", "estimate",
-        "report"}
+        "price_file", "options", "generate", "curate", "train", "eval", "quantise", "route",
+        "estimate", "report"}
 _STAGE_OWN = {"name", "recipe", "teacher", "teachers", "route"}
 _ROUTE_KEYS = {"teacher", "weight", "quota"}
 #: generate options a pipeline sets itself, never a stage
@@ -62,7 +68,7 @@ _EVAL_RESERVED = {"student", "data", "out"}
 _ESTIMATE_KEYS = {"dry_run": int, "requests_per_day": (int, float),
                   "student_cost_per_hour": (int, float),
                   "student_requests_per_hour": (int, float),
-                  "train_cost_usd": (int, float)}
+                  "train_cost_usd": (int, float), "teacher_share": (int, float)}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOKEN_KEYS = ("max_tokens", "max_new_tokens")
 
@@ -94,6 +100,7 @@ class Pipeline:
     curate: dict[str, Any] | None = None     # {"filters": name or path}
     train: dict[str, Any] | None = None      # TrainConfig fields (less data/out)
     eval: dict[str, Any] | None = None       # EvalConfig fields (less student/data/out)
+    quantise: tuple[str, ...] = ()           # GGUF quants the eval stage writes and scores
     holdout: float = 0.0
     estimate: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -442,8 +449,13 @@ def load_pipeline(path: str | Path) -> Pipeline:
         if not ev["teacher"]:
             raise ck.error(("eval",), "teacher: required (the model to compare with)")
         ev["teacher"] = str(ev["teacher"])
+        _route(data, ck, ev)
         _check_tokens(ck, ("eval",), ev)
         _check_model(ck, EvalConfig, {**ev, "student": ".", "data": Path(".")}, ("eval",))
+    if ev is None and data.get("route") not in (None, False):
+        raise ck.error(("route",), "the eval stage measures the routed pair: add an eval "
+                       "section")
+    quantise = _quantise(data, ck, ev)
     if stages == [] and (curate is not None or train is not None) and \
             not data.get("generate"):
         raise ck.error((), "no generate stage: a pipeline makes its data first")
@@ -457,6 +469,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
         if isinstance(v, bool) or not isinstance(v, _ESTIMATE_KEYS[k]) or \
                 not math.isfinite(v) or v < 0:
             raise ck.error(("estimate", k), f"must be a finite number >= 0, got {v!r}")
+        if k == "teacher_share" and v > 1:
+            raise ck.error(("estimate", k), f"a share of requests, 0 to 1, got {v!r}")
     rep = data.get("report") or {}
     if not isinstance(rep, dict):
         raise ck.error(("report",), "must be a mapping, e.g. {vendi: false}")
@@ -474,7 +488,63 @@ def load_pipeline(path: str | Path) -> Pipeline:
         else None,
         price_file=_rel(data["price_file"], base_dir) if data.get("price_file") else None,
         generate=stages, curate=curate, train=train, eval=ev, holdout=float(holdout),
+        quantise=quantise,
         estimate=est, description=data.get("description") or "")
+
+
+#: route's keys → synth eval's cascade options
+_ROUTE = {"target": "cascade_target", "price": "cascade_price",
+          "student_usd_per_hour": "student_usd_per_hour"}
+
+
+def _route(data: dict, ck: _Checker, ev: dict[str, Any]) -> None:
+    """``route:`` (a mapping of :data:`_ROUTE`'s keys, or true) into the eval options."""
+    v = data.get("route")
+    if v is None or v is False:
+        return
+    if v is True:
+        v = {}
+    if not isinstance(v, dict):
+        raise ck.error(("route",), "must be a mapping (target, price, "
+                       "student_usd_per_hour) or true for the defaults")
+    for k in ("cascade", *_ROUTE.values()):
+        if k in ev:
+            raise ck.error(("eval", k), "routing is set in the route section: give it once")
+    for k, x in v.items():
+        if k not in _ROUTE:
+            raise ck.unknown(("route",), k, set(_ROUTE))
+        ev[_ROUTE[k]] = x
+    ev["cascade"] = True
+
+
+def _quantise(data: dict, ck: _Checker, ev: dict[str, Any] | None) -> tuple[str, ...]:
+    """``quantise:`` a quant name or a list of them, each one ``synth export`` writes."""
+    import shutil
+
+    from synth.train.gguf_export import LLAMA_QUANTIZE, QUANTS
+
+    v = data.get("quantise")
+    if v is None or v == []:
+        return ()
+    if ev is None:
+        raise ck.error(("quantise",), "the eval stage writes and scores the GGUF files: add "
+                       "an eval section")
+    names = [v] if isinstance(v, str) else v
+    if not isinstance(names, list) or not all(isinstance(q, str) for q in names):
+        raise ck.error(("quantise",), f"must be a list of {', '.join(QUANTS)}")
+    for i, q in enumerate(names):
+        where = ("quantise", i) if isinstance(v, list) else ("quantise",)
+        if q not in QUANTS:
+            raise ck.error(where, f"{q!r}: not one of {', '.join(QUANTS)}")
+        if q == "q4_k_m" and shutil.which(LLAMA_QUANTIZE) is None:
+            raise ck.error(where, f"q4_k_m needs llama.cpp's {LLAMA_QUANTIZE} on PATH (the "
+                           "gguf package cannot write K-quants); use q4_0 or q8_0")
+    if len(set(names)) != len(names):
+        raise ck.error(("quantise",), "a quant is named twice")
+    if "compare" in ev:
+        raise ck.error(("eval", "compare"), "the run's own GGUF files come from quantise; "
+                       "eval.compare is for files outside the run")
+    return tuple(names)
 
 
 def _check_model(ck: _Checker, cls: type[BaseModel], data: dict, path: tuple) -> None:

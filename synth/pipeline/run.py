@@ -522,16 +522,24 @@ def _eval(run: _Run, force: bool) -> None:
     student = stage_dir(out, "train")
     data = out / "split" / "heldout.parquet"
     weights = sorted(student.glob("*.safetensors"))
-    fp = _digest("eval", run.version, p.eval, file_sha256(data),
+    fp = _digest("eval", run.version, p.eval, p.quantise, file_sha256(data),
                  [file_sha256(w) for w in weights])
+    d = stage_dir(out, "eval")
 
     def body():
-        res = evaluate(student=str(student), data=data, out=out / "eval",
-                       progress=run.progress, **p.eval)
+        from synth.train.gguf_export import export_gguf
+
+        if d.exists():
+            _clear(d)  # an earlier eval's files (other quants, a plot no longer drawn)
+        # quantise: the student's GGUF files, written here and scored beside it
+        ggufs = [export_gguf(student, d / f"student.{q}.gguf", quant=q).out
+                 for q in p.quantise]
+        res = evaluate(student=str(student), data=data, out=d, progress=run.progress,
+                       **p.eval, **({"compare": tuple(map(str, ggufs))} if ggufs else {}))
         task = res.get("task") or {}
-        files = ["eval/eval.json"] + (["eval/answers.jsonl"] if task else [])
+        files = sorted(str(f.relative_to(out)) for f in d.iterdir() if f.is_file())
         return files, {"rows": res.get("rows"), "prompts": task.get("n"),
-                                    "retained": task.get("retained")}
+                       "retained": task.get("retained")}
 
     run.stage("eval", fp, force, body)
 

@@ -60,6 +60,31 @@ __all__ = ["estimate_pipeline", "estimate_stage", "break_even", "summarise", "fo
            "BREAK_EVEN_TABLE", "STAGE_KEYS"]
 
 
+def _routed_share(p: Any, out: Path) -> dict[str, Any] | None:
+    """The share of requests a routed pipeline (a ``route`` section) still sends to the
+    teacher: ``estimate.teacher_share`` when given, else what the run's eval measured at
+    its chosen threshold on the test half (``eval/eval.json``), else 0 with a note saying
+    it is not measured yet. None for a pipeline that does not route."""
+    import orjson
+
+    if not (p.eval or {}).get("cascade"):
+        return None
+    if "teacher_share" in p.estimate:
+        return {"teacher_share": p.estimate["teacher_share"], "source": "estimate.teacher_share"}
+    try:
+        cas = orjson.loads((out / "eval" / "eval.json").read_bytes()).get("cascade") or {}
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        cas = {}
+    test = cas.get("test") if isinstance(cas, dict) else None
+    if not isinstance(test, dict) or not isinstance(test.get("teacher_share"), (int, float)):
+        return {"teacher_share": 0.0, "source": "not measured yet (no eval/eval.json with a "
+                "chosen threshold): the student is assumed to answer every request"}
+    return {"teacher_share": test["teacher_share"], "threshold": test.get("threshold"),
+            "n": test.get("n"), "accuracy": test.get("accuracy"),
+            "retained": test.get("retained"),
+            "source": "eval/eval.json: the chosen threshold on the test half"}
+
+
 def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
                       dry_run: int | None = None) -> dict[str, Any]:
     """``synth estimate PIPELINE.yaml``: :func:`estimate_stage` for every generate stage,
@@ -95,8 +120,17 @@ def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
                                          out=out / "generate" / g.name, dry_run=dry,
                                          mode=g.route))
         args = {**ASSUMED, **{k: v for k, v in p.estimate.items() if k != "dry_run"}}
+        routing = _routed_share(p, out)
+        if routing is not None and "teacher_share" not in args:
+            args["teacher_share"] = routing["teacher_share"]
         est = summarise(stages, break_even_args=args)
         est["pipeline"] = p.name
+        if routing is not None:
+            est["routing"] = routing
+            be = est.get("break_even") or {}
+            if "assumptions" in be:  # where the teacher's share came from, on the page too
+                be["assumptions"].append(f"routing: teacher share "
+                                         f"{routing['teacher_share']:.1%}; {routing['source']}")
         est["assumed"] = {k: v for k, v in ASSUMED.items() if k not in p.estimate}
         est["dry_run"] = dry
         write_atomic(out / "estimate.json", orjson.dumps(est, option=orjson.OPT_INDENT_2,

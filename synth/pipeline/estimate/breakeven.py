@@ -15,7 +15,10 @@ BREAK_EVEN_TABLE = (100, 1_000, 10_000, 100_000)
 
 #: :func:`break_even`'s keywords, in order.
 BREAK_EVEN_ARGS = ("distil_cost_usd", "teacher_cost_per_request", "requests_per_day",
-                   "student_cost_per_hour", "student_requests_per_hour", "train_cost_usd")
+                   "student_cost_per_hour", "student_requests_per_hour", "train_cost_usd",
+                   "teacher_share")
+#: of those, the ones with a default of their own
+_OPTIONAL = ("train_cost_usd", "teacher_share")
 
 #: Break-even inputs a pipeline file leaves out: a small always-available CPU instance
 #: serving a ~100M-parameter student. Recorded in estimate.json as assumptions.
@@ -39,8 +42,8 @@ def _student_per_day(requests_per_day: float, cost_per_hour: float,
 
 def break_even(*, distil_cost_usd: float, teacher_cost_per_request: float,
                requests_per_day: float, student_cost_per_hour: float,
-               student_requests_per_hour: float, train_cost_usd: float = 0.0
-               ) -> dict[str, Any]:
+               student_requests_per_hour: float, train_cost_usd: float = 0.0,
+               teacher_share: float = 0.0) -> dict[str, Any]:
     """Distilling vs calling the teacher at ``requests_per_day``.
 
     * teacher per day = requests × ``teacher_cost_per_request``;
@@ -48,6 +51,9 @@ def break_even(*, distil_cost_usd: float, teacher_cost_per_request: float,
       requests need (requests / ``student_requests_per_hour`` × ``student_cost_per_hour``:
       serverless, or a shared GPU); ``always_on`` keeps whole instances up 24 h a day, as
       many as the load needs and at least one;
+    * routed (``teacher_share`` > 0: a cascade, ``synth eval --cascade``): the teacher still
+      answers that share of the requests, paid on top of the student's day, which serves
+      every request (it answers each first);
     * one-time cost = ``distil_cost_usd`` (the data) + ``train_cost_usd``;
     * break-even days = one-time / (teacher per day − student per day), ``"never"`` when the
       student is not cheaper per day.
@@ -57,19 +63,25 @@ def break_even(*, distil_cost_usd: float, teacher_cost_per_request: float,
             "teacher_cost_per_request": teacher_cost_per_request,
             "requests_per_day": requests_per_day, "student_cost_per_hour": student_cost_per_hour,
             "student_requests_per_hour": student_requests_per_hour,
-            "train_cost_usd": train_cost_usd}
+            "train_cost_usd": train_cost_usd, "teacher_share": teacher_share}
     for k, v in args.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
             raise ValueError(f"break_even: {k} must be a number >= 0, got {v!r}")
     if student_requests_per_hour <= 0:
         raise ValueError("break_even: student_requests_per_hour must be > 0")
+    if teacher_share > 1:
+        raise ValueError(f"break_even: teacher_share is a share of requests, got "
+                         f"{teacher_share!r}")
     one_time = distil_cost_usd + train_cost_usd
 
     def at(r: float) -> dict[str, Any]:
         teacher = r * teacher_cost_per_request
         hours, ppu, always, instances = _student_per_day(r, student_cost_per_hour,
                                                          student_requests_per_hour)
+        routed = teacher_share * teacher  # the requests the cascade still sends up
+        ppu, always = ppu + routed, always + routed
         return {"requests_per_day": r, "teacher_per_day_usd": money(teacher),
+                "routed_teacher_per_day_usd": money(routed),
                 "student_hours_per_day": round(hours, 6), "student_instances": instances,
                 "student_per_day_usd": {"pay_per_use": money(ppu), "always_on": money(always)},
                 "break_even_days": {"pay_per_use": _days(one_time, teacher, ppu),
@@ -84,6 +96,9 @@ def break_even(*, distil_cost_usd: float, teacher_cost_per_request: float,
             "always_on: whole instances up 24 h a day, as many as the load needs (at least one)",
             "the teacher is billed per request at teacher_cost_per_request; no growth, no "
             "price changes, the student's quality is taken as good enough",
+            *([f"routed: the teacher still answers {teacher_share:.1%} of requests (the "
+               "cascade's threshold), paid on top of the student's day"]
+              if teacher_share else []),
         ],
         "one_time_usd": money(one_time),
         **{k: v for k, v in here.items() if k != "requests_per_day"},
@@ -103,7 +118,7 @@ def break_even_from_totals(args: dict[str, Any], *, total_cost_usd: float | None
         args["distil_cost_usd"] = total
     if args.get("teacher_cost_per_request") is None and total is not None and priced_requests:
         args["teacher_cost_per_request"] = total / priced_requests
-    missing = [k for k in BREAK_EVEN_ARGS if k != "train_cost_usd" and args.get(k) is None]
+    missing = [k for k in BREAK_EVEN_ARGS if k not in _OPTIONAL and args.get(k) is None]
     if missing:
         return {"missing": missing,
                 "reason": "break-even needs " + ", ".join(missing)

@@ -84,6 +84,9 @@ def _break_even_lines(be: dict[str, Any]) -> list[str]:
               _days_text(r["break_even_days"]["always_on"])]
              for r in [{"requests_per_day": inp["requests_per_day"], **be}, *be["table"]]]
     trows[0][1] = "(yours)"
+    if inp.get("teacher_share"):
+        lines.append(f"routed: the teacher still answers {inp['teacher_share']:.1%} of "
+                     "requests, counted in the student's day")
     lines += _table(["requests/day", "", "teacher/day", "student/day ppu",
                      "student/day 24h", "days ppu", "days 24h"], trows)
     lines.append("ppu: pay per use (only the hours needed); 24h: always-on instances")
@@ -101,4 +104,10 @@ def format_estimate(est: dict[str, Any]) -> str:
     if be:
         lines.append("")
         lines += _break_even_lines(be)
+    rt = est.get("routing")
+    if rt:
+        at = "" if rt.get("threshold") is None else (
+            f" at threshold {rt['threshold']} (n = {rt.get('n')}, "
+            f"{rt.get('retained') or 0:.1%} of the teacher's accuracy)")
+        lines.append(f"routing: teacher share {rt['teacher_share']:.1%}{at}; {rt['source']}")
     return "\n".join(lines) + "\n"

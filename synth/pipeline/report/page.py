@@ -426,12 +426,59 @@ def eval_view(d: ReportData) -> SimpleNamespace:
              ["speed-up", sp.get("speedup"), None],
              ["parameters", ps.get("student"), ps.get("teacher")],
              ["size ratio", ps.get("ratio"), None]]
-    return section({"eval": Table("eval-table", ["metric", "student", "teacher"], rows,
-                                  [r[0] for r in rows])},
+    tables = {"eval": Table("eval-table", ["metric", "student", "teacher"], rows,
+                            [r[0] for r in rows])}
+    var = (ev.get("variants") or {}).get("rows") or []
+    if var:
+        tables["variants"] = Table(
+            "variants-table", ["version", "format", "MiB on disk", "tokens/s", "accuracy",
+                               "of teacher", "same verdict as teacher",
+                               "same text as student"],
+            [[v.get("name"), v.get("format"),
+              None if v.get("bytes") is None else round(v["bytes"] / 2**20, 1),
+              v.get("tokens_per_s"), pct(v.get("accuracy")), pct(v.get("retained")),
+              pct(v.get("agreement")), pct(v.get("same_as_student"))] for v in var])
+    return section(tables,
                    {"student": str(ev.get("student")), "teacher": str(ev.get("teacher")),
                     "examples": ev.get("examples", 0), "note": tk.get("note"),
                     "task": bool(task), "denominator": task.get("denominator"),
-                    "wrong": wrong})
+                    "wrong": wrong, "variants_n": var[0].get("n") if var else None,
+                    "cascade": cascade_view(ev.get("cascade"), tables)})
+
+
+def cascade_view(cas: dict[str, Any] | None, tables: dict[str, Table]) -> dict | None:
+    """eval.json's ``cascade``: a dozen points of the dev curve (the chosen one marked)
+    into ``tables["cascade"]``, and the test half's figures."""
+    if not cas or not cas.get("dev"):
+        return None
+    dev, test = cas["dev"], cas.get("test")
+    pts = dev.get("points") or []
+    step = max(1, len(pts) // 12)
+    shown = pts[::step] + ([pts[-1]] if pts and (len(pts) - 1) % step else [])
+    chosen = dev.get("chosen") or {}
+
+    def thr(p: dict) -> str:
+        t = p.get("threshold")
+        mark = " (chosen)" if p == chosen else ""
+        return (t if isinstance(t, str) else f"{t:.3f}") + mark
+
+    tables["cascade"] = Table(
+        "cascade-table", ["threshold", "teacher sees", "accuracy", "of teacher",
+                          "cost / 1k requests (USD)"],
+        [[thr(p), pct(p.get("teacher_share")), pct(p.get("accuracy")), pct(p.get("retained")),
+          p.get("cost_per_1k_usd")] for p in shown])
+    return {"signal": cas.get("signal"), "priced_as": cas.get("priced_as"),
+            "dev_n": dev.get("n"), "target": pct(dev.get("target")),
+            "threshold": chosen.get("threshold") if chosen else None,
+            "test": None if not test else {
+                "n": test.get("n"), "accuracy": pct(test.get("accuracy")),
+                "retained": pct(test.get("retained")),
+                "teacher_share": pct(test.get("teacher_share")),
+                "teacher_accuracy": pct(test.get("teacher_accuracy")),
+                "student_accuracy": pct(test.get("student_accuracy")),
+                "cost": test.get("cost_per_1k_usd"),
+                "teacher_only": test.get("teacher_only_per_1k_usd"),
+                "saving": pct(test.get("saving"))}}
 
 
 def samples_view(d: ReportData) -> SimpleNamespace:

@@ -121,10 +121,24 @@ def training_plot(history: list[dict[str, Any]]) -> str | None:
     return base64.b64encode(png).decode() if png else None
 
 
+def eval_plots(ev: dict[str, Any] | None) -> dict[str, str | None]:
+    """eval.json's pictures, drawn again from its figures (the eval folder's PNGs are
+    the same drawings): the quantised versions' size/accuracy and the cascade curve."""
+    from synth.train.plot import cascade_plot, variants_plot
+
+    ev = ev or {}
+    var, cas = ev.get("variants") or {}, ev.get("cascade") or {}
+    t_acc = ((ev.get("task") or {}).get("teacher") or {}).get("accuracy")
+    return {
+        "variants": base64.b64encode(variants_plot(var["rows"], t_acc)).decode()
+        if var.get("rows") else None,
+        "cascade": base64.b64encode(cascade_plot(cas)).decode() if cas.get("dev") else None}
+
+
 def all_plots(d: dict[str, Any]) -> dict[str, Any]:
     """Every plot of a :func:`~synth.pipeline.report.figures.collect_report` result, by
     section; ``grids`` is one per textbook grid, in ``d["grids"]`` order."""
     return {"funnel": funnel_plot(d["funnel"]), "costs": cost_plot(d["costs"]),
             "acceptance": acceptance_plot(d["acceptance"]),
             "grids": [grid_plot(g) for g in d["grids"]],
-            "training": training_plot(d["history"])}
+            "training": training_plot(d["history"]), **eval_plots(d.get("eval"))}
