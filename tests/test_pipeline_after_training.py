@@ -19,28 +19,29 @@ TRAIN = "train: {student: s, loss: sft}\n"
 
 
 @pytest.mark.parametrize("body,line,key,words", [
-    (HEAD + TRAIN + "eval: {}\nquantise: [q8_0, q3]\n", 10, "quantise[1]", "not one of"),
+    (HEAD + TRAIN + "eval: {}\nquantise: [q8_0, q3]\n", 9, "quantise[1]", "not one of"),
     (HEAD + TRAIN + "quantise: [q8_0]\n", 8, "quantise", "add an eval section"),
-    (HEAD + TRAIN + "eval: {}\nquantise: [q8_0, q8_0]\n", 10, "quantise", "named twice"),
-    (HEAD + TRAIN + "eval: {compare: [a.gguf]}\nquantise: q8_0\n", 9, "eval.compare",
+    (HEAD + TRAIN + "eval: {}\nquantise: [q8_0, q8_0]\n", 9, "quantise", "named twice"),
+    (HEAD + TRAIN + "eval: {compare: [a.gguf]}\nquantise: q8_0\n", 8, "eval.compare",
      "come from quantise"),
     (HEAD + TRAIN + "route: {target: 0.9}\n", 8, "route", "add an eval section"),
-    (HEAD + TRAIN + "eval: {}\nroute:\n  threshold: 2\n", 11, "route.threshold",
+    (HEAD + TRAIN + "eval: {}\nroute:\n  threshold: 2\n", 10, "route.threshold",
      "unknown key"),
-    (HEAD + TRAIN + "eval: {cascade_target: 0.8}\nroute: {target: 0.9}\n", 9,
+    (HEAD + TRAIN + "eval: {cascade_target: 0.8}\nroute: {target: 0.9}\n", 8,
      "eval.cascade_target", "give it once"),
-    (HEAD + TRAIN + "eval: {}\nroute: {target: 1.5}\n", 10, "eval.cascade_target",
+    (HEAD + TRAIN + "eval: {}\nroute: {target: 1.5}\n", 9, "route.target",
      "less than or equal to 1"),
-    (HEAD + TRAIN + "eval: {}\nroute: fast\n", 10, "route", "must be a mapping"),
-    (HEAD + "estimate: {teacher_share: 1.5}\n", 8, "estimate.teacher_share", "0 to 1"),
+    (HEAD + TRAIN + "eval: {}\nroute: fast\n", 9, "route", "must be a mapping"),
+    (HEAD + "estimate: {teacher_share: 1.5}\n", 7, "estimate.teacher_share", "0 to 1"),
 ])
 def test_mistakes_name_file_line_and_key(tmp_path, body, line, key, words):
+    (tmp_path / "a.gguf").write_bytes(b"GGUF")  # a file eval.compare may name
     p = write(tmp_path / "bad.yaml", body)
     with pytest.raises((InputError, ConfigError)) as e:
         load_pipeline(p)
     msg = str(e.value)
     assert key in msg and words in msg, msg
-    assert f"{p}:" in msg, msg
+    assert f"{p}:{line}" in msg, msg
 
 
 def test_route_sets_the_cascade_and_quantise_the_files(tmp_path):
@@ -123,3 +124,14 @@ def test_break_even_pays_the_routed_share_of_the_teacher():
     assert break_even(**kw, teacher_share=1.0)["break_even_days"]["pay_per_use"] == "never"
     with pytest.raises(ValueError, match="teacher_share"):
         break_even(**kw, teacher_share=1.5)
+
+
+def test_eval_compare_files_are_relative_to_the_pipeline_file(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "other.gguf").write_bytes(b"GGUF")
+    p = write(tmp_path / "sub" / "c.yaml", HEAD + TRAIN + "eval: {compare: [other.gguf]}\n")
+    monkeypatch.chdir(tmp_path)  # not the pipeline's folder
+    assert load_pipeline(p).eval["compare"] == [str(tmp_path / "sub" / "other.gguf")]
+    bad = write(tmp_path / "sub" / "d.yaml", HEAD + TRAIN + "eval:\n  compare: [gone.gguf]\n")
+    with pytest.raises(InputError, match=r"d\.yaml:9.*eval\.compare.*gone\.gguf: not a "):
+        load_pipeline(bad)

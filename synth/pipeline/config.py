@@ -450,6 +450,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise ck.error(("eval",), "teacher: required (the model to compare with)")
         ev["teacher"] = str(ev["teacher"])
         _route(data, ck, ev)
+        _compare_paths(ev, base_dir, ck)
         _check_tokens(ck, ("eval",), ev)
         _check_model(ck, EvalConfig, {**ev, "student": ".", "data": Path(".")}, ("eval",))
     if ev is None and data.get("route") not in (None, False):
@@ -510,9 +511,15 @@ def _route(data: dict, ck: _Checker, ev: dict[str, Any]) -> None:
     for k in ("cascade", *_ROUTE.values()):
         if k in ev:
             raise ck.error(("eval", k), "routing is set in the route section: give it once")
+    from synth.train.config import EvalConfig
+
     for k, x in v.items():
         if k not in _ROUTE:
             raise ck.unknown(("route",), k, set(_ROUTE))
+        try:  # each value as synth eval checks its option, named as written here
+            EvalConfig(student=".", teacher=".", data=Path("."), **{_ROUTE[k]: x})
+        except ValidationError as e:
+            raise ck.error(("route", k), error_text(e.errors()[0])) from None
         ev[_ROUTE[k]] = x
     ev["cascade"] = True
 
@@ -545,6 +552,25 @@ def _quantise(data: dict, ck: _Checker, ev: dict[str, Any] | None) -> tuple[str,
         raise ck.error(("eval", "compare"), "the run's own GGUF files come from quantise; "
                        "eval.compare is for files outside the run")
     return tuple(names)
+
+
+def _compare_paths(ev: dict[str, Any], base_dir: Path, ck: _Checker) -> None:
+    """eval.compare's files, relative to the pipeline file as every file it names, checked
+    as ``synth eval --compare`` checks them (before the run, not after training)."""
+    from synth.train.variants import check_compare
+
+    v = ev.get("compare")
+    if v is None:
+        return
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not all(isinstance(c, str) for c in items):
+        raise ck.error(("eval", "compare"), "must be a list of .gguf files or model "
+                       "directories")
+    ev["compare"] = [str(_rel(c, base_dir)) for c in items]
+    try:
+        check_compare(tuple(ev["compare"]))
+    except ConfigError as e:
+        raise ck.error(("eval", "compare"), str(e).removeprefix("--compare ")) from None
 
 
 def _check_model(ck: _Checker, cls: type[BaseModel], data: dict, path: tuple) -> None:

@@ -523,7 +523,7 @@ def _eval(run: _Run, force: bool) -> None:
     data = out / "split" / "heldout.parquet"
     weights = sorted(student.glob("*.safetensors"))
     fp = _digest("eval", run.version, p.eval, p.quantise, file_sha256(data),
-                 [file_sha256(w) for w in weights])
+                 [file_sha256(w) for w in weights], _files_in(p.eval, p.base_dir))
     d = stage_dir(out, "eval")
 
     def body():
