@@ -191,6 +191,11 @@ def train_command(**options: Any) -> None:
     if not result.main:  # under torchrun, rank 0 reports
         return
     s = result.summary
+    if s.get("pending"):  # --no-wait
+        typer.echo(f"job {s['job_id']} {s['status']} at the provider; {s['state']} keeps it: "
+                   "the same command attaches to it (with --no-wait, it writes train.json "
+                   "once the job has ended)", err=True)
+        return
     if s.get("backend") == "openai":
         cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
         typer.echo(f"job {s['job_id']} {s['status']}: {s['fine_tuned_model']} "

@@ -219,3 +219,41 @@ def test_the_loopback_routes_read_as_the_official_sdk_expects(server):
     assert not client.fine_tuning.jobs.list(metadata={"synth_run": "other"}).data
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.create(model="not-tunable", training_file=f.id)
+
+
+def test_no_wait_creates_the_job_and_a_later_run_finishes_it(server, rows, tmp_path):
+    """--no-wait: upload, create, one look, exit 0 with no train.json; the same command
+    again looks once more (still running: still no train.json); once the job has ended it
+    writes train.json and the card. One upload, one job throughout."""
+    out = tmp_path / "o"
+    server.fine_tuning.steps = 4
+    cmd = [sys.executable, "-m", "synth", "train", "-d", str(rows), "-s",
+           "gpt-4.1-nano-2025-04-14", "-o", str(out), "--backend", "openai", "--intent",
+           "internal", "--base-url", f"{server.url}/v1", "--poll-interval", "0.01",
+           "--no-wait"]
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr
+    state = json.loads((out / "finetune.json").read_text())
+    assert state["job"] and "the same command attaches" in first.stderr
+    assert state["job"] in first.stderr and not (out / "train.json").exists()
+    runs, err = 1, first.stderr
+    while not (out / "train.json").exists():
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+        runs, err = runs + 1, err + p.stderr
+        assert runs < 12, "the job never finished"
+    assert runs > 2  # it took several looks: each run looked once and left
+    s = json.loads((out / "train.json").read_text())
+    assert s["job_id"] == state["job"] and s["status"] == "succeeded"
+    assert server.fine_tuning.created == 1 and len(server.batches.files) == 2
+    # the job's events across all the runs: each printed once, in order
+    steps = re.findall(r"Step (\d)/4", err)
+    assert steps == ["1", "2", "3", "4"], err
+
+
+def test_no_wait_is_for_a_provider_job(tmp_path):
+    with pytest.raises(ConfigError, match="--wait"):
+        synth.train(data=tmp_path, student="s", out=tmp_path / "o", wait=False)

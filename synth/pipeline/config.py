@@ -63,7 +63,7 @@ _STAGE_OWN = {"name", "recipe", "teacher", "teachers", "route"}
 _ROUTE_KEYS = {"teacher", "weight", "quota"}
 #: generate options a pipeline sets itself, never a stage
 _GEN_RESERVED = {"input", "prompts", "out", "teacher", "samples_file", "wait"}
-_TRAIN_RESERVED = {"data", "out", "resume"}
+_TRAIN_RESERVED = {"data", "out", "resume", "wait"}
 _EVAL_RESERVED = {"student", "data", "out"}
 _ESTIMATE_KEYS = {"dry_run": int, "requests_per_day": (int, float),
                   "student_cost_per_hour": (int, float),

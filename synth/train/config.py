@@ -150,6 +150,10 @@ class TrainConfig(BaseModel):
     poll_interval: float = option(30.0, "--backend openai: seconds between polls of the job "
                                 "(backing off x1.5 to 5 min while nothing changes).", gt=0,
                                 strict=True)
+    wait: bool = option(True, "--backend openai: poll the job to its end. --no-wait uploads, "
+                        "creates the job, prints its status and exits; the same command "
+                        "later attaches (run it from cron until it writes train.json).",
+                        cli="--wait/--no-wait")
 
     @field_validator("accept_terms", mode="before")
     @classmethod
@@ -250,7 +254,7 @@ class TrainConfig(BaseModel):
 
 #: options only a provider backend reads
 _PROVIDER_ONLY = frozenset({"backend", "intent", "accept_terms", "base_url", "api_key_env",
-                            "suffix", "lr_multiplier", "poll_interval"})
+                            "suffix", "lr_multiplier", "poll_interval", "wait"})
 #: options both backends read (a provider job: n_epochs, batch_size, a validation file)
 _EITHER = frozenset({"data", "student", "out", "epochs", "batch_size", "eval_split", "seed",
                      "progress", "resume"})

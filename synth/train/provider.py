@@ -8,7 +8,8 @@ in OpenAI's format by :func:`synth.dataset.export.export_run`) → upload the fi
 ``method: supervised`` with the hyperparameters given) → poll it
 (``GET /fine_tuning/jobs/{id}``, backing off while nothing changes) and print its events
 (``GET .../events``, newest first, paged back to the last one printed) → ``train.json``
-and the model card.
+and the model card. ``--no-wait`` stops after the first look at the job; the same command
+later looks again, and writes ``train.json`` once the job has ended.
 
 One job per output folder, whatever crashes: ``OUT/finetune.json`` records each step before
 the next call (the run's key → file ids → job id). The uploads carry the key in their file
@@ -252,7 +253,7 @@ async def _poll(http, cfg: Any, out: Path, state: dict[str, Any]) -> dict[str, A
             state["status"] = job["status"]
             _save(out, state)
         seen_status = job["status"]
-        if job["status"] in TERMINAL:
+        if job["status"] in TERMINAL or not cfg.wait:  # --no-wait: one look, then go
             return job
         delay = cfg.poll_interval if changed else min(delay * 1.5, _MAX_WAIT_S)
         await asyncio.sleep(delay)
@@ -359,6 +360,10 @@ async def _tune(cfg: Any) -> Any:
         if state is None or not state.get("files"):
             _untouched(out, created)
         raise
+    if job["status"] not in TERMINAL:  # --no-wait: the job goes on at the provider
+        return TrainResult(out=out, summary={
+            "backend": "openai", "student": cfg.student, "job_id": job["id"],
+            "status": job["status"], "pending": True, "state": str(out / STATE_FILE)})
     if job["status"] != "succeeded":
         err = job.get("error") or {}
         if job["status"] == "cancelled":
