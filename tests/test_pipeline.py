@@ -350,6 +350,24 @@ def test_quickstart_for_real_with_smollm2(tmp_path):
     answers = (out / "eval" / "answers.jsonl").read_text().splitlines()
     assert len(answers) == task["n"]  # every scored prompt, for an audit
     assert (out / "report.html").stat().st_size > 10_000
+    # quantise: each GGUF file answered the same prompts in transformers, keeping the student
+    rows = ev["variants"]["rows"]
+    assert [r["format"] for r in rows] == ["fp32", "Q8_0", "Q4_0"]
+    assert all(r["n"] == task["n"] and r["retained"] >= 0.9 for r in rows), rows
+    # ...and llama.cpp's server serves the q8_0 file (with the optional llama extra)
+    from tests import llama_server as L
+
+    if L.available():
+        from synth.train.evaluation import Answer, check_answers
+
+        lines = [json.loads(x) for x in answers]
+        with L.llama_server(out / "eval" / "student.q8_0.gguf",
+                            log=tmp_path / "llama.log") as url:
+            got, _ = L.ask(url, [x["messages"] for x in lines], max_tokens=32)
+        v = check_answers([Answer(g["text"], g["text"], g["finish_reason"]) for g in got],
+                          [x["reference"] for x in lines], max_new_tokens=32)
+        acc = sum(o == "correct" for o, _ in v) / len(v)
+        assert acc >= 0.9 * task["teacher"]["accuracy"], (acc, got[:5])
 
 
 # ---------------------------------------------------------------------------- estimate, export

@@ -18,6 +18,18 @@ HEAD = ("name: x\nteacher: openai:gpt-test\ngenerate:\n  - name: a\n    recipe: 
 TRAIN = "train: {student: s, loss: sft}\n"
 
 
+def tiny_gguf(path):
+    """A valid GGUF file (a header and one key, no tensors): what eval.compare may name."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
 @pytest.mark.parametrize("body,line,key,words", [
     (HEAD + TRAIN + "eval: {}\nquantise: [q8_0, q3]\n", 9, "quantise[1]", "not one of"),
     (HEAD + TRAIN + "quantise: [q8_0]\n", 8, "quantise", "add an eval section"),
@@ -35,7 +47,7 @@ TRAIN = "train: {student: s, loss: sft}\n"
     (HEAD + "estimate: {teacher_share: 1.5}\n", 7, "estimate.teacher_share", "0 to 1"),
 ])
 def test_mistakes_name_file_line_and_key(tmp_path, body, line, key, words):
-    (tmp_path / "a.gguf").write_bytes(b"GGUF")  # a file eval.compare may name
+    tiny_gguf(tmp_path / "a.gguf")
     p = write(tmp_path / "bad.yaml", body)
     with pytest.raises((InputError, ConfigError)) as e:
         load_pipeline(p)
@@ -128,7 +140,7 @@ def test_break_even_pays_the_routed_share_of_the_teacher():
 
 def test_eval_compare_files_are_relative_to_the_pipeline_file(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "other.gguf").write_bytes(b"GGUF")
+    tiny_gguf(tmp_path / "sub" / "other.gguf")
     p = write(tmp_path / "sub" / "c.yaml", HEAD + TRAIN + "eval: {compare: [other.gguf]}\n")
     monkeypatch.chdir(tmp_path)  # not the pipeline's folder
     assert load_pipeline(p).eval["compare"] == [str(tmp_path / "sub" / "other.gguf")]

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ValidationError
 
 from synth.errors import ConfigError, InputError, UserError
 from synth.options import MAX_TOKENS, error_text, option
+from synth.pipeline.after import check_quantisable, compare_paths, quantise_section, route_section
 from synth.yamlfile import load_yaml
 
 __all__ = ["Pipeline", "GenerateStage", "load_pipeline", "check_before_run", "STAGE_KINDS",
@@ -449,14 +450,20 @@ def load_pipeline(path: str | Path) -> Pipeline:
         if not ev["teacher"]:
             raise ck.error(("eval",), "teacher: required (the model to compare with)")
         ev["teacher"] = str(ev["teacher"])
-        _route(data, ck, ev)
-        _compare_paths(ev, base_dir, ck)
+        if data.get("price_file") and "price_file" not in ev:  # the cascade's prices too
+            ev["price_file"] = str(_rel(data["price_file"], base_dir))
+        route_section(data, ck, ev)
+        compare_paths(ev, base_dir, ck)
         _check_tokens(ck, ("eval",), ev)
         _check_model(ck, EvalConfig, {**ev, "student": ".", "data": Path(".")}, ("eval",))
-    if ev is None and data.get("route") not in (None, False):
+    if ev is None and data.get("route") is not None and data.get("route") is not False:
         raise ck.error(("route",), "the eval stage measures the routed pair: add an eval "
                        "section")
-    quantise = _quantise(data, ck, ev)
+    quantise = quantise_section(data, ck, ev)
+    if ev is not None and ev.get("task") == "none" and (ev.get("cascade") or quantise):
+        raise ck.error(("eval", "task"), "none scores no answer: "
+                       + ("route" if ev.get("cascade") else "quantise")
+                       + " needs task accuracy (a reference on the held-out rows)")
     if stages == [] and (curate is not None or train is not None) and \
             not data.get("generate"):
         raise ck.error((), "no generate stage: a pipeline makes its data first")
@@ -493,86 +500,6 @@ def load_pipeline(path: str | Path) -> Pipeline:
         estimate=est, description=data.get("description") or "")
 
 
-#: route's keys → synth eval's cascade options
-_ROUTE = {"target": "cascade_target", "price": "cascade_price",
-          "student_usd_per_hour": "student_usd_per_hour"}
-
-
-def _route(data: dict, ck: _Checker, ev: dict[str, Any]) -> None:
-    """``route:`` (a mapping of :data:`_ROUTE`'s keys, or true) into the eval options."""
-    v = data.get("route")
-    if v is None or v is False:
-        return
-    if v is True:
-        v = {}
-    if not isinstance(v, dict):
-        raise ck.error(("route",), "must be a mapping (target, price, "
-                       "student_usd_per_hour) or true for the defaults")
-    for k in ("cascade", *_ROUTE.values()):
-        if k in ev:
-            raise ck.error(("eval", k), "routing is set in the route section: give it once")
-    from synth.train.config import EvalConfig
-
-    for k, x in v.items():
-        if k not in _ROUTE:
-            raise ck.unknown(("route",), k, set(_ROUTE))
-        try:  # each value as synth eval checks its option, named as written here
-            EvalConfig(student=".", teacher=".", data=Path("."), **{_ROUTE[k]: x})
-        except ValidationError as e:
-            raise ck.error(("route", k), error_text(e.errors()[0])) from None
-        ev[_ROUTE[k]] = x
-    ev["cascade"] = True
-
-
-def _quantise(data: dict, ck: _Checker, ev: dict[str, Any] | None) -> tuple[str, ...]:
-    """``quantise:`` a quant name or a list of them, each one ``synth export`` writes."""
-    import shutil
-
-    from synth.train.gguf_export import LLAMA_QUANTIZE, QUANTS
-
-    v = data.get("quantise")
-    if v is None or v == []:
-        return ()
-    if ev is None:
-        raise ck.error(("quantise",), "the eval stage writes and scores the GGUF files: add "
-                       "an eval section")
-    names = [v] if isinstance(v, str) else v
-    if not isinstance(names, list) or not all(isinstance(q, str) for q in names):
-        raise ck.error(("quantise",), f"must be a list of {', '.join(QUANTS)}")
-    for i, q in enumerate(names):
-        where = ("quantise", i) if isinstance(v, list) else ("quantise",)
-        if q not in QUANTS:
-            raise ck.error(where, f"{q!r}: not one of {', '.join(QUANTS)}")
-        if q == "q4_k_m" and shutil.which(LLAMA_QUANTIZE) is None:
-            raise ck.error(where, f"q4_k_m needs llama.cpp's {LLAMA_QUANTIZE} on PATH (the "
-                           "gguf package cannot write K-quants); use q4_0 or q8_0")
-    if len(set(names)) != len(names):
-        raise ck.error(("quantise",), "a quant is named twice")
-    if "compare" in ev:
-        raise ck.error(("eval", "compare"), "the run's own GGUF files come from quantise; "
-                       "eval.compare is for files outside the run")
-    return tuple(names)
-
-
-def _compare_paths(ev: dict[str, Any], base_dir: Path, ck: _Checker) -> None:
-    """eval.compare's files, relative to the pipeline file as every file it names, checked
-    as ``synth eval --compare`` checks them (before the run, not after training)."""
-    from synth.train.variants import check_compare
-
-    v = ev.get("compare")
-    if v is None:
-        return
-    items = [v] if isinstance(v, str) else v
-    if not isinstance(items, list) or not all(isinstance(c, str) for c in items):
-        raise ck.error(("eval", "compare"), "must be a list of .gguf files or model "
-                       "directories")
-    ev["compare"] = [str(_rel(c, base_dir)) for c in items]
-    try:
-        check_compare(tuple(ev["compare"]))
-    except ConfigError as e:
-        raise ck.error(("eval", "compare"), str(e).removeprefix("--compare ")) from None
-
-
 def _check_model(ck: _Checker, cls: type[BaseModel], data: dict, path: tuple) -> None:
     try:
         cls(**data)
@@ -595,6 +522,8 @@ def check_before_run(p: Pipeline, stages: set[str] | None = None) -> None:
     pipeline file's folder is allowed, and named on stderr (a warning)."""
     from synth.recipes.base import get_recipe
 
+    if p.quantise and p.train and (stages is None or "eval" in stages):
+        check_quantisable(p)  # the student the eval stage will export: now, not after training
     for i, g in enumerate(p.generate):
         if stages is not None and f"generate.{g.name}" not in stages:
             continue

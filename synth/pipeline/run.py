@@ -522,8 +522,13 @@ def _eval(run: _Run, force: bool) -> None:
     student = stage_dir(out, "train")
     data = out / "split" / "heldout.parquet"
     weights = sorted(student.glob("*.safetensors"))
+    from synth.train.variants import weight_files
+
+    compared = [f for c in p.eval.get("compare") or () if Path(c).is_dir()  # their weights
+                for f in [Path(c) / "config.json", *weight_files(Path(c))]]
     fp = _digest("eval", run.version, p.eval, p.quantise, file_sha256(data),
-                 [file_sha256(w) for w in weights], _files_in(p.eval, p.base_dir))
+                 [file_sha256(w) for w in weights], _files_in(p.eval, p.base_dir),
+                 [(str(f), file_sha256(f)) for f in compared])
     d = stage_dir(out, "eval")
 
     def body():

@@ -71,6 +71,12 @@ class PriceTable:
 
         Later files win over earlier ones at equal length, so ``--price-file`` overrides.
         """
+        found = self.entry(provider, model, host)
+        return None if found is None else found[1]
+
+    def entry(self, provider: str, model: str, host: str | None = None
+              ) -> tuple[str, Price] | None:
+        """``(match, price)`` of the entry :meth:`lookup` uses, or None."""
         best, best_len = None, -1
         for e in self._entries:
             if e.provider != provider or not model.startswith(e.match):
@@ -78,7 +84,7 @@ class PriceTable:
             if e.host is not None and e.host != host:
                 continue
             if len(e.match) >= best_len:
-                best, best_len = e.price, len(e.match)
+                best, best_len = (e.match, e.price), len(e.match)
         return best
 
     def extended(self, other: "PriceTable") -> "PriceTable":

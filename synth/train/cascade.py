@@ -23,7 +23,29 @@ import hashlib
 import math
 from typing import Any
 
-__all__ = ["mean_logprob", "split_dev_test", "sweep", "route"]
+__all__ = ["mean_logprob", "split_dev_test", "sweep", "route", "teacher_price"]
+
+
+def teacher_price(spec: str, price_file: Any = None, *, strict: bool = False) -> Any:
+    """The price entry a cascade prices the teacher's tokens at: ``spec`` (PROVIDER:MODEL,
+    the teacher's own or the API model it stands for) in the shipped table extended by
+    ``price_file``, on the provider's own host; None when there is none. ``strict``: the
+    model must be the entry's name or a snapshot of it (``gpt-4.1-2025-04-14``), not just
+    start with it (``gpt-4.1-mnii`` would be priced as gpt-4.1: a typo, not a model)."""
+    import re
+
+    from synth.teachers import parse_spec
+    from synth.teachers.pricing import load_prices
+
+    provider, model = parse_spec(spec) if ":" in spec else ("local", spec)
+    host = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}.get(provider)
+    found = load_prices(price_file).entry(provider, model, host)
+    if found is None:
+        return None
+    rest = model[len(found[0]):]
+    if strict and rest and not re.fullmatch(r"[-@:]?\d[\w.-]*|-latest", rest):
+        return None
+    return found[1]
 
 
 def mean_logprob(logprobs: dict[str, list] | None) -> float | None:
@@ -68,7 +90,10 @@ def sweep(conf: list[float | None], s_ok: list[bool], t_ok: list[bool], *,
     × the teacher's. ``teacher_usd`` / ``student_usd``: cost of one request to each (None:
     unknown); the cascade pays the student on every request."""
     n = len(conf)
-    t_acc = sum(t_ok) / n if n else 0.0
+    if n == 0:  # too few prompts to split: no half to draw a curve on
+        return {"n": 0, "teacher_accuracy": None, "student_accuracy": None,
+                "target": target, "points": [], "chosen": None}
+    t_acc = sum(t_ok) / n
     cuts = sorted({c for c in conf if c is not None}) + [math.inf]
     points = []
     for t in [-math.inf] + cuts:

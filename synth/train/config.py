@@ -302,7 +302,9 @@ class EvalConfig(BaseModel):
     student_usd_per_hour: float | None = option(None, "--cascade: what the student's machine "
                                               "costs per hour (default: its seconds per "
                                               "request are reported instead).", ge=0,
-                                              strict=True)
+                                              allow_inf_nan=False, strict=True)
+    price_file: Path | None = option(None, "--cascade: YAML prices extending the built-in "
+                                   "table, to price the teacher's tokens.")
     compare: tuple[str, ...] = option((), "Other versions of the student to score on the "
                                       "same prompts (quantised .gguf files from `synth "
                                       "export --format gguf`, another directory): one table "

@@ -464,15 +464,10 @@ def _cascade(cfg: EvalConfig, units: list, s_ans: list, t_ans: list, s_out: list
              t_out: list, s_speed: dict) -> dict[str, Any]:
     """eval.json's ``cascade``: the curve and the threshold on the dev half, what it does on
     the test half (:mod:`synth.train.cascade`)."""
-    from synth.teachers import parse_spec
-    from synth.teachers.pricing import load_prices
     from synth.train import cascade as C
 
     spec = cfg.cascade_price or cfg.teacher
-    provider, model = parse_spec(spec) if ":" in spec else ("local", spec)
-    price = load_prices().lookup(provider, model,
-                                 "api.openai.com" if provider == "openai" else
-                                 "api.anthropic.com" if provider == "anthropic" else None)
+    price = C.teacher_price(spec, cfg.price_file)
     t_usd = None
     if price is not None:
         costs = [price.cost(a.input_tokens, a.output_tokens) for a in t_ans]
@@ -493,6 +488,9 @@ def _cascade(cfg: EvalConfig, units: list, s_ans: list, t_ans: list, s_out: list
     test = C.route(*part["test"], chosen["threshold"], teacher_usd=t_usd,
                    student_usd=s_usd) if chosen else None
     return {"signal": "mean token logprob of the student's greedy answer",
+            # what chose the threshold: `synth estimate` uses the share only for these
+            "settings": {"target": cfg.cascade_target, "price": cfg.cascade_price,
+                         "student_usd_per_hour": cfg.student_usd_per_hour},
             "priced_as": spec if price is not None else None,
             "teacher_usd_per_request": t_usd, "student_s_per_request": round(s_sec, 4),
             "student_usd_per_request": s_usd, "dev": dev, "test": test}
@@ -508,8 +506,8 @@ def _variants(cfg: EvalConfig, compare: list[Path], student: Path, prompts: list
     common = dict(teacher_outcomes=t_out, teacher_accuracy=t_acc, student_answers=s_ans)
     rows = [variant_row("student", student if student.exists() else None, s_ans,
                         s_out, s_speed, **common)]
-    for path in compare:
-        ans, speed = answer_prompts(str(path), prompts, **gen)
+    for path in compare:  # as the student was asked (with logprobs under --cascade)
+        ans, speed = answer_prompts(str(path), prompts, confidence=cfg.cascade, **gen)
         out = check_answers(ans, refs, cfg.task, max_new_tokens=cfg.max_new_tokens)
         rows.append(variant_row(path.name, path, ans, out, speed, **common))
     return {"rows": rows, "tokens_per_s": "through transformers on this machine: a GGUF is "
@@ -595,7 +593,8 @@ def _print_cascade(cas: dict[str, Any], f: Any) -> None:
                   f(p["retained"], True), cost)
     Console(stderr=False).print(t)
     if test is None:
-        print(f"no threshold keeps {dev['target']:.0%} of the teacher's accuracy on the dev "
+        print("too few prompts to split into a dev and a test half" if not dev["n"] else
+              f"no threshold keeps {dev['target']:.0%} of the teacher's accuracy on the dev "
               "half short of sending the teacher everything")
         return
     cost = "" if test["cost_per_1k_usd"] is None else (

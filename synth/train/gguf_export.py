@@ -51,7 +51,8 @@ from typing import Any
 from synth.errors import ConfigError, InputError, OutputError
 from synth.io import atomic_path
 
-__all__ = ["QUANTS", "DEFAULT_QUANT", "GGUFResult", "export_gguf", "pre_tokenizer_name",
+__all__ = ["QUANTS", "DEFAULT_QUANT", "GGUFResult", "export_gguf", "check_exportable",
+           "pre_tokenizer_name",
            "PROVENANCE_KEY"]
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,42 @@ def _tokenizer_spec(model_dir: Path) -> tuple[dict[str, Any], str]:
                          "(byte-level GPT-2 split, optionally after single digits)",
                          path=str(path), field="pre_tokenizer")
     return spec, pre
+
+
+def check_exportable(spec: str) -> None:
+    """Before a run trains a student to export (a pipeline's ``quantise``): the model the
+    student comes from (``spec``: an HF directory, a ``.gguf``, an embedded name) has what
+    the export needs: the Llama architecture and a byte-level BPE tokenizer. A GGUF is read
+    by its metadata (``general.architecture``, ``tokenizer.ggml.model``: ``gpt2`` is
+    llama.cpp's byte-level BPE); a spec that names no local model is not checked here."""
+    from synth.models import resolve_model
+
+    try:
+        folder, name = resolve_model(spec.removeprefix("local:"))
+    except Exception:  # a hub name, not on this machine: the export checks the student
+        return
+    if name is None:
+        _check_config(_read_json(Path(folder) / "config.json"), Path(folder) / "config.json")
+        _tokenizer_spec(Path(folder))
+        return
+    import gguf
+
+    path = Path(folder) / name
+    fields = gguf.GGUFReader(str(path)).fields
+
+    def text(key: str) -> str | None:
+        f = fields.get(key)
+        return None if f is None else bytes(f.parts[f.data[0]]).decode("utf-8", "replace")
+
+    arch, vocab = text("general.architecture"), text("tokenizer.ggml.model")
+    if arch != "llama":
+        raise InputError(f"architecture {arch!r}: only Llama-architecture students are "
+                         "exported to GGUF by synth", path=str(path),
+                         field="general.architecture")
+    if vocab != "gpt2":
+        raise InputError(f"tokenizer {vocab!r}: the GGUF export writes byte-level BPE "
+                         "tokenizers only (llama.cpp's 'gpt2' vocab)", path=str(path),
+                         field="tokenizer.ggml.model")
 
 
 def check_out_file(out: Path, model_dir: Path) -> None:

@@ -59,8 +59,9 @@ def cascade_plot(cascade: dict[str, Any]) -> bytes:
     ax = fig.subplots()
     ax.plot([100 * p["teacher_share"] for p in pts], [100 * p["accuracy"] for p in pts],
             "o-", ms=3, lw=1.2, label=f"cascade, dev half (n = {dev['n']})")
-    ax.axhline(100 * dev["target"] * dev["teacher_accuracy"], color="tab:red", lw=0.9,
-               ls="--", label=f"{dev['target']:.0%} of the teacher (dev)")
+    if dev.get("teacher_accuracy") is not None:  # None: no prompt in the dev half
+        ax.axhline(100 * dev["target"] * dev["teacher_accuracy"], color="tab:red", lw=0.9,
+                   ls="--", label=f"{dev['target']:.0%} of the teacher (dev)")
     ch = dev.get("chosen")
     if ch is not None:
         ax.plot([100 * ch["teacher_share"]], [100 * ch["accuracy"]], "s", ms=8,

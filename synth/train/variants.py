@@ -2,11 +2,12 @@
 files, another directory) scored on the same prompts, so the size/quality trade is one table.
 
 Every version answers every task prompt once, greedily, with the same settings as the
-student and the teacher (:func:`synth.train.evaluation.answer_prompts`), and is scored by
+student (logprobs included when ``--cascade`` asks the student for them) and the teacher (:func:`synth.train.evaluation.answer_prompts`), and is scored by
 the same checks over the same denominator. A row holds:
 
-* ``bytes``: the weights on disk (a GGUF file's size; a directory's weight files,
-  ``*.safetensors`` / ``*.bin`` / ``*.gguf`` at its top level: not its checkpoints);
+* ``bytes``: the weights on disk (a GGUF file's size; a directory's weight files at its
+  top level, not its checkpoints: its ``*.safetensors``, else ``*.bin``, else ``*.gguf``,
+  one copy as transformers loads one);
 * ``format``: the directory's dtype (``fp32``) or the GGUF's ``general.file_type``
   (``Q8_0``, ``Q4_K_M``);
 * ``tokens_per_s``: generation speed *through transformers on this machine*, which
@@ -24,33 +25,49 @@ from typing import Any
 
 from synth.errors import ConfigError
 
-__all__ = ["check_compare", "model_bytes", "model_format", "variant_row"]
+__all__ = ["check_compare", "model_bytes", "model_format", "variant_row", "weight_files"]
 
 _WEIGHTS = ("*.safetensors", "*.bin", "*.gguf")
 
 
 def check_compare(specs: tuple[str, ...]) -> list[Path]:
-    """Each ``--compare`` entry as a path: an existing ``.gguf`` file or model directory
-    (checked before any model loads)."""
+    """Each ``--compare`` entry as a path: a ``.gguf`` file the gguf package can read, or a
+    model directory with config.json and weights (checked before any model loads)."""
     out = []
     for s in specs:
         p = Path(s.removeprefix("local:"))
         if p.is_file() and p.suffix.lower() == ".gguf":
+            import gguf
+
+            try:
+                gguf.GGUFReader(str(p))
+            except Exception as e:  # any parse failure: truncated, not a GGUF, bad version
+                raise ConfigError(f"--compare {s}: not a readable GGUF file "
+                                  f"({type(e).__name__}: {str(e)[:120]})") from None
             out.append(p)
-        elif p.is_dir() and (p / "config.json").is_file():
+        elif p.is_dir() and (p / "config.json").is_file() and weight_files(p):
             out.append(p)
         else:
             raise ConfigError(f"--compare {s}: not a .gguf file or a model directory with "
-                              "config.json")
+                              "config.json and weights")
     return out
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The weight files of a model directory, one copy: ``*.safetensors`` (the shards and
+    their index count as one model), else ``*.bin``, else ``*.gguf``, at its top level."""
+    for pat in _WEIGHTS:
+        files = sorted(f for f in path.glob(pat) if f.is_file())
+        if files:
+            return files
+    return []
 
 
 def model_bytes(path: Path) -> int | None:
     """Bytes of the weights at ``path`` (see the module docstring); None when none found."""
     if path.is_file():
         return path.stat().st_size
-    files = {f for pat in _WEIGHTS for f in path.glob(pat) if f.is_file()}
-    return sum(f.stat().st_size for f in files) or None
+    return sum(f.stat().st_size for f in weight_files(path)) or None
 
 
 def model_format(path: Path) -> str:

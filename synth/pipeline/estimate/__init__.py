@@ -63,26 +63,56 @@ __all__ = ["estimate_pipeline", "estimate_stage", "break_even", "summarise", "fo
 def _routed_share(p: Any, out: Path) -> dict[str, Any] | None:
     """The share of requests a routed pipeline (a ``route`` section) still sends to the
     teacher: ``estimate.teacher_share`` when given, else what the run's eval measured at
-    its chosen threshold on the test half (``eval/eval.json``), else 0 with a note saying
-    it is not measured yet. None for a pipeline that does not route."""
-    import orjson
+    its chosen threshold on the test half (``eval/eval.json``, when it was measured with
+    the pipeline's route settings, on at least one prompt), else 0 with a note saying why
+    it is not measured. With the measurement come the teacher's cost per request at
+    ``route.price`` (its measured tokens) and where it came from. None for a pipeline that
+    does not route."""
+    import json
+    import math
 
-    if not (p.eval or {}).get("cascade"):
+    from synth.train.config import EvalConfig
+
+    ev = p.eval or {}
+    if not ev.get("cascade"):
         return None
     if "teacher_share" in p.estimate:
         return {"teacher_share": p.estimate["teacher_share"], "source": "estimate.teacher_share"}
-    try:
-        cas = orjson.loads((out / "eval" / "eval.json").read_bytes()).get("cascade") or {}
-    except (OSError, orjson.JSONDecodeError, AttributeError):
-        cas = {}
-    test = cas.get("test") if isinstance(cas, dict) else None
-    if not isinstance(test, dict) or not isinstance(test.get("teacher_share"), (int, float)):
-        return {"teacher_share": 0.0, "source": "not measured yet (no eval/eval.json with a "
-                "chosen threshold): the student is assumed to answer every request"}
-    return {"teacher_share": test["teacher_share"], "threshold": test.get("threshold"),
-            "n": test.get("n"), "accuracy": test.get("accuracy"),
-            "retained": test.get("retained"),
-            "source": "eval/eval.json: the chosen threshold on the test half"}
+
+    def unmeasured(why: str) -> dict[str, Any]:
+        return {"teacher_share": 0.0, "source": f"not measured yet ({why}): the student is "
+                "assumed to answer every request"}
+
+    f = out / "eval" / "eval.json"
+    try:  # the stdlib reads what eval wrote (json.dumps: Infinity stays readable)
+        cas = json.loads(f.read_text(encoding="utf-8")).get("cascade")
+    except FileNotFoundError:
+        return unmeasured("no eval/eval.json: run the pipeline")
+    except (OSError, ValueError, AttributeError) as e:
+        return unmeasured(f"{f} unreadable: {type(e).__name__}")
+    if not isinstance(cas, dict) or not isinstance(cas.get("test"), dict):
+        return unmeasured("eval/eval.json has no chosen threshold")
+    want = {"target": ev.get("cascade_target", EvalConfig.model_fields["cascade_target"].default),
+            "price": ev.get("cascade_price"),
+            "student_usd_per_hour": ev.get("student_usd_per_hour")}
+    if cas.get("settings") != want:
+        return unmeasured(f"eval/eval.json was measured with {cas.get('settings')}, the "
+                          f"pipeline now routes with {want}: rerun the eval stage")
+    test = cas["test"]
+    share, n = test.get("teacher_share"), test.get("n")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or \
+            not math.isfinite(share) or not 0 <= share <= 1:
+        return unmeasured(f"eval/eval.json: cascade.test.teacher_share {share!r} is no share")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return unmeasured("the test half held no prompt")
+    found = {"teacher_share": share, "threshold": test.get("threshold"), "n": n,
+             "accuracy": test.get("accuracy"), "retained": test.get("retained"),
+             "source": "eval/eval.json: the chosen threshold on the test half"}
+    usd = cas.get("teacher_usd_per_request")
+    if cas.get("priced_as") and isinstance(usd, (int, float)) and not isinstance(usd, bool) \
+            and math.isfinite(usd) and usd >= 0:
+        found.update(teacher_usd_per_request=usd, teacher_priced_as=cas["priced_as"])
+    return found
 
 
 def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
@@ -123,6 +153,10 @@ def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
         routing = _routed_share(p, out)
         if routing is not None and "teacher_share" not in args:
             args["teacher_share"] = routing["teacher_share"]
+        if routing and "teacher_usd_per_request" in routing and \
+                "teacher_cost_per_request" not in p.estimate:
+            # the teacher at the API model it stands for (route.price), per served request
+            args["teacher_cost_per_request"] = routing["teacher_usd_per_request"]
         est = summarise(stages, break_even_args=args)
         est["pipeline"] = p.name
         if routing is not None:
@@ -131,6 +165,10 @@ def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
             if "assumptions" in be:  # where the teacher's share came from, on the page too
                 be["assumptions"].append(f"routing: teacher share "
                                          f"{routing['teacher_share']:.1%}; {routing['source']}")
+                if "teacher_priced_as" in routing:
+                    be["assumptions"].append(
+                        f"the teacher per request: its tokens measured by eval, priced as "
+                        f"{routing['teacher_priced_as']} (route.price)")
         est["assumed"] = {k: v for k, v in ASSUMED.items() if k not in p.estimate}
         est["dry_run"] = dry
         write_atomic(out / "estimate.json", orjson.dumps(est, option=orjson.OPT_INDENT_2,

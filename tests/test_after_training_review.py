@@ -1,6 +1,7 @@
-"""Review of `synth eval --compare`, the pipeline's `quantise` / `route` sections and the
-routed break-even (931b6ba..2ba4f8b): each test shows one problem found, and fails on that
-code for the reason its docstring gives."""
+"""Regressions from an adversarial review of `synth eval --compare`, the pipeline's
+`quantise` / `route` sections and the routed break-even: each test was written against the
+code before its fix, failed there for the reason its docstring gives (and its name says),
+and passes since."""
 
 from __future__ import annotations
 
@@ -104,23 +105,20 @@ def test_estimate_damaged_eval_json_share_is_not_a_traceback(routed, share):
         assert 0 <= est["routing"]["teacher_share"] <= 1
 
 
-def test_estimate_loses_the_measured_share_when_eval_json_holds_infinity(routed,
-                                                                         monkeypatch):
-    """route: {student_usd_per_hour: .inf} is accepted (synth/pipeline/config.py _route);
-    eval writes eval.json with the stdlib json (Infinity for the costs), and _routed_share
-    reads it with orjson, which refuses Infinity/NaN: the whole file is dropped and the
-    break-even says "not measured yet" with a share of 0 although eval measured one."""
+def test_estimate_loses_the_measured_share_when_eval_json_holds_infinity(routed):
+    """eval writes eval.json with the stdlib json, which spells a non-finite cost Infinity
+    (route.student_usd_per_hour: .inf is now refused at load, but a price entry can still
+    make one); _routed_share read it with orjson, which refuses Infinity: the whole file was
+    dropped and the break-even said "not measured yet" although eval measured a share."""
     from synth.pipeline.estimate import estimate_pipeline
-    from synth.train import evaluation as E
 
     d, p, out = routed
-    spec = yaml.safe_load(p.read_text())
-    _set(p, route={**spec["route"], "student_usd_per_hour": float("inf")})
-    monkeypatch.setattr(E, "answer_prompts", _stub_answers)
-    assert run(p, out, only="eval").ran == ["eval"]
-    text = (out / "eval" / "eval.json").read_text()
-    assert "Infinity" in text
-    measured = json.loads(text)["cascade"]["test"]["teacher_share"]
+    f = out / "eval" / "eval.json"
+    ev = json.loads(f.read_text())
+    ev["cascade"]["test"]["teacher_only_per_1k_usd"] = float("inf")
+    f.write_text(json.dumps(ev, indent=1))
+    assert "Infinity" in f.read_text()
+    measured = ev["cascade"]["test"]["teacher_share"]
     rt = estimate_pipeline(p, out=out, dry_run=0)["routing"]
     assert rt["source"].startswith("eval/eval.json"), rt["source"]
     assert rt["teacher_share"] == measured
