@@ -110,13 +110,30 @@ def test_quickstart_with_quantise_and_route_on_a_tiny_model(tmp_path):
     assert "eval/student.q8_0.gguf" in manifest["stages"]["eval"]["outputs"]
     again = run(p, out)
     assert again.ran == []
+    # the random teacher scores 0: no threshold keeps 95% of nothing, nothing to price
+    assert cas["test"] is None
+    rt = estimate_pipeline(p, out=out, dry_run=0)["routing"]
+    assert rt["teacher_share"] == 0.0 and "not measured" in rt["source"]
+    # answers with a signal (the student unsure and wrong on every third word): the eval
+    # stage, run again, chooses a threshold and the estimate prices what it measured
+    from synth.train import evaluation as E
+    from tests.test_after_training_review import _stub_answers
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(E, "answer_prompts", _stub_answers)
+        assert run(p, out, only="eval").ran == ["eval"]
+    cas = json.loads((out / "eval" / "eval.json").read_text())["cascade"]
+    assert cas["test"]["n"] > 0 and 0 < cas["test"]["teacher_share"] < 1
     est = estimate_pipeline(p, out=out, dry_run=0)
-    rt = est["routing"]
-    if cas["test"] is not None:
-        assert rt["teacher_share"] == cas["test"]["teacher_share"]
-        assert est["break_even"]["inputs"]["teacher_share"] == rt["teacher_share"]
-    else:  # no threshold met the target: nothing measured to price
-        assert rt["teacher_share"] == 0.0 and "not measured" in rt["source"]
+    rt, inputs = est["routing"], est["break_even"]["inputs"]
+    assert rt["teacher_share"] == inputs["teacher_share"] == cas["test"]["teacher_share"]
+    # what eval measured replaces the assumptions: the teacher at route.price per request,
+    # the student's pace, the student's hourly cost from route
+    assert inputs["teacher_cost_per_request"] == cas["teacher_usd_per_request"] > 0
+    assert inputs["student_requests_per_hour"] == \
+        round(3600 / cas["student_s_per_request"], 1)
+    assert inputs["student_cost_per_hour"] == 0.10
+    assert not {"student_requests_per_hour", "student_cost_per_hour"} & set(est["assumed"])
 
 
 def test_break_even_pays_the_routed_share_of_the_teacher():

@@ -108,10 +108,15 @@ def _routed_share(p: Any, out: Path) -> dict[str, Any] | None:
     found = {"teacher_share": share, "threshold": test.get("threshold"), "n": n,
              "accuracy": test.get("accuracy"), "retained": test.get("retained"),
              "source": "eval/eval.json: the chosen threshold on the test half"}
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
     usd = cas.get("teacher_usd_per_request")
-    if cas.get("priced_as") and isinstance(usd, (int, float)) and not isinstance(usd, bool) \
-            and math.isfinite(usd) and usd >= 0:
+    if cas.get("priced_as") and number(usd) and usd >= 0:
         found.update(teacher_usd_per_request=usd, teacher_priced_as=cas["priced_as"])
+    sec = cas.get("student_s_per_request")
+    if number(sec) and sec > 0:  # the student's measured pace (eval's batched generation)
+        found["student_requests_per_hour"] = round(3600 / sec, 1)
     return found
 
 
@@ -153,10 +158,19 @@ def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
         routing = _routed_share(p, out)
         if routing is not None and "teacher_share" not in args:
             args["teacher_share"] = routing["teacher_share"]
+        measured = set()  # break-even inputs eval measured (the rest stay assumptions)
         if routing and "teacher_usd_per_request" in routing and \
                 "teacher_cost_per_request" not in p.estimate:
             # the teacher at the API model it stands for (route.price), per served request
             args["teacher_cost_per_request"] = routing["teacher_usd_per_request"]
+        if routing and "student_requests_per_hour" in routing and \
+                "student_requests_per_hour" not in p.estimate:
+            args["student_requests_per_hour"] = routing["student_requests_per_hour"]
+            measured.add("student_requests_per_hour")
+        if routing and (p.eval or {}).get("student_usd_per_hour") is not None and \
+                "student_cost_per_hour" not in p.estimate:
+            args["student_cost_per_hour"] = p.eval["student_usd_per_hour"]  # route's own
+            measured.add("student_cost_per_hour")
         est = summarise(stages, break_even_args=args)
         est["pipeline"] = p.name
         if routing is not None:
@@ -169,7 +183,15 @@ def estimate_pipeline(path: str | Path, *, out: str | Path | None = None,
                     be["assumptions"].append(
                         f"the teacher per request: its tokens measured by eval, priced as "
                         f"{routing['teacher_priced_as']} (route.price)")
-        est["assumed"] = {k: v for k, v in ASSUMED.items() if k not in p.estimate}
+                if "student_requests_per_hour" in measured:
+                    be["assumptions"].append(
+                        "the student's requests per hour: its pace measured by eval "
+                        "(greedy, batched as eval generates)")
+                if "student_cost_per_hour" in measured:
+                    be["assumptions"].append("the student's cost per hour: "
+                                             "route.student_usd_per_hour")
+        est["assumed"] = {k: v for k, v in ASSUMED.items()
+                          if k not in p.estimate and k not in measured}
         est["dry_run"] = dry
         write_atomic(out / "estimate.json", orjson.dumps(est, option=orjson.OPT_INDENT_2,
                                                          default=str))
