@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from synth.errors import ConfigError
 
-__all__ = ["option", "flag", "cli_fields", "make_config", "error_text", "MAX_TOKENS"]
+__all__ = ["option", "flag", "cli_fields", "make_config", "error_text", "one_or_many",
+           "MAX_TOKENS"]
 
 #: The most tokens one answer may ask for: more than any model writes in one reply, so a
 #: larger ``max_tokens`` (``max_new_tokens``) is a typo (``1e14``), refused up front.
@@ -34,6 +35,13 @@ def option(default: Any = ..., help: str = "", *, cli: str | bool = True, short:
     ``True``, ``"5"`` or ``2.0`` for a count is a mistake to report, not a value to coerce."""
     return Field(default, description=help, json_schema_extra={
         "cli": cli, "short": short, "cli_required": cli_required, "hidden": hidden}, **bounds)
+
+
+def one_or_many(v: Any) -> Any:
+    """A ``mode="before"`` field validator for a repeatable option (a tuple field): one
+    value given alone (``accept_terms="unknown"``, a pipeline's ``compare: a.gguf``) is a
+    one-item tuple, not a string to split into characters."""
+    return (v,) if isinstance(v, str) else v
 
 
 def _declaration(name: str, cls: type[BaseModel]) -> str | None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from synth.options import MAX_TOKENS, option
+from synth.options import MAX_TOKENS, one_or_many, option
 from synth.records import Prompt
 
 __all__ = ["GenerateConfig", "MAX_TOKENS"]
@@ -127,10 +127,7 @@ class GenerateConfig(BaseModel):
         """The servers ``base_url`` names (one, or a fleet); empty when none is given."""
         return self.base_url.split(",") if self.base_url else []
 
-    @field_validator("accept_terms", mode="before")
-    @classmethod
-    def _terms(cls, v: Any) -> Any:
-        return (v,) if isinstance(v, str) else v  # one entry id is a one-item tuple
+    _terms = field_validator("accept_terms", mode="before")(one_or_many)
 
     @model_validator(mode="after")
     def _check(self) -> "GenerateConfig":

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from synth.options import MAX_TOKENS, option
+from synth.options import MAX_TOKENS, one_or_many, option
 
 __all__ = ["TrainConfig", "EvalConfig", "DEFAULT_LR_CUT", "DEFAULT_LR_FULL", "DEFAULT_LR_LORA",
            "MIN_STEPS"]
@@ -155,10 +155,7 @@ class TrainConfig(BaseModel):
                         "later attaches (run it from cron until it writes train.json).",
                         cli="--wait/--no-wait")
 
-    @field_validator("accept_terms", mode="before")
-    @classmethod
-    def _terms(cls, v: Any) -> Any:
-        return (v,) if isinstance(v, str) else v  # one entry id is a one-item tuple
+    _terms = field_validator("accept_terms", mode="before")(one_or_many)
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -313,7 +310,4 @@ class EvalConfig(BaseModel):
     progress: bool | None = option(None, "Default: on when stderr is a terminal.",
                                  cli="--progress/--no-progress")
 
-    @field_validator("compare", mode="before")
-    @classmethod
-    def _compare(cls, v: Any) -> Any:
-        return (v,) if isinstance(v, str) else v  # one file is a one-item tuple
+    _compare = field_validator("compare", mode="before")(one_or_many)
