@@ -23,7 +23,8 @@ import hashlib
 import math
 from typing import Any
 
-__all__ = ["mean_logprob", "split_dev_test", "sweep", "route", "teacher_price"]
+__all__ = ["mean_logprob", "split_dev_test", "sweep", "route", "teacher_price",
+           "curve_sample"]
 
 
 def teacher_price(spec: str, price_file: Any = None, *, strict: bool = False) -> Any:
@@ -121,3 +122,10 @@ def route(conf: list[float | None], s_ok: list[bool], t_ok: list[bool], threshol
             "retained": acc / t_acc if t_acc else None, "teacher_share": share,
             "cost_per_1k_usd": cost, "teacher_only_per_1k_usd": only_t,
             "saving": None if not only_t or cost is None else 1 - cost / only_t}
+
+
+def curve_sample(points: list[dict[str, Any]], about: int = 12) -> list[dict[str, Any]]:
+    """About ``about`` evenly spaced points of a :func:`sweep` curve, both ends kept: a
+    curve a reader can take in (the terminal table, the report's)."""
+    step = max(1, len(points) // about)
+    return points[::step] + ([points[-1]] if points and (len(points) - 1) % step else [])

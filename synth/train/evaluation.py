@@ -582,10 +582,9 @@ def _print_cascade(cas: dict[str, Any], f: Any) -> None:
     t = Table(title=f"cascade on the dev half (n = {dev['n']}): {cas['signal']}")
     for c in ("threshold", "teacher sees", "accuracy", "of teacher", "cost / 1k requests"):
         t.add_column(c)
-    pts = dev["points"]
-    step = max(1, len(pts) // 12)  # a readable curve: about a dozen rows, the ends kept
-    shown = pts[::step] + ([pts[-1]] if (len(pts) - 1) % step else [])
-    for p in shown:
+    from synth.train.cascade import curve_sample
+
+    for p in curve_sample(dev["points"]):
         mark = " ←" if dev["chosen"] is p else ""
         cost = "n/a" if p["cost_per_1k_usd"] is None else f"${p['cost_per_1k_usd']:.4f}"
         thr = p["threshold"] if isinstance(p["threshold"], str) else f"{p['threshold']:.3f}"

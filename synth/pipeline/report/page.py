@@ -452,9 +452,9 @@ def cascade_view(cas: dict[str, Any] | None, tables: dict[str, Table]) -> dict |
     if not cas or not cas.get("dev"):
         return None
     dev, test = cas["dev"], cas.get("test")
-    pts = dev.get("points") or []
-    step = max(1, len(pts) // 12)
-    shown = pts[::step] + ([pts[-1]] if pts and (len(pts) - 1) % step else [])
+    from synth.train.cascade import curve_sample
+
+    shown = curve_sample(dev.get("points") or [])
     chosen = dev.get("chosen") or {}
 
     def thr(p: dict) -> str:
