@@ -164,3 +164,23 @@ def test_eval_compare_files_are_relative_to_the_pipeline_file(tmp_path, monkeypa
     bad = write(tmp_path / "sub" / "d.yaml", HEAD + TRAIN + "eval:\n  compare: [gone.gguf]\n")
     with pytest.raises(InputError, match=r"d\.yaml:9.*eval\.compare.*gone\.gguf: not a "):
         load_pipeline(bad)
+
+
+def test_exportable_reads_a_gguf_by_its_metadata_or_its_converted_copy(tmp_path,
+                                                                        monkeypatch):
+    """check_exportable on a GGUF synth has not converted reads its metadata; once loaded
+    (converted), the copy's config and tokenizer are checked instead: the same verdict."""
+    from synth.errors import InputError as Bad
+    from synth.models import load_model
+    from synth.train.gguf_export import check_exportable
+    from tests.tiny_models import build_tiny_gguf
+
+    with pytest.raises(Bad, match="tokenizer None"):
+        check_exportable(str(tiny_gguf(tmp_path / "bare.gguf")))  # llama, no tokenizer
+    good = build_tiny_gguf(tmp_path / "bpe" / "tiny.gguf")
+    check_exportable(f"local:{good}")  # by its metadata: llama, gpt2
+    load_model(str(good))  # its converted copy now exists: the GGUF is not parsed again
+    from synth.train import gguf_export
+
+    monkeypatch.setattr(gguf_export, "read_gguf", lambda p: 1 / 0)
+    check_exportable(f"local:{good}")

@@ -38,6 +38,7 @@ is refused before a byte is written, naming what was found. The file is written 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -52,7 +53,7 @@ from synth.errors import ConfigError, InputError, OutputError
 from synth.io import atomic_path
 
 __all__ = ["QUANTS", "DEFAULT_QUANT", "GGUFResult", "export_gguf", "check_exportable",
-           "pre_tokenizer_name",
+           "read_gguf", "pre_tokenizer_name",
            "PROVENANCE_KEY"]
 
 log = logging.getLogger(__name__)
@@ -177,23 +178,29 @@ def _tokenizer_spec(model_dir: Path) -> tuple[dict[str, Any], str]:
 def check_exportable(spec: str) -> None:
     """Before a run trains a student to export (a pipeline's ``quantise``): the model the
     student comes from (``spec``: an HF directory, a ``.gguf``, an embedded name) has what
-    the export needs: the Llama architecture and a byte-level BPE tokenizer. A GGUF is read
-    by its metadata (``general.architecture``, ``tokenizer.ggml.model``: ``gpt2`` is
-    llama.cpp's byte-level BPE); a spec that names no local model is not checked here."""
-    from synth.models import resolve_model
+    the export needs: the Llama architecture and a byte-level BPE tokenizer. A GGUF is
+    checked through its converted copy when synth has made one (the config and tokenizer a
+    cut student is saved from; reading them takes milliseconds where parsing the GGUF takes
+    seconds), else by its metadata (``general.architecture``, ``tokenizer.ggml.model``:
+    ``gpt2`` is llama.cpp's byte-level BPE); a spec that names no local model is not
+    checked here."""
+    from synth.models import cache_is_valid, converted_copy, resolve_model
 
+    spec = spec.removeprefix("local:")
     try:
-        folder, name = resolve_model(spec.removeprefix("local:"))
+        folder, name = resolve_model(spec)
     except Exception:  # a hub name, not on this machine: the export checks the student
         return
+    if name is not None:  # its converted copy, once made, holds the files a cut starts from
+        sha, cache = converted_copy(spec, folder, name)
+        if cache_is_valid(cache, sha):
+            folder, name = str(cache), None
     if name is None:
         _check_config(_read_json(Path(folder) / "config.json"), Path(folder) / "config.json")
         _tokenizer_spec(Path(folder))
         return
-    import gguf
-
     path = Path(folder) / name
-    fields = gguf.GGUFReader(str(path)).fields
+    fields = read_gguf(path).fields
 
     def text(key: str) -> str | None:
         f = fields.get(key)
@@ -465,12 +472,27 @@ def _llama_quantize(src: Path, dst: Path) -> dict[str, int]:
     return tensor_types(dst)
 
 
-def tensor_types(path: Path) -> dict[str, int]:
-    """How many tensors of each GGML type a GGUF file holds."""
+def read_gguf(path: str | Path) -> Any:
+    """The gguf package's reader of ``path``, parsed once per version of the file in a
+    process (its size and mtime): parsing reads every metadata value, SmolLM2's 49k-token
+    vocabulary included (~2 s here), and eval's checks, its table and the export's checks
+    read the same files. An unreadable file raises each time (failures are not kept)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _reader(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _reader(path: str, size: int, mtime_ns: int) -> Any:
     import gguf
 
+    return gguf.GGUFReader(path)
+
+
+def tensor_types(path: Path) -> dict[str, int]:
+    """How many tensors of each GGML type a GGUF file holds."""
     counts: dict[str, int] = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
+    for t in read_gguf(path).tensors:
         counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
     return counts
 

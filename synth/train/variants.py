@@ -37,10 +37,10 @@ def check_compare(specs: tuple[str, ...]) -> list[Path]:
     for s in specs:
         p = Path(s.removeprefix("local:"))
         if p.is_file() and p.suffix.lower() == ".gguf":
-            import gguf
+            from synth.train.gguf_export import read_gguf
 
             try:
-                gguf.GGUFReader(str(p))
+                read_gguf(p)
             except Exception as e:  # any parse failure: truncated, not a GGUF, bad version
                 raise ConfigError(f"--compare {s}: not a readable GGUF file "
                                   f"({type(e).__name__}: {str(e)[:120]})") from None
@@ -76,7 +76,9 @@ def model_format(path: Path) -> str:
     if path.is_file():
         import gguf
 
-        f = gguf.GGUFReader(str(path)).fields.get("general.file_type")
+        from synth.train.gguf_export import read_gguf
+
+        f = read_gguf(path).fields.get("general.file_type")
         if f is None:
             return "gguf"
         v = int(f.parts[f.data[0]][0])
