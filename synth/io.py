@@ -267,7 +267,8 @@ OUTPUT_KINDS: dict[str, OutputKind] = {k.command: k for k in (
                state=(("checkpoints/step-*/state.json", frozenset({"step", "fingerprint"})),
                       ("train_log.jsonl", frozenset({"step", "loss"})))),
     OutputKind("synth eval", "eval.json", frozenset({"student", "teacher", "data"}),
-               ("eval.json", "answers.jsonl", "cascade.png"), beside=("synth train",)),
+               ("eval.json", "answers.jsonl", "cascade.png", "variants.png"),
+               beside=("synth train",)),
 )}
 
 def _held(out: str | Path) -> bool:

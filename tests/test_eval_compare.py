@@ -130,3 +130,27 @@ def test_cli_takes_the_option_once_per_file(tmp_path, quantised):
     assert "student.q4_0.gguf" in p.stdout and "Q8_0" in p.stdout
     rows = json.loads((tmp_path / "ev" / "eval.json").read_text())["variants"]["rows"]
     assert len(rows) == 3 and all(r["n"] == 3 for r in rows)
+
+
+def test_a_variants_png_of_yours_beside_the_student_is_never_replaced(tmp_path, quantised,
+                                                                      monkeypatch):
+    """By default eval writes beside the student; variants.png is one of its names, so a
+    file of that name it did not write is refused, not overwritten."""
+    from synth.errors import ConfigError
+    from synth.train import evaluation as E
+    from tests.test_eval import held_rows
+
+    student, files = quantised
+    mine = tmp_path / "student"
+    shutil.copytree(student, mine)
+    (mine / "train.json").write_text(json.dumps({"student": "x", "loss": "kl"}))
+    (mine / "variants.png").write_bytes(b"my picture")
+    monkeypatch.setattr(E, "answer_prompts", lambda spec, prompts, **kw: (
+        [E.Answer("it is 4 .", "it is 4 .", "stop") for _ in prompts],
+        {"gen_tokens": 1, "gen_s": 1.0, "gen_tokens_per_s": 1.0}))
+    with pytest.raises(ConfigError, match=r"holds variants\.png"):
+        E.evaluate(student=str(mine), teacher=str(student),
+                   data=held_rows(tmp_path / "held.jsonl"), max_new_tokens=4,
+                   progress=False, compare=(str(files["q8_0"]),))
+    assert (mine / "variants.png").read_bytes() == b"my picture"
+    assert not (mine / "eval.json").exists()
